@@ -1,0 +1,42 @@
+# Two commands for a fresh machine:  make demo   |   make test
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+RECIPE ?= recipes/digits-flow.yaml
+BIN := $(VENV)/bin
+
+.PHONY: setup setup-test demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# torch first, pinned, so that no CUDA build is pulled on a CPU machine (override: make TORCH=torch==X)
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[test,bench]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(BIN)/genlab train $(RECIPE)
+	@echo "look at runs/digits-flow/samples.png, loss.png and metrics.jsonl"
+
+test: setup
+	$(BIN)/python -m pytest
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python benchmarks/toy2d_w2.py
+	$(BIN)/python benchmarks/digits_quality.py
+	$(BIN)/python benchmarks/unet_throughput.py
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,118 @@
+"""The `genlab` command line. Each subcommand parses arguments and calls one library function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import yaml
+
+from genlab.errors import GenlabError
+
+
+def _train(args, overrides: list[str]) -> None:
+    from genlab.checkpoint import find_checkpoint, read_checkpoint_config
+    from genlab.config import apply_override, dump_recipe, load_recipe, recipe_from_dict, recipe_to_dict
+    from genlab.train import train
+
+    if args.resume:
+        recipe, _ = read_checkpoint_config(find_checkpoint(args.resume))
+        if args.recipe or args.out:
+            raise GenlabError("--resume takes the run folder only: drop RECIPE and --out")
+        bad = [o for o in overrides if not o.lstrip("-").startswith("train.")]
+        if bad:
+            raise GenlabError(f"{bad[0]}: only train.* keys can change when resuming")
+        tree = recipe_to_dict(recipe)
+        for o in overrides:
+            apply_override(tree, o)
+        recipe, out = recipe_from_dict(tree, "command line"), args.resume
+    else:
+        if not args.recipe:
+            raise GenlabError("give a recipe (e.g. genlab train recipes/digits-flow.yaml) or --resume RUN")
+        bad = [o for o in overrides if not o.startswith("--") or "=" not in o]
+        if bad:
+            raise GenlabError(f"unexpected argument {bad[0]!r}: overrides look like --section.key=value")
+        recipe = load_recipe(args.recipe, overrides)
+        out = args.out or f"runs/{recipe.name}"
+    if args.dry_run:
+        print(dump_recipe(recipe), end="")
+        return
+    run = train(recipe, out, resume=bool(args.resume), progress=not args.no_progress)
+    print(f"run written to {run}")
+
+
+def _sample(args) -> None:
+    from genlab.sampling import sample_run, write_samples
+
+    stats: dict = {}
+    x, labels = sample_run(
+        args.run, n=args.n, label=args.label, seed=args.seed, stats=stats,
+        sampler=args.sampler, steps=args.steps, guidance_scale=args.guidance_scale, grid=args.grid, eta=args.eta,
+    )
+    nrow = args.nrow or (8 if labels is None else min(args.n, int(labels.max()) + 1))
+    out = write_samples(x, labels, args.output, nrow=nrow)
+    print(f"{len(x)} samples ({stats['sampler']}, {stats['steps']} steps, {stats['nfe']} NFE) written to {out}")
+
+
+def _info(args) -> None:
+    from genlab.sampling import run_info
+
+    info = run_info(args.run)
+    recipe = info.pop("recipe")
+    print(yaml.safe_dump(info, sort_keys=False), end="")
+    print("recipe:\n" + "".join("  " + line + "\n" for line in yaml.safe_dump(recipe, sort_keys=False).splitlines()))
+    if args.json:
+        print(json.dumps({**info, "recipe": recipe}))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="genlab", description="Train, sample and evaluate generative models.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a recipe (overrides: --section.key=value)")
+    t.add_argument("recipe", nargs="?", help="YAML recipe, e.g. recipes/digits-flow.yaml")
+    t.add_argument("--resume", metavar="RUN", help="continue the run in this folder")
+    t.add_argument("--out", help="run folder (default runs/<recipe name>)")
+    t.add_argument("--dry-run", action="store_true", help="print the resolved recipe and exit")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    s = sub.add_parser("sample", help="sample from a run into a PNG grid or an .npz file")
+    s.add_argument("run")
+    s.add_argument("-o", "--output", required=True, help="grid.png or samples.npz")
+    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--label", type=int, help="class to sample (default: cycle the classes)")
+    s.add_argument("--steps", type=int)
+    s.add_argument("--sampler")
+    s.add_argument("--grid")
+    s.add_argument("--guidance-scale", type=float)
+    s.add_argument("--eta", type=float)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--nrow", type=int, help="images per row in the grid")
+
+    i = sub.add_parser("info", help="recipe, parameter count, step and last metrics of a run")
+    i.add_argument("run")
+    i.add_argument("--json", action="store_true", help="also print one JSON line")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    try:
+        if args.command == "train":
+            _train(args, extra)
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        elif args.command == "sample":
+            _sample(args)
+        elif args.command == "info":
+            _info(args)
+    except GenlabError as e:
+        print(f"genlab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("genlab: interrupted; the last checkpoint is intact (resume with genlab train --resume RUN)",
+              file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,194 @@
+"""Recipes: YAML files validated into nested dataclasses.
+
+A recipe has five sections. `data`, `model` and `method` are *kinded*: their `kind` key picks a
+dataclass from a plain registry dict (see `KINDED`), and every other key must be a field of that
+dataclass. `train` and `sample` are fixed dataclasses. Unknown keys and wrong types are
+`GenlabError`s naming the key and the file. Dotted overrides (`model.depth=6`) are parsed as YAML
+scalars and validated the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from genlab.data import DATA_CONFIGS
+from genlab.errors import GenlabError
+from genlab.methods import METHOD_CONFIGS
+from genlab.models import MODEL_CONFIGS
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 128  # global batch per optimizer step, split across processes
+    grad_accum: int = 1  # micro-batches per process per step
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.05  # cosine decays to lr * min_lr_ratio
+    schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    grad_clip: float = 1.0  # max global grad norm; 0 disables
+    ema_decay: float = 0.999
+    ema_warmup: bool = True  # decay = min(ema_decay, (1 + step) / (10 + step))
+    mixed_precision: Literal["no", "bf16"] = "no"  # fp16 needs loss scaling: not offered
+    log_every: int = 50
+    sample_every: int = 0  # 0: only at the end
+    checkpoint_every: int = 500
+    grid_columns: int = 8
+
+
+@dataclass
+class SampleConfig:
+    sampler: str = "heun"
+    steps: int = 16
+    grid: str = "uniform"
+    guidance_scale: float = 1.0
+    eta: float = 0.0
+
+
+@dataclass
+class Recipe:
+    name: str
+    data: Any
+    model: Any
+    method: Any
+    seed: int = 0
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+
+KINDED: dict[str, dict[str, type]] = {"data": DATA_CONFIGS, "model": MODEL_CONFIGS, "method": METHOD_CONFIGS}
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    """Check `value` against the annotation `tp`; return it converted (lists to tuples, int to float)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, arg, where)
+            except GenlabError as e:
+                errors.append(str(e))
+        raise GenlabError(errors[0] if len(errors) == 1 else f"{where}: {value!r} is not a {_type_name(tp)}")
+    if origin is Literal:
+        if value not in args:
+            raise GenlabError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise GenlabError(f"{where}: expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis and len(args) != len(value):
+            raise GenlabError(f"{where}: expected {len(args)} items, got {len(value)}")
+        item_types = [args[0]] * len(value) if origin is list or args[-1] is Ellipsis else list(args)
+        items = [_convert(v, t, f"{where}[{i}]") for i, (v, t) in enumerate(zip(value, item_types))]
+        return tuple(items) if origin is tuple else items
+    if dataclasses.is_dataclass(tp):
+        return parse_dataclass(tp, value, where)
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool) and (type(value) is not tp):
+        raise GenlabError(f"{where}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def parse_dataclass(cls: type, data: Any, where: str) -> Any:
+    """Build dataclass `cls` from a dict, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise GenlabError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise GenlabError(f"{where}: unknown key '{unknown[0]}' (valid keys: {', '.join(sorted(names))})")
+    kwargs = {}
+    for name, value in data.items():
+        registry = KINDED.get(name) if cls is Recipe else None
+        if registry is not None:
+            kwargs[name] = _parse_kinded(registry, value, f"{where}.{name}")
+        else:
+            kwargs[name] = _convert(value, hints[name], f"{where}.{name}")
+    try:
+        return cls(**kwargs)
+    except TypeError as e:  # a required field is missing
+        missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs]
+        raise GenlabError(f"{where}: missing key '{missing[0] if missing else '?'}' ({e})") from None
+
+
+def _parse_kinded(registry: dict[str, type], data: Any, where: str) -> Any:
+    if not isinstance(data, dict) or "kind" not in data:
+        raise GenlabError(f"{where}: needs a 'kind' key (one of {', '.join(sorted(registry))})")
+    kind = data["kind"]
+    if kind not in registry:
+        raise GenlabError(f"{where}.kind: unknown kind {kind!r} (one of {', '.join(sorted(registry))})")
+    return parse_dataclass(registry[kind], data, where)
+
+
+def apply_override(tree: dict, dotted: str, where: str = "command line") -> None:
+    """Set `a.b.c=value` in a nested dict; the value is parsed as a YAML scalar."""
+    key, sep, raw = dotted.lstrip("-").partition("=")
+    if not sep or not key:
+        raise GenlabError(f"{where}: override {dotted!r} must look like --section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError:
+        value = raw
+    node = tree
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise GenlabError(f"{where}: cannot set {key!r}: {part!r} is not a section")
+    node[parts[-1]] = value
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise GenlabError(f"recipe {path} not found: pass a YAML file such as recipes/digits-flow.yaml")
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark else ""
+        raise GenlabError(f"{path}:{line} is not valid YAML: fix the syntax") from None
+    if not isinstance(tree, dict):
+        raise GenlabError(f"{path}: a recipe must be a mapping with data/model/method sections")
+    return tree
+
+
+def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
+    tree = read_yaml(path)
+    for o in overrides:
+        apply_override(tree, o)
+    return recipe_from_dict(tree, str(path))
+
+
+def recipe_from_dict(tree: dict, where: str) -> Recipe:
+    return parse_dataclass(Recipe, tree, where)
+
+
+def recipe_to_dict(recipe: Recipe) -> dict:
+    return json.loads(json.dumps(dataclasses.asdict(recipe)))
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False)

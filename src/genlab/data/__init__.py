@@ -1,0 +1,32 @@
+"""Built-in datasets. Each kind has a config dataclass (DATA_CONFIGS) and a builder (DATASETS).
+
+All datasets are held in memory as tensors (`genlab.data.base.Dataset`): images (N, C, H, W) in
+[-1, 1], vectors (N, D), optional integer labels and captions.
+"""
+
+from genlab.data.arrays import ArraysConfig, build_arrays
+from genlab.data.base import Dataset
+from genlab.data.digits import DigitsConfig, build_digits
+from genlab.data.folder import ImageFolderConfig, build_imagefolder
+from genlab.data.toy2d import Toy2DConfig, build_toy2d
+
+DATA_CONFIGS = {
+    "toy2d": Toy2DConfig,
+    "digits": DigitsConfig,
+    "imagefolder": ImageFolderConfig,
+    "npz": ArraysConfig,
+}
+DATASETS = {
+    "toy2d": build_toy2d,
+    "digits": build_digits,
+    "imagefolder": build_imagefolder,
+    "npz": build_arrays,
+}
+
+
+def build_dataset(cfg, split: str = "train") -> Dataset:
+    """Build the dataset a recipe's `data` section describes; split is 'train' or 'test'."""
+    return DATASETS[cfg.kind](cfg, split=split)
+
+
+__all__ = ["DATA_CONFIGS", "DATASETS", "Dataset", "build_dataset"]

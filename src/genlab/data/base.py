@@ -1,0 +1,35 @@
+"""The in-memory dataset every method trains on.
+
+Images are float32 (N, C, H, W) in [-1, 1]; vector data is float32 (N, D). Labels, when present,
+are int64 (N,) in [0, num_classes). Captions (for text-conditional data) are a list of N strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class Dataset:
+    x: torch.Tensor
+    labels: torch.Tensor | None = None
+    num_classes: int = 0
+    class_names: list[str] = field(default_factory=list)
+    texts: list[str] | None = None
+    name: str = "data"
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def is_image(self) -> bool:
+        return self.x.dim() == 4
+
+    def batch(self, idx: torch.Tensor) -> dict:
+        """The batch dict methods receive: {'x': ..., 'label': ... (if labelled)}."""
+        out = {"x": self.x[idx]}
+        if self.labels is not None:
+            out["label"] = self.labels[idx]
+        return out

@@ -1,0 +1,120 @@
+"""Small image U-Net denoiser, tuned for CPU training.
+
+Encoder levels at sizes S, S/2, ..., each `num_res_blocks` ResBlocks (one adaptive GroupNorm each,
+driven by emb = MLP(sinusoid(1000 t)) + class_table[label]); one skip per level; a mid block;
+a mirrored decoder that concatenates each level's skip. Downsampling is a stride-2 conv, upsampling
+is nearest-neighbour (the next ResBlock's conv mixes it). Self-attention only at the configured sizes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from genlab.errors import GenlabError
+from genlab.models.layers import ConditionEmbedding, ResBlock, SelfAttention2d, group_norm, zero_init_
+
+
+@dataclass
+class UNetConfig:
+    kind: str = "unet"
+    in_channels: int | None = None  # filled from the dataset
+    image_size: int | None = None  # filled from the dataset
+    num_classes: int | None = None  # 0 = unconditional; filled from the dataset
+    channels: int = 64  # width of the first level
+    channel_mults: tuple[int, ...] = (1, 2)  # width multiplier per level; level i has size S / 2**i
+    num_res_blocks: int = 1  # ResBlocks per level (encoder and decoder each)
+    attention_resolutions: tuple[int, ...] = ()  # feature-map sizes that get self-attention
+    dropout: float = 0.0
+    heads: int = 4
+
+
+UNET_PRESETS = {
+    "tiny": UNetConfig(channels=32, channel_mults=(1, 2), num_res_blocks=1),  # 8x8 digits in seconds
+    "small": UNetConfig(channels=64, channel_mults=(1, 2, 2), num_res_blocks=1, attention_resolutions=(8,)),
+    "base": UNetConfig(channels=128, channel_mults=(1, 2, 2, 2), num_res_blocks=2, attention_resolutions=(16,)),
+}
+
+
+class Block(nn.Module):
+    """A ResBlock, followed by self-attention when the feature map size asks for it."""
+
+    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, *, size: int, cfg: UNetConfig):
+        super().__init__()
+        self.res = ResBlock(in_ch, out_ch, emb_dim, dropout=cfg.dropout)
+        self.attn = SelfAttention2d(out_ch, cfg.heads) if size in cfg.attention_resolutions else None
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        x = self.res(x, emb)  # (B, Cout, H, W)
+        return x if self.attn is None else self.attn(x)  # (B, Cout, H, W)
+
+
+def _check(cfg: UNetConfig) -> None:
+    for name in ("in_channels", "image_size", "num_classes"):
+        if getattr(cfg, name) is None:
+            raise GenlabError(f"model.{name} is not set: set it in the recipe or let the dataset fill it")
+    factor = 2 ** (len(cfg.channel_mults) - 1)
+    if cfg.image_size % factor:
+        raise GenlabError(
+            f"model.image_size={cfg.image_size} must be divisible by {factor} = 2**(len(channel_mults)-1); "
+            f"use fewer channel_mults or resize the images"
+        )
+
+
+class UNet(nn.Module):
+    def __init__(self, cfg: UNetConfig):
+        super().__init__()
+        _check(cfg)
+        self.cfg = cfg
+        widths = [cfg.channels * m for m in cfg.channel_mults]
+        sizes = [cfg.image_size // 2**i for i in range(len(widths))]
+        emb_dim = 4 * cfg.channels
+        self.embed = ConditionEmbedding(cfg.channels, emb_dim, cfg.num_classes)
+        self.stem = nn.Conv2d(cfg.in_channels, widths[0], 3, padding=1)
+        self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
+        ch = widths[0]
+        for i, (w, s) in enumerate(zip(widths, sizes)):
+            self.down.append(nn.ModuleList(Block(ch if j == 0 else w, w, emb_dim, size=s, cfg=cfg)
+                                           for j in range(cfg.num_res_blocks)))
+            ch = w
+            if i < len(widths) - 1:
+                self.downsample.append(nn.Conv2d(w, w, 3, stride=2, padding=1))
+        self.mid = nn.ModuleList([Block(ch, ch, emb_dim, size=sizes[-1], cfg=cfg),
+                                  ResBlock(ch, ch, emb_dim, dropout=cfg.dropout)])
+        self.up = nn.ModuleList()
+        for w, s in reversed(list(zip(widths, sizes))):
+            self.up.append(nn.ModuleList(Block(ch + w if j == 0 else w, w, emb_dim, size=s, cfg=cfg)
+                                         for j in range(cfg.num_res_blocks)))
+            ch = w
+        self.out_norm = group_norm(ch)
+        self.out = nn.Conv2d(ch, cfg.in_channels, 3, padding=1)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """PyTorch defaults for convs and linears; small class table; zero output conv."""
+        if self.embed.classes is not None:
+            nn.init.normal_(self.embed.classes.weight, std=0.02)
+        zero_init_(self.out)
+
+    def forward(self, x: Tensor, t: Tensor, label: Tensor | None = None) -> Tensor:
+        emb = F.silu(self.embed(t, label))  # (B, E)
+        h = self.stem(x)  # (B, C0, S, S)
+        skips = []
+        for i, level in enumerate(self.down):
+            for block in level:
+                h = block(h, emb)  # (B, Ci, S_i, S_i)
+            skips.append(h)
+            if i < len(self.downsample):
+                h = self.downsample[i](h)  # (B, Ci, S_i / 2, S_i / 2)
+        for block in self.mid:
+            h = block(h, emb)  # (B, C_last, S_last, S_last)
+        for i, level in enumerate(self.up):
+            if i > 0:
+                h = F.interpolate(h, scale_factor=2.0, mode="nearest")  # (B, C, 2 S_i, 2 S_i)
+            h = torch.cat([h, skips.pop()], dim=1)  # (B, C + Ci, S_i, S_i)
+            for block in level:
+                h = block(h, emb)  # (B, Ci, S_i, S_i)
+        return self.out(F.silu(self.out_norm(h)))  # (B, in_channels, S, S)

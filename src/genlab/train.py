@@ -1,0 +1,295 @@
+"""One trainer for every method, read top to bottom.
+
+Each step: seed torch from (seed, step, rank); take this rank's slice of the global batch from a
+seeded epoch permutation; for each optimizer group of the method, accumulate gradients over
+micro-batches, average them across processes (one flat all-reduce), clip, set the warmup+cosine
+learning rate, step; update the EMA. Data order and randomness are pure functions of the step, so
+a resumed run is identical to an uninterrupted one, and N processes with global batch B match one
+process with batch B.
+
+Gradients are all-reduced explicitly rather than through DDP: methods call their networks in
+arbitrary ways (several groups, several networks) and DDP's forward hook would constrain that.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import signal
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+from genlab import checkpoint as ckpt_io
+from genlab.config import Recipe
+from genlab.data import Dataset, build_dataset
+from genlab.errors import GenlabError
+from genlab.methods import Method, build_method
+from genlab.plots import save_loss_curve, save_samples
+
+
+# ----------------------------------------------------------------------------- recipe resolution
+
+
+def resolve(recipe: Recipe, data: Dataset) -> Recipe:
+    """Fill the model fields left as None from the dataset (in_channels, image_size, dim, classes)."""
+    recipe = copy.deepcopy(recipe)
+    m = recipe.model
+    wanted = {"num_classes": data.num_classes}
+    if data.is_image:
+        _, c, h, w = data.x.shape
+        if h != w:
+            raise GenlabError(f"images are {h}x{w}; genlab's image models need square images: set data.size")
+        wanted.update(in_channels=c, image_size=h)
+    else:
+        wanted.update(dim=data.x.shape[1])
+    for key, value in wanted.items():
+        if not hasattr(m, key):
+            if key != "num_classes":
+                raise GenlabError(f"model.kind={m.kind!r} does not fit {'image' if data.is_image else 'vector'} data")
+            continue
+        if getattr(m, key) is None:
+            setattr(m, key, value)
+        elif key != "num_classes" and getattr(m, key) != value:
+            raise GenlabError(f"model.{key}={getattr(m, key)} but the data has {key}={value}: remove the key")
+    return recipe
+
+
+# ----------------------------------------------------------------------------- pure functions of the step
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    return (seed * 1_000_003 + step * 7_919 + rank * 104_729) % (2**63 - 1)
+
+
+def batch_indices(n: int, batch: int, step: int, seed: int) -> torch.Tensor:
+    """Global batch `step` of an endless stream of seeded per-epoch permutations of range(n)."""
+    start, stop = step * batch, (step + 1) * batch
+    parts = []
+    for epoch in range(start // n, (stop - 1) // n + 1):
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 7_777 + epoch))
+        lo, hi = max(start - epoch * n, 0), min(stop - epoch * n, n)
+        parts.append(perm[lo:hi])
+    return torch.cat(parts)
+
+
+def learning_rate(cfg, step: int) -> float:
+    """Linear warmup, then cosine decay to lr·min_lr_ratio (or constant)."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule == "constant":
+        return cfg.lr
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
+
+
+# ----------------------------------------------------------------------------- the trainer
+
+
+class Trainer:
+    def __init__(self, recipe: Recipe, out_dir: Path, *, accelerator: Accelerator | None = None):
+        self.acc = accelerator or Accelerator(mixed_precision=recipe.train.mixed_precision)
+        self.world, self.rank = self.acc.num_processes, self.acc.process_index
+        cfg = recipe.train
+        if cfg.batch_size % (self.world * cfg.grad_accum):
+            raise GenlabError(
+                f"train.batch_size={cfg.batch_size} must be divisible by processes x grad_accum "
+                f"= {self.world} x {cfg.grad_accum}"
+            )
+        self.data = build_dataset(recipe.data, split="train")
+        self.recipe = resolve(recipe, self.data)
+        self.cfg = cfg
+        self.out = Path(out_dir)
+        torch.manual_seed(recipe.seed)  # identical initial weights on every rank
+        self.method: Method = build_method(self.recipe).to(self.acc.device)
+        self.ema = copy.deepcopy(self.method).requires_grad_(False).eval()
+        self.groups = self.method.optimizer_groups()
+        self.optimizers = {
+            name: torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+            for name, params in self.groups.items()
+        }
+        self.step = 0
+        self._stop = False
+
+    # -- state
+
+    def resume_from(self, ckpt: Path) -> None:
+        ckpt_io.load_weights(self.method, ckpt / "model.safetensors")
+        ckpt_io.load_weights(self.ema, ckpt / "ema.safetensors")
+        tensors, trainer = ckpt_io.load_state(ckpt)
+        ckpt_io.optimizer_from_tensors(self.optimizers, tensors, trainer["optimizers"])
+        self.step = int(trainer["step"])
+
+    def save(self) -> None:
+        if self.acc.is_main_process:
+            tensors, meta = ckpt_io.optimizer_to_tensors(self.optimizers)
+            ckpt_io.save_checkpoint(
+                self.out, self.recipe, step=self.step,
+                model=self.method.state_dict(), ema=self.ema.state_dict(),
+                state={"optimizer": tensors, "trainer": {"step": self.step, "optimizers": meta}},
+            )
+            save_loss_curve(self.out / "metrics.jsonl", self.out / "loss.png")
+        self.acc.wait_for_everyone()
+
+    # -- one step
+
+    def _local_batches(self) -> list[dict]:
+        idx = batch_indices(len(self.data), self.cfg.batch_size, self.step, self.recipe.seed)
+        per_rank = self.cfg.batch_size // self.world
+        mine = idx[self.rank * per_rank : (self.rank + 1) * per_rank]
+        micro = mine.chunk(self.cfg.grad_accum)
+        return [{k: v.to(self.acc.device) for k, v in self.data.batch(m).items()} for m in micro]
+
+    def _reduce_grads(self, params: list[torch.nn.Parameter]) -> None:
+        if self.world == 1:
+            return
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world
+        offset = 0
+        for p in params:
+            p.grad = flat[offset : offset + p.numel()].view_as(p).clone()
+            offset += p.numel()
+
+    def train_step(self) -> dict:
+        torch.manual_seed(step_seed(self.recipe.seed, self.step, self.rank))
+        batches = self._local_batches()
+        lr = learning_rate(self.cfg, self.step)
+        logs: dict[str, float] = {}
+        for name, opt in self.optimizers.items():
+            params = self.groups[name]
+            opt.zero_grad(set_to_none=True)
+            for mb in batches:
+                with self.acc.autocast():
+                    loss, info = self.method.loss(mb, name)
+                (loss / len(batches)).backward()
+                for k, v in info.items():
+                    logs[k] = logs.get(k, 0.0) + float(v) / len(batches)
+            self._reduce_grads(params)
+            if self.cfg.grad_clip > 0:
+                norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+                logs[f"grad_norm/{name}" if len(self.optimizers) > 1 else "grad_norm"] = float(norm)
+            for g in opt.param_groups:
+                g["lr"] = lr
+            opt.step()
+        self._update_ema()
+        self.step += 1
+        logs["lr"] = lr
+        return logs
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = self.cfg.ema_decay
+        if self.cfg.ema_warmup:
+            decay = min(decay, (1 + self.step) / (10 + self.step))
+        for e, p in zip(self.ema.parameters(), self.method.parameters()):
+            e.lerp_(p, 1 - decay)
+        for e, b in zip(self.ema.buffers(), self.method.buffers()):
+            e.copy_(b)
+
+    # -- the loop
+
+    def fit(self, *, progress: bool = True) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        metrics_file = self.out / "metrics.jsonl"
+        window: dict[str, list[float]] = {}
+        previous = signal.signal(signal.SIGINT, self._on_sigint)
+        bar = tqdm(total=self.cfg.steps, initial=self.step, disable=not (progress and self.acc.is_main_process),
+                   desc=self.recipe.name, mininterval=1.0, dynamic_ncols=True)
+        tick, tick_step = time.perf_counter(), self.step
+        try:
+            while self.step < self.cfg.steps and not self._stop:
+                for k, v in self.train_step().items():
+                    window.setdefault(k, []).append(v)
+                self._sync_stop()
+                bar.update(1)
+                if self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps:
+                    rate = (self.step - tick_step) * self.cfg.batch_size / (time.perf_counter() - tick)
+                    row = self._log_row(window, rate)
+                    bar.set_postfix(loss=f"{row.get('loss', float('nan')):.4f}")
+                    if self.acc.is_main_process:
+                        with open(metrics_file, "a") as f:
+                            f.write(json.dumps(row) + "\n")
+                    window, tick, tick_step = {}, time.perf_counter(), self.step
+                if self.cfg.sample_every and self.step % self.cfg.sample_every == 0:
+                    self.write_samples(self.out / "samples" / f"step_{self.step:07d}.png")
+                if self.step % self.cfg.checkpoint_every == 0 or self._stop:
+                    self.save()
+        finally:
+            bar.close()
+            signal.signal(signal.SIGINT, previous)
+        if self._stop:
+            raise KeyboardInterrupt
+        if self.step % self.cfg.checkpoint_every:
+            self.save()
+        self.write_samples(self.out / "samples.png")
+
+    def _log_row(self, window: dict, rate: float) -> dict:
+        names = sorted(window)
+        means = torch.tensor([sum(window[k]) / len(window[k]) for k in names], device=self.acc.device)
+        if self.world > 1:
+            dist.all_reduce(means)
+            means /= self.world
+        row = {"step": self.step, **{k: round(float(v), 6) for k, v in zip(names, means)}}
+        row["samples_per_s"] = round(rate * 1.0, 1)
+        return row
+
+    def _sync_stop(self) -> None:
+        """Every rank stops at the same step if any rank was interrupted."""
+        if self.world > 1:
+            flag = torch.tensor([float(self._stop)], device=self.acc.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            self._stop = bool(flag.item())
+
+    def _on_sigint(self, *_):
+        if self._stop:  # second Ctrl-C: give up immediately
+            raise KeyboardInterrupt
+        self._stop = True
+        tqdm.write("interrupt: finishing this step and saving a checkpoint (Ctrl-C again to abort)")
+
+    def write_samples(self, path: Path) -> None:
+        if self.acc.is_main_process:
+            write_sample_grid(self.ema, self.recipe, self.data, path)
+        self.acc.wait_for_everyone()
+
+
+def write_sample_grid(method: Method, recipe: Recipe, data: Dataset | None, path: Path, *, seed: int = 0) -> None:
+    """A grid with one row per class (or a scatter against the data for vector data)."""
+    gen = torch.Generator(device=next(method.parameters()).device).manual_seed(seed)
+    cols = recipe.train.grid_columns
+    classes = getattr(recipe.model, "num_classes", 0) or 0
+    label = torch.arange(classes).repeat_interleave(cols) if classes else None
+    n = classes * cols if classes else (cols * cols if data is None or data.is_image else 2000)
+    opts = {k: getattr(recipe.sample, k) for k in ("sampler", "steps", "grid", "guidance_scale", "eta")}
+    x = method.sample(n, label=label, generator=gen, **opts)
+    save_samples(x.cpu(), path, nrow=cols, reference=None if data is None else data.x[:2000])
+
+
+def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, progress: bool = True) -> Path:
+    """Train `recipe` into `out_dir` (or continue the run there when resume=True)."""
+    out_dir = Path(out_dir)
+    if resume:
+        ckpt = ckpt_io.find_checkpoint(out_dir)
+    elif (out_dir / "checkpoint").exists() or (out_dir / "checkpoint.old").exists():
+        raise GenlabError(f"{out_dir} already holds a run: use --resume {out_dir} to continue it, or --out NEW_DIR")
+    trainer = Trainer(recipe, out_dir)
+    if resume:
+        trainer.resume_from(ckpt)
+        _truncate_metrics(out_dir / "metrics.jsonl", trainer.step)
+    trainer.fit(progress=progress)
+    return out_dir
+
+
+def _truncate_metrics(file: Path, step: int) -> None:
+    """Drop log rows written after the checkpoint we resume from."""
+    if not file.exists():
+        return
+    rows = [line for line in file.read_text().splitlines() if line.strip()]
+    kept = [r for r in rows if json.loads(r).get("step", 0) <= step]
+    file.write_text("".join(r + "\n" for r in kept))
