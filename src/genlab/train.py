@@ -1,11 +1,12 @@
 """One trainer for every method, read top to bottom.
 
-Each step: seed torch from (seed, step, rank); take this rank's slice of the global batch from a
+Each step: take this rank's slice of the global batch from a
 seeded epoch permutation; for each optimizer group of the method, accumulate gradients over
-micro-batches, average them across processes (one flat all-reduce), clip, set the warmup+cosine
+micro-batches (torch seeded from (seed, step, group, micro-batch index in the global batch)),
+average them across processes (one flat all-reduce), clip, set the warmup+cosine
 learning rate, step; update the EMA. Data order and randomness are pure functions of the step, so
-a resumed run is identical to an uninterrupted one, and N processes with global batch B match one
-process with batch B.
+a resumed run is identical to an uninterrupted one, and N processes x k accumulation steps match
+one process with N·k accumulation steps on the same global batch (up to float summation order).
 
 Gradients are all-reduced explicitly rather than through DDP: methods call their networks in
 arbitrary ways (several groups, several networks) and DDP's forward hook would constrain that.
@@ -31,7 +32,6 @@ from genlab.data import Dataset, build_dataset
 from genlab.errors import GenlabError
 from genlab.methods import Method, build_method
 from genlab.plots import save_loss_curve, save_samples
-
 
 # ----------------------------------------------------------------------------- recipe resolution
 
@@ -63,8 +63,10 @@ def resolve(recipe: Recipe, data: Dataset) -> Recipe:
 # ----------------------------------------------------------------------------- pure functions of the step
 
 
-def step_seed(seed: int, step: int, rank: int) -> int:
-    return (seed * 1_000_003 + step * 7_919 + rank * 104_729) % (2**63 - 1)
+def micro_seed(seed: int, step: int, group: int, micro: int) -> int:
+    """Seed of one micro-batch: randomness belongs to the micro-batch's place in the global batch,
+    so N processes x k accumulation steps reproduce 1 process x N·k accumulation steps."""
+    return (seed * 1_000_003 + step * 7_919 + group * 104_729 + micro * 15_485_863) % (2**63 - 1)
 
 
 def batch_indices(n: int, batch: int, step: int, seed: int) -> torch.Tensor:
@@ -91,9 +93,15 @@ def learning_rate(cfg, step: int) -> float:
 # ----------------------------------------------------------------------------- the trainer
 
 
+def _has_accelerator() -> bool:
+    """Without a GPU, tell accelerate so explicitly: under torchrun it then sets up gloo on CPU."""
+    return torch.cuda.is_available() or torch.backends.mps.is_available()
+
+
+
 class Trainer:
     def __init__(self, recipe: Recipe, out_dir: Path, *, accelerator: Accelerator | None = None):
-        self.acc = accelerator or Accelerator(mixed_precision=recipe.train.mixed_precision)
+        self.acc = accelerator or Accelerator(mixed_precision=recipe.train.mixed_precision, cpu=not _has_accelerator())
         self.world, self.rank = self.acc.num_processes, self.acc.process_index
         cfg = recipe.train
         if cfg.batch_size % (self.world * cfg.grad_accum):
@@ -158,14 +166,14 @@ class Trainer:
             offset += p.numel()
 
     def train_step(self) -> dict:
-        torch.manual_seed(step_seed(self.recipe.seed, self.step, self.rank))
         batches = self._local_batches()
         lr = learning_rate(self.cfg, self.step)
         logs: dict[str, float] = {}
-        for name, opt in self.optimizers.items():
+        for gi, (name, opt) in enumerate(self.optimizers.items()):
             params = self.groups[name]
             opt.zero_grad(set_to_none=True)
-            for mb in batches:
+            for j, mb in enumerate(batches):
+                torch.manual_seed(micro_seed(self.recipe.seed, self.step, gi, self.rank * len(batches) + j))
                 with self.acc.autocast():
                     loss, info = self.method.loss(mb, name)
                 (loss / len(batches)).backward()

@@ -2,7 +2,7 @@
 
 A method owns its networks and says how they learn (`loss` per optimizer group, which the trainer
 steps in turn) and how they sample. Randomness comes from torch's global generator, which the
-trainer seeds from (seed, step, rank) before each step.
+trainer seeds from (seed, step, group, micro-batch) before each loss call.
 """
 
 from __future__ import annotations

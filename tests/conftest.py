@@ -1,0 +1,43 @@
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY_TOY = {
+    "name": "tiny-toy",
+    "seed": 0,
+    "data": {"kind": "toy2d", "name": "moons", "n": 2000},
+    "model": {"kind": "mlp", "hidden": 32, "depth": 1},
+    "method": {"kind": "flow"},
+    "train": {"steps": 12, "batch_size": 64, "warmup_steps": 2, "log_every": 3, "checkpoint_every": 6,
+              "lr": 1e-3},
+    "sample": {"sampler": "euler", "steps": 4},
+}
+TINY_DIGITS = {
+    "name": "tiny-digits",
+    "seed": 0,
+    "data": {"kind": "digits"},
+    "model": {"kind": "unet", "channels": 16, "channel_mults": [1, 2], "num_res_blocks": 1},
+    "method": {"kind": "flow", "label_dropout": 0.2},
+    "train": {"steps": 6, "batch_size": 32, "warmup_steps": 2, "log_every": 2, "checkpoint_every": 3},
+    "sample": {"sampler": "heun", "steps": 3, "guidance_scale": 2.0},
+}
+
+
+def write_recipe(path: Path, tree: dict) -> Path:
+    path.write_text(yaml.safe_dump(tree))
+    return path
+
+
+@pytest.fixture
+def toy_recipe(tmp_path):
+    return write_recipe(tmp_path / "toy.yaml", TINY_TOY)
+
+
+@pytest.fixture
+def digits_recipe(tmp_path):
+    return write_recipe(tmp_path / "digits.yaml", TINY_DIGITS)
