@@ -2,10 +2,15 @@
 
 A grid is a plain tensor, so a user can pass their own anywhere a grid name is accepted.
 `uniform`: evenly spaced in t. `log_snr`: evenly spaced in λ = log(a²/b²) (clipped to the path's
-finite range). `shift`: SD3's resolution shift of the uniform grid (Esser et al. 2024).
+finite range). `shift`: SD3's resolution shift t ↦ s·t / (1 + (s − 1)·t) of the uniform grid (Esser et
+al. 2024), s = `shift`. `karras`: Karras et al. 2022 (eq. 5), σ_i = (σ_max^{1/ρ} + i/(n−1)·(σ_min^{1/ρ} −
+σ_max^{1/ρ}))^ρ in σ = b/a, mapped to t by λ = −2·log σ; t = 0 is appended where b(0) = 0 and t_max is
+prepended where σ(t_max) = ∞ (rectified: a(1) = 0).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
@@ -13,36 +18,93 @@ from torch import Tensor
 from genlab.errors import GenlabError
 from genlab.paths import Path, shift_time
 
+F64 = torch.float64
+GRID_OPTIONS = ("t_max", "shift", "sigma_min", "sigma_max", "rho")  # keyword options time_grid accepts
+
 
 def _uniform(steps: int, t_max: float) -> Tensor:
-    return torch.linspace(t_max, 0.0, steps + 1, dtype=torch.float64)
+    return torch.linspace(t_max, 0.0, steps + 1, dtype=F64)
 
 
 def _log_snr(steps: int, t_max: float, path: Path, eps: float = 1e-3) -> Tensor:
     """Even in λ between the clipped ends; the first point is moved back to t_max itself."""
-    end = torch.tensor([min(t_max, 1 - eps), eps], dtype=torch.float64)
+    end = torch.tensor([min(t_max, 1 - eps), eps], dtype=F64)
     lam = path.log_snr(end)
-    ts = path.t_from_log_snr(torch.linspace(lam[0].item(), lam[1].item(), steps, dtype=torch.float64))
+    ts = path.t_from_log_snr(torch.linspace(lam[0].item(), lam[1].item(), steps, dtype=F64))
     ts[0] = t_max
-    return torch.cat([ts, torch.zeros(1, dtype=torch.float64)])
+    return torch.cat([ts, torch.zeros(1, dtype=F64)])
 
 
-def time_grid(grid: str | Tensor, steps: int, *, path: Path, t_max: float = 1.0, shift: float = 3.0) -> Tensor:
-    """A descending float64 grid [t_max, ..., 0] of steps + 1 times."""
+def path_sigma(path: Path, t: float) -> float:
+    """σ(t) = b(t)/a(t) as a float (inf where a(t) = 0)."""
+    tt = torch.tensor([t], dtype=F64)
+    a, b = path.a(tt).item(), path.b(tt).item()
+    return math.inf if a == 0 else b / a
+
+
+def _karras(steps, t_max, path, sigma_min, sigma_max, rho) -> Tensor:
+    s_top, s_end = path_sigma(path, t_max), path_sigma(path, 0.0)
+    sigma_max = sigma_max if sigma_max is not None else (s_top if math.isfinite(s_top) else 80.0)
+    sigma_min = sigma_min if sigma_min is not None else (s_end if s_end > 0 else 0.002)
+    if not s_end <= sigma_min < sigma_max <= s_top:
+        raise GenlabError(
+            f"karras grid needs σ(0)={s_end:.3g} <= sigma_min < sigma_max <= σ(t_max)={s_top:.3g}, "
+            f"got sigma_min={sigma_min:.3g}, sigma_max={sigma_max:.3g}"
+        )
+    head = [t_max] if sigma_max < s_top else []  # σ(t_max) = ∞ or a user σ_max below the path's top
+    tail = [0.0] if sigma_min > s_end else []  # b(0) = 0, or a user σ_min above the path's end
+    n = steps + 1 - len(head) - len(tail)
+    if n < 1:
+        return _uniform(steps, t_max)
+    u = torch.linspace(0, 1, n, dtype=F64) if n > 1 else torch.zeros(1, dtype=F64)
+    sig = (sigma_max ** (1 / rho) + u * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho  # (n,)
+    ts = path.t_from_log_snr(-2 * torch.log(sig))
+    if not head:
+        ts[0] = t_max  # exact ends despite the λ round trip
+    if not tail:
+        ts[-1] = 0.0
+    return torch.cat([torch.tensor(head, dtype=F64), ts, torch.tensor(tail, dtype=F64)])
+
+
+def _check(ts: Tensor) -> Tensor:
+    if ts.numel() < 2 or not bool((ts[1:] < ts[:-1]).all()):
+        raise GenlabError("a time grid must be strictly decreasing with at least 2 points; use fewer steps or "
+                          "other grid options")
+    return ts
+
+
+def time_grid(
+    grid: str | Tensor,
+    steps: int,
+    *,
+    path: Path,
+    t_max: float = 1.0,
+    shift: float = 3.0,
+    sigma_min: float | None = None,
+    sigma_max: float | None = None,
+    rho: float = 7.0,
+) -> Tensor:
+    """A descending float64 grid [t_max, ..., 0] of steps + 1 times (a tensor grid is returned as given)."""
     if isinstance(grid, Tensor):
-        ts = grid.to(torch.float64).flatten()
+        ts = grid.to(F64).flatten()
         if ts.numel() < 2 or not bool((ts[1:] < ts[:-1]).all()):
             raise GenlabError("a custom time grid must be strictly decreasing with at least 2 points")
         return ts
     if steps < 1:
         raise GenlabError(f"steps must be >= 1, got {steps}")
+    if not 0 < t_max <= 1:
+        raise GenlabError(f"t_max must be in (0, 1], got {t_max}")
     if grid == "uniform":
         return _uniform(steps, t_max)
     if grid == "log_snr":
-        return _log_snr(steps, t_max, path)
+        return _check(_log_snr(steps, t_max, path))
     if grid == "shift":
+        if shift <= 0:
+            raise GenlabError(f"shift must be > 0, got {shift}")
         return shift_time(_uniform(steps, t_max), shift)
+    if grid == "karras":
+        return _check(_karras(steps, t_max, path, sigma_min, sigma_max, rho))
     raise GenlabError(f"unknown grid {grid!r}: use one of {', '.join(GRIDS)} or pass a tensor")
 
 
-GRIDS = ("uniform", "log_snr", "shift")
+GRIDS = ("uniform", "log_snr", "shift", "karras")
