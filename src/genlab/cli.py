@@ -43,8 +43,15 @@ def _train(args, overrides: list[str]) -> None:
 
 
 def _sample(args) -> None:
+    from genlab.samplers import SAMPLER_INFO
     from genlab.sampling import sample_run, write_samples
 
+    if args.list_samplers:
+        width = max(map(len, SAMPLER_INFO))
+        print("\n".join(f"{name:<{width}}  {info}" for name, info in SAMPLER_INFO.items()))
+        return
+    if not args.run or not args.output:
+        raise GenlabError("genlab sample needs a run folder and -o FILE (.png or .npz)")
     stats: dict = {}
     x, labels = sample_run(
         args.run, n=args.n, label=args.label, seed=args.seed, stats=stats,
@@ -66,6 +73,24 @@ def _info(args) -> None:
         print(json.dumps({**info, "recipe": recipe}))
 
 
+def _eval(args) -> None:
+    from genlab.evaluate import evaluate
+
+    out = evaluate(
+        args.run, samples=args.samples, data=args.data, out=args.out, n=args.n, seed=args.seed,
+        features=args.features, inception_weights=args.inception_weights,
+        sampler=args.sampler, steps=args.steps, guidance_scale=args.guidance_scale,
+    )
+    print(f"evaluation written to {out.parent} (eval.json, eval.md, plots)")
+
+
+def _features(args) -> None:
+    from genlab.evaluate import train_features
+
+    out, acc = train_features(args.data, out=args.out, epochs=args.epochs, seed=args.seed)
+    print(f"feature net written to {out} (+ .json); held-out accuracy {acc:.4f}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="genlab", description="Train, sample and evaluate generative models.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -78,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     s = sub.add_parser("sample", help="sample from a run into a PNG grid or an .npz file")
-    s.add_argument("run")
-    s.add_argument("-o", "--output", required=True, help="grid.png or samples.npz")
+    s.add_argument("run", nargs="?")
+    s.add_argument("-o", "--output", help="grid.png or samples.npz")
+    s.add_argument("--list-samplers", action="store_true", help="describe every sampler and exit")
     s.add_argument("--n", type=int, default=64)
     s.add_argument("--label", type=int, help="class to sample (default: cycle the classes)")
     s.add_argument("--steps", type=int)
@@ -93,6 +119,27 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="recipe, parameter count, step and last metrics of a run")
     i.add_argument("run")
     i.add_argument("--json", action="store_true", help="also print one JSON line")
+
+    e = sub.add_parser("eval", help="metrics of a run's samples (or of a samples .npz) against a dataset")
+    e.add_argument("run", nargs="?", help="run folder to sample from (or use --samples)")
+    e.add_argument("--samples", help="samples .npz ('images' uint8 NHWC or 'x' float, optional 'labels')")
+    e.add_argument("--data", help="with --samples: digits[:SIZE], toy2d:NAME, an image folder or an .npz file")
+    e.add_argument("--n", type=int, help="number of samples (default 1000 for a run, all for --samples)")
+    e.add_argument("--sampler")
+    e.add_argument("--steps", type=int)
+    e.add_argument("--guidance-scale", type=float)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--features", help="feature net: digits, pixels or a .safetensors from 'genlab features train'")
+    e.add_argument("--inception-weights", metavar="PATH", help="Inception-v3 FID weights (not supported yet)")
+    e.add_argument("--out", help="output folder (default RUN/eval or ./eval)")
+
+    f = sub.add_parser("features", help="feature networks for the image metrics")
+    fsub = f.add_subparsers(dest="features_command", required=True)
+    ft = fsub.add_parser("train", help="train a small CNN classifier whose penultimate layer gives features")
+    ft.add_argument("data", help="labelled image data: digits[:SIZE], an image folder or an .npz file")
+    ft.add_argument("--out", help="weights file (default features-<data>.safetensors; a .json sidecar is added)")
+    ft.add_argument("--epochs", type=int, default=40)
+    ft.add_argument("--seed", type=int, default=0)
     return p
 
 
@@ -108,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
             _sample(args)
         elif args.command == "info":
             _info(args)
+        elif args.command == "eval":
+            _eval(args)
+        elif args.command == "features":
+            _features(args)
     except GenlabError as e:
         print(f"genlab: error: {e}", file=sys.stderr)
         return 2

@@ -1,0 +1,158 @@
+"""One evaluator for every family: sample a run (or read a samples file) and measure it against a dataset.
+
+A run is measured against its own recipe's data: train split = reference R, test split = held-out H. A samples
+.npz (`images` uint8 (N, H, W, C) or `x` float (N, D), optional `labels`) is measured against a dataset named by
+`--data`: `digits[:SIZE]`, `toy2d:NAME`, an image folder or an .npz file (for the last two a seeded 10 % is held
+out). The maths lives in `genlab.metrics`; see `genlab.metrics.report` for what is measured on which sets.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from genlab.data import build_dataset
+from genlab.data.arrays import ArraysConfig, read_npz
+from genlab.data.base import Dataset
+from genlab.data.digits import DigitsConfig
+from genlab.data.folder import ImageFolderConfig
+from genlab.data.images import uint8_to_tensor
+from genlab.data.toy2d import SAMPLERS as TOY_NAMES
+from genlab.data.toy2d import Toy2DConfig
+from genlab.errors import GenlabError
+from genlab.metrics.features import FeatureNet, accuracy, fit_feature_net, save_feature_net
+from genlab.metrics.output import write_report
+from genlab.metrics.report import evaluate_sets
+
+HELDOUT_FRACTION = 0.1  # for folders and .npz files named by --data
+DATA_HELP = "digits, digits:SIZE, toy2d:NAME, an image folder or an .npz file"
+
+
+def data_config(spec: str, *, like: torch.Tensor | None = None):
+    """The data config a `--data` string names; `like` (samples) sets an image folder's size and channels."""
+    name, _, arg = spec.partition(":")
+    if name == "digits" and (not arg or arg.isdigit()):
+        return DigitsConfig(size=int(arg or 8))
+    if name == "toy2d":
+        if arg not in TOY_NAMES:
+            raise GenlabError(f"--data {spec}: unknown toy distribution; use toy2d:NAME with NAME one of "
+                              f"{', '.join(TOY_NAMES)}")
+        return Toy2DConfig(name=arg)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        image = like is not None and like.dim() == 4 and like.shape[1] in (1, 3)
+        return ImageFolderConfig(path=str(path), size=like.shape[-1] if image else None,
+                                 channels=like.shape[1] if image else 3, test_fraction=HELDOUT_FRACTION)
+    if path.suffix == ".npz" and path.is_file():
+        return ArraysConfig(path=str(path), test_fraction=HELDOUT_FRACTION)
+    raise GenlabError(f"--data {spec}: unknown dataset (and no such folder or .npz file); use {DATA_HELP}")
+
+
+def load_splits(cfg) -> tuple[Dataset, Dataset | None]:
+    """(train, test) splits; test is None when the data holds none out (test_fraction = 0)."""
+    train = build_dataset(cfg, split="train")
+    heldout = None if getattr(cfg, "test_fraction", None) == 0.0 else build_dataset(cfg, split="test")
+    return train, heldout
+
+
+def read_samples(path: str | Path, *, n: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The first n samples of a .npz file: images uint8 (N, H, W, C) or vectors float (N, D), labels optional."""
+    if not Path(path).is_file():
+        raise GenlabError(f"--samples {path}: file not found; write samples with 'genlab sample RUN -o FILE.npz'")
+    arrays = read_npz(path)
+    if ("images" in arrays) == ("x" in arrays):
+        raise GenlabError(f"{path}: needs exactly one of 'images' (uint8 N,H,W,C) or 'x' (float N,D); "
+                          f"has {sorted(arrays)}; write it with 'genlab sample -o FILE.npz'")
+    data = arrays["images"] if "images" in arrays else arrays["x"]
+    data = data[..., None] if "images" in arrays and data.ndim == 3 else data
+    if ("images" in arrays and (data.dtype != np.uint8 or data.ndim != 4)) or ("x" in arrays and data.ndim != 2):
+        raise GenlabError(f"{path}: 'images' must be uint8 (N, H, W, C) and 'x' float (N, D), got "
+                          f"{data.dtype} {data.shape}")
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
+        raise GenlabError(f"{path}: 'x' contains NaN or inf values; the sampler diverged, fix or drop those rows")
+    if n is not None and n > len(data):
+        raise GenlabError(f"{path} holds {len(data)} samples but --n asks for {n}; lower --n or drop it")
+    count = n or len(data)
+    x = uint8_to_tensor(data[:count]) if data.dtype == np.uint8 else torch.from_numpy(data[:count].astype(np.float32))
+    labels = arrays.get("labels")
+    if labels is not None and (labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(data)):
+        raise GenlabError(f"{path}: 'labels' must be integers (N,) = ({len(data)},), got {labels.dtype} {labels.shape}")
+    return x, None if labels is None else torch.from_numpy(labels[:count].astype(np.int64))
+
+
+def sample_for_eval(run: str | Path, *, n: int, seed: int, **opts) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
+    """(samples, labels, settings) from a run: classes cycled evenly; NFE and ms per sample measured."""
+    from genlab.checkpoint import find_checkpoint, read_checkpoint_config
+    from genlab.sampling import sample_run
+
+    _, step = read_checkpoint_config(find_checkpoint(run))
+    stats: dict = {}
+    start = time.perf_counter()
+    x, labels = sample_run(run, n=n, seed=seed, stats=stats, **opts)
+    ms = (time.perf_counter() - start) * 1000 / n
+    if not torch.isfinite(x).all():
+        raise GenlabError(f"{run}: the samples contain NaN/inf (the model diverged); retrain with a lower train.lr")
+    settings = {k: stats.get(k) for k in ("sampler", "steps", "grid", "guidance_scale", "eta", "nfe")}
+    return x.clamp(-1, 1) if x.dim() == 4 else x, labels, {
+        "source": "run", "run": str(run), "step": step, **settings, "ms_per_sample": round(ms, 3),
+        "ms_per_sample_note": "wall time of sample_run / n, including loading the checkpoint"}
+
+
+def evaluate(
+    run: str | Path | None = None,
+    *,
+    samples: str | Path | None = None,
+    data: str | None = None,
+    out: str | Path | None = None,
+    n: int | None = None,
+    seed: int = 0,
+    features: str | nn.Module | FeatureNet | None = None,
+    inception_weights: str | None = None,
+    **sampler_opts,
+) -> Path:
+    """Evaluate a run (sampling n = 1000 by default) or a samples file; write the report, return eval.json's path."""
+    if inception_weights is not None:
+        raise GenlabError("--inception-weights: the Inception-v3 (standard FID) network is not supported yet; "
+                          "drop the flag to use the dataset's feature net, or pass --features")
+    if (run is None) == (samples is None):
+        raise GenlabError("give a RUN folder or --samples FILE.npz --data DATASET (one of them)")
+    if n is not None and n < 10:
+        raise GenlabError(f"--n must be at least 10 (k-NN metrics need neighbours), got {n}")
+    if run is not None:
+        if data is not None:
+            raise GenlabError("--data is for --samples; a run is always measured against its own dataset")
+        from genlab.checkpoint import find_checkpoint, read_checkpoint_config
+
+        cfg = read_checkpoint_config(find_checkpoint(run))[0].data
+        x, labels, settings = sample_for_eval(run, n=n or 1000, seed=seed, **sampler_opts)
+        out = out or Path(run) / "eval"
+    else:
+        if data is None:
+            raise GenlabError(f"--samples needs --data DATASET ({DATA_HELP})")
+        x, labels = read_samples(samples, n=n)
+        cfg, settings, out = data_config(data, like=x), {"source": "samples", "samples": str(samples)}, out or "eval"
+    train, heldout = load_splits(cfg)
+    report = evaluate_sets(x, labels, train=train, heldout=heldout, seed=seed, feature_net=features)
+    report["settings"].update(settings)
+    return write_report(report, x=x, labels=labels, train=train, out=out)
+
+
+def train_features(data: str, *, out: str | Path | None = None, epochs: int = 40, seed: int = 0) -> tuple[Path, float]:
+    """Train a SmallCNN feature classifier on a labelled dataset's train split; (weights path, held-out accuracy)."""
+    train, heldout = load_splits(data_config(data))
+    if not train.is_image or train.labels is None or heldout is None:
+        raise GenlabError(f"--data {data}: a feature net needs labelled images with a test split (e.g. digits)")
+    start = time.perf_counter()
+    net = fit_feature_net(train.x, train.labels, num_classes=train.num_classes, epochs=epochs, seed=seed)
+    acc = accuracy(net, heldout.x, heldout.labels)
+    info = {"name": f"{train.name}-cnn{net.num_features}", "dataset": data, "heldout_accuracy": acc,
+            "train_accuracy": accuracy(net, train.x, train.labels), "heldout_size": len(heldout),
+            "num_features": net.num_features, "feature": "penultimate layer (ReLU of linear 4w -> num_features)",
+            "parameters": sum(p.numel() for p in net.parameters()), "epochs": epochs, "seed": seed,
+            "train_seconds": round(time.perf_counter() - start, 1), "class_names": train.class_names}
+    path = save_feature_net(net, out or f"features-{train.name}.safetensors", info=info)
+    return path, acc
