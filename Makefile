@@ -23,9 +23,13 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 
 setup: $(VENV)/.installed
 
+RUN ?= runs/$(basename $(notdir $(RECIPE)))
+
+# a second `make demo` continues (or just re-renders) the existing run instead of overwriting it
 demo: setup
-	$(BIN)/genlab train $(RECIPE)
-	@echo "look at runs/digits-flow/samples.png, loss.png and metrics.jsonl"
+	@if [ -d $(RUN)/checkpoint ]; then $(BIN)/genlab train --resume $(RUN); \
+	else $(BIN)/genlab train $(RECIPE) --out $(RUN); fi
+	@echo "look at $(RUN)/samples.png, $(RUN)/loss.png and $(RUN)/metrics.jsonl"
 
 test: setup
 	$(BIN)/python -m pytest

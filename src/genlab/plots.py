@@ -14,12 +14,19 @@ import torch  # noqa: E402
 from genlab.data.images import save_grid  # noqa: E402
 
 
-def save_samples(x: torch.Tensor, path: Path, *, nrow: int, reference: torch.Tensor | None = None) -> None:
-    """Images → PNG grid (`nrow` per row); 2-D vectors → scatter over the reference data."""
+def save_samples(
+    x: torch.Tensor,
+    path: Path,
+    *,
+    nrow: int,
+    reference: torch.Tensor | None = None,
+    row_labels: list[str] | None = None,
+) -> None:
+    """Images → PNG grid (`nrow` per row, optional row labels); 2-D vectors → scatter over the data."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if x.dim() == 4:
-        save_grid(x.clamp(-1, 1), path, nrow=nrow)
+        save_grid(x.clamp(-1, 1), path, nrow=nrow, row_labels=row_labels)
         return
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
     if reference is not None and reference.dim() == 2:

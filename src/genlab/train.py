@@ -276,7 +276,8 @@ def write_sample_grid(method: Method, recipe: Recipe, data: Dataset | None, path
     n = classes * cols if classes else (cols * cols if data is None or data.is_image else 2000)
     opts = {k: getattr(recipe.sample, k) for k in ("sampler", "steps", "grid", "guidance_scale", "eta")}
     x = method.sample(n, label=label, generator=gen, **opts)
-    save_samples(x.cpu(), path, nrow=cols, reference=None if data is None else data.x[:2000])
+    names = data.class_names if data is not None and classes and len(data.class_names) == classes else None
+    save_samples(x.cpu(), path, nrow=cols, reference=None if data is None else data.x[:2000], row_labels=names)
 
 
 def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, progress: bool = True) -> Path:
