@@ -19,6 +19,7 @@ def test_overrides_are_typed(toy_recipe):
     r = load_recipe(toy_recipe, ["--train.betas=[0.8, 0.9]"])
     assert r.train.betas == (0.8, 0.9)
     assert isinstance(load_recipe(toy_recipe, ["--train.lr=1"]).train.lr, float)  # int widens to float
+    assert load_recipe(toy_recipe, ["--train.lr=5e-4"]).train.lr == 5e-4  # YAML 1.1 reads this as a string
 
 
 @pytest.mark.parametrize(

@@ -105,6 +105,11 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         return parse_dataclass(tp, value, where)
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 5e-4 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp in (int, float, str, bool) and (type(value) is not tp):
         raise GenlabError(f"{where}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
     return value

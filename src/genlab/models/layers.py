@@ -41,7 +41,8 @@ class ConditionEmbedding(nn.Module):
         self.classes = nn.Embedding(num_classes + 1, emb_dim) if num_classes > 0 else None
 
     def forward(self, t: Tensor, label: Tensor | None = None) -> Tensor:
-        emb = self.mlp(timestep_embedding(t, self.freq_dim))  # (B, E)
+        freqs = timestep_embedding(t, self.freq_dim).to(self.mlp[0].weight.dtype)  # (B, freq_dim)
+        emb = self.mlp(freqs)  # (B, E)
         if self.classes is None:
             return emb
         if label is None:
@@ -49,10 +50,10 @@ class ConditionEmbedding(nn.Module):
         return emb + self.classes(label)  # (B, E)
 
 
-def group_norm(channels: int, max_groups: int = 32) -> nn.GroupNorm:
+def group_norm(channels: int, *, max_groups: int = 32, affine: bool = True) -> nn.GroupNorm:
     """GroupNorm with the largest group count <= max_groups that divides `channels`."""
     groups = next(g for g in range(min(max_groups, channels), 0, -1) if channels % g == 0)
-    return nn.GroupNorm(groups, channels)
+    return nn.GroupNorm(groups, channels, affine=affine)
 
 
 def zero_init_(module: nn.Module) -> nn.Module:
@@ -76,7 +77,7 @@ class ResBlock(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, emb_dim: int, *, dropout: float = 0.0):
         super().__init__()
-        self.norm = group_norm(in_ch)
+        self.norm = group_norm(in_ch, affine=False)  # the modulation's bias is the affine part
         self.emb = nn.Linear(emb_dim, 2 * in_ch)
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
@@ -96,7 +97,7 @@ class SelfAttention2d(nn.Module):
     def __init__(self, channels: int, heads: int = 4):
         super().__init__()
         if channels % heads:
-            raise GenlabError(f"attention channels ({channels}) must be divisible by heads ({heads})")
+            raise GenlabError(f"attention width {channels} is not divisible by model.heads={heads}: pick a divisor")
         self.heads = heads
         self.norm = group_norm(channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
@@ -105,7 +106,7 @@ class SelfAttention2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
         qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w)  # (B, 3, nh, d, HW)
-        q, k, v = qkv.transpose(-1, -2).unbind(1)  # each (B, nh, HW, d)
+        q, k, v = qkv.transpose(-1, -2).contiguous().unbind(1)  # each (B, nh, HW, d), d contiguous
         out = F.scaled_dot_product_attention(q, k, v)  # (B, nh, HW, d)
         out = out.transpose(-1, -2).reshape(b, c, h, w)  # (B, C, H, W)
         return x + self.proj(out)  # (B, C, H, W)

@@ -2,8 +2,8 @@
 
 Encoder levels at sizes S, S/2, ..., each `num_res_blocks` ResBlocks (one adaptive GroupNorm each,
 driven by emb = MLP(sinusoid(1000 t)) + class_table[label]); one skip per level; a mid block;
-a mirrored decoder that concatenates each level's skip. Downsampling is a stride-2 conv, upsampling
-is nearest-neighbour (the next ResBlock's conv mixes it). Self-attention only at the configured sizes.
+a mirrored decoder that concatenates each level's skip. Downsampling is a stride-2 conv; upsampling
+is a 1x1 conv at the coarse size then nearest x2. Self-attention only at the configured sizes.
 """
 
 from __future__ import annotations
@@ -52,6 +52,17 @@ class Block(nn.Module):
         return x if self.attn is None else self.attn(x)  # (B, Cout, H, W)
 
 
+class Upsample(nn.Module):
+    """1x1 conv to the finer level's width at the coarse size (4x cheaper than after), then nearest x2."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.proj = nn.Conv2d(in_ch, out_ch, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.interpolate(self.proj(x), scale_factor=2.0, mode="nearest")  # (B, Cout, 2H, 2W)
+
+
 def _check(cfg: UNetConfig) -> None:
     for name in ("in_channels", "image_size", "num_classes"):
         if getattr(cfg, name) is None:
@@ -69,28 +80,31 @@ class UNet(nn.Module):
         super().__init__()
         _check(cfg)
         self.cfg = cfg
-        widths = [cfg.channels * m for m in cfg.channel_mults]
+        widths = [cfg.channels * m for m in cfg.channel_mults]  # level i has size image_size / 2**i
         sizes = [cfg.image_size // 2**i for i in range(len(widths))]
-        emb_dim = 4 * cfg.channels
+        emb_dim, n = 4 * cfg.channels, cfg.num_res_blocks
         self.embed = ConditionEmbedding(cfg.channels, emb_dim, cfg.num_classes)
         self.stem = nn.Conv2d(cfg.in_channels, widths[0], 3, padding=1)
-        self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
-        ch = widths[0]
-        for i, (w, s) in enumerate(zip(widths, sizes)):
-            self.down.append(nn.ModuleList(Block(ch if j == 0 else w, w, emb_dim, size=s, cfg=cfg)
-                                           for j in range(cfg.num_res_blocks)))
-            ch = w
-            if i < len(widths) - 1:
-                self.downsample.append(nn.Conv2d(w, w, 3, stride=2, padding=1))
-        self.mid = nn.ModuleList([Block(ch, ch, emb_dim, size=sizes[-1], cfg=cfg),
-                                  ResBlock(ch, ch, emb_dim, dropout=cfg.dropout)])
-        self.up = nn.ModuleList()
-        for w, s in reversed(list(zip(widths, sizes))):
-            self.up.append(nn.ModuleList(Block(ch + w if j == 0 else w, w, emb_dim, size=s, cfg=cfg)
-                                         for j in range(cfg.num_res_blocks)))
-            ch = w
-        self.out_norm = group_norm(ch)
-        self.out = nn.Conv2d(ch, cfg.in_channels, 3, padding=1)
+        ins = [widths[0], *widths[:-1]]  # encoder input width per level
+        self.down = nn.ModuleList(
+            nn.ModuleList(Block(c_in if j == 0 else w, w, emb_dim, size=s, cfg=cfg) for j in range(n))
+            for c_in, w, s in zip(ins, widths, sizes)
+        )
+        self.downsample = nn.ModuleList(nn.Conv2d(w, w, 3, stride=2, padding=1) for w in widths[:-1])
+        w_mid = widths[-1]
+        self.mid = nn.ModuleList(
+            [
+                Block(w_mid, w_mid, emb_dim, size=sizes[-1], cfg=cfg),
+                ResBlock(w_mid, w_mid, emb_dim, dropout=cfg.dropout),
+            ]
+        )
+        self.upsample = nn.ModuleList(Upsample(w_coarse, w) for w, w_coarse in zip(widths, widths[1:]))
+        self.up = nn.ModuleList(  # the first block of each level takes [h, skip] concatenated: 2w channels
+            nn.ModuleList(Block(2 * w if j == 0 else w, w, emb_dim, size=s, cfg=cfg) for j in range(n))
+            for w, s in zip(widths, sizes)
+        )
+        self.out_norm = group_norm(widths[0])
+        self.out = nn.Conv2d(widths[0], cfg.in_channels, 3, padding=1)
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -104,17 +118,17 @@ class UNet(nn.Module):
         h = self.stem(x)  # (B, C0, S, S)
         skips = []
         for i, level in enumerate(self.down):
+            if i > 0:
+                h = self.downsample[i - 1](h)  # (B, C_{i-1}, S_i, S_i)
             for block in level:
-                h = block(h, emb)  # (B, Ci, S_i, S_i)
+                h = block(h, emb)  # (B, C_i, S_i, S_i)
             skips.append(h)
-            if i < len(self.downsample):
-                h = self.downsample[i](h)  # (B, Ci, S_i / 2, S_i / 2)
         for block in self.mid:
             h = block(h, emb)  # (B, C_last, S_last, S_last)
-        for i, level in enumerate(self.up):
-            if i > 0:
-                h = F.interpolate(h, scale_factor=2.0, mode="nearest")  # (B, C, 2 S_i, 2 S_i)
-            h = torch.cat([h, skips.pop()], dim=1)  # (B, C + Ci, S_i, S_i)
-            for block in level:
-                h = block(h, emb)  # (B, Ci, S_i, S_i)
+        for i in reversed(range(len(self.up))):
+            if i < len(self.upsample):
+                h = self.upsample[i](h)  # (B, C_i, S_i, S_i)
+            h = torch.cat([h, skips[i]], dim=1)  # (B, 2 C_i, S_i, S_i)
+            for block in self.up[i]:
+                h = block(h, emb)  # (B, C_i, S_i, S_i)
         return self.out(F.silu(self.out_norm(h)))  # (B, in_channels, S, S)
