@@ -33,6 +33,17 @@ def write_recipe(path: Path, tree: dict) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """A tiny trained class-conditional digits run, shared by the CLI and eval tests (copy before changing)."""
+    from genlab.cli import main
+
+    tmp = tmp_path_factory.mktemp("digits")
+    recipe = write_recipe(tmp / "digits.yaml", TINY_DIGITS)
+    assert main(["train", str(recipe), "--out", str(tmp / "run"), "--no-progress"]) == 0
+    return tmp / "run"
+
+
 @pytest.fixture
 def toy_recipe(tmp_path):
     return write_recipe(tmp_path / "toy.yaml", TINY_TOY)

@@ -22,14 +22,6 @@ def run_cli(*args, timeout=300):
                           timeout=timeout, env=env)
 
 
-@pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("digits")
-    recipe = write_recipe(tmp / "digits.yaml", TINY_DIGITS)
-    assert main(["train", str(recipe), "--out", str(tmp / "run"), "--no-progress"]) == 0
-    return tmp / "run"
-
-
 def test_train_writes_grid_curve_metrics_checkpoint(digits_run):
     for name in ("samples.png", "loss.png", "metrics.jsonl", "checkpoint/config.json",
                  "checkpoint/model.safetensors", "checkpoint/ema.safetensors", "checkpoint/state/trainer.json"):

@@ -1,10 +1,8 @@
 import json
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
-from tests.conftest import TINY_DIGITS, write_recipe
 
 from genlab.cli import main
 from genlab.data.digits import DigitsConfig, build_digits
@@ -12,14 +10,6 @@ from genlab.data.images import tensor_to_uint8
 from genlab.data.toy2d import sample_toy2d
 
 FILES = ("eval.json", "eval.md", "samples.png", "nearest.png", "prdc.png")
-
-
-@pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("eval-digits")
-    recipe = write_recipe(tmp / "digits.yaml", TINY_DIGITS)
-    assert main(["train", str(recipe), "--out", str(tmp / "run"), "--no-progress"]) == 0
-    return tmp / "run"
 
 
 def _error_line(capsys) -> str:

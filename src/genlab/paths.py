@@ -196,14 +196,15 @@ def get_path(path: str | Path) -> Path:
     return PATHS[path]()
 
 
-def _bcast(v: Tensor, like: Tensor) -> Tensor:
+def bcast(v: Tensor, like: Tensor) -> Tensor:
+    """A (B,) tensor reshaped to broadcast against `like` (B, ...)."""
     return v.reshape(-1, *([1] * (like.dim() - 1)))
 
 
 def to_x_eps(path: Path, target: str, x_t: Tensor, t: Tensor, pred: Tensor) -> tuple[Tensor, Tensor]:
     """Invert [[a, b], [c, d]]·[x, eps] = [x_t, pred] for (x̂, ε̂)."""
-    a, b = _bcast(path.a(t), x_t), _bcast(path.b(t), x_t)
-    c, d = (_bcast(v, x_t) for v in path.coefficients(t, target))
+    a, b = bcast(path.a(t), x_t), bcast(path.b(t), x_t)
+    c, d = (bcast(v, x_t) for v in path.coefficients(t, target))
     det = a * d - b * c
     x_hat = (d * x_t - b * pred) / det
     eps_hat = (a * pred - c * x_t) / det
@@ -212,13 +213,13 @@ def to_x_eps(path: Path, target: str, x_t: Tensor, t: Tensor, pred: Tensor) -> t
 
 def from_x_eps(path: Path, target: str, t: Tensor, x: Tensor, eps: Tensor) -> Tensor:
     """target = c(t)·x + d(t)·eps."""
-    c, d = (_bcast(v, x) for v in path.coefficients(t, target))
+    c, d = (bcast(v, x) for v in path.coefficients(t, target))
     return c * x + d * eps
 
 
 def velocity(path: Path, t: Tensor, x_hat: Tensor, eps_hat: Tensor) -> Tensor:
     """dx_t/dt = a′·x̂ + b′·ε̂."""
-    return _bcast(path.da(t), x_hat) * x_hat + _bcast(path.db(t), x_hat) * eps_hat
+    return bcast(path.da(t), x_hat) * x_hat + bcast(path.db(t), x_hat) * eps_hat
 
 
 # ----------------------------------------------------------------------------- time sampling

@@ -245,7 +245,7 @@ class Trainer:
             dist.all_reduce(means)
             means /= self.world
         row = {"step": self.step, **{k: round(float(v), 6) for k, v in zip(names, means)}}
-        row["samples_per_s"] = round(rate * 1.0, 1)
+        row["samples_per_s"] = round(rate, 1)
         return row
 
     def _sync_stop(self) -> None:

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from genlab.methods.base import Method
 from genlab.models import build_model, data_shape
-from genlab.paths import TimeSampling, from_x_eps, get_path, loss_weight, sample_time
+from genlab.paths import TimeSampling, bcast, from_x_eps, get_path, loss_weight, sample_time
 from genlab.samplers import guided, sample
 
 
@@ -30,9 +30,6 @@ class FlowConfig:
     label_dropout: float = 0.1
     sigma_data: float = 0.5
 
-
-def _bcast(v: Tensor, like: Tensor) -> Tensor:
-    return v.reshape(-1, *([1] * (like.dim() - 1)))
 
 
 class FlowMethod(Method):
@@ -49,13 +46,13 @@ class FlowMethod(Method):
         """The raw prediction of `target` at (x_t, t)."""
         a, b = self.path.a(t), self.path.b(t)
         c_in = torch.rsqrt(a**2 * self.cfg.sigma_data**2 + b**2)
-        return self.model(x_t * _bcast(c_in, x_t), t, label)
+        return self.model(x_t * bcast(c_in, x_t), t, label)
 
     def loss(self, batch: dict, group: str = "model") -> tuple[Tensor, dict]:
         x = batch["x"]
         t = sample_time(self.cfg.time, x.shape[0], device=x.device).to(x.dtype)
         eps = torch.randn_like(x)
-        x_t = _bcast(self.path.a(t), x) * x + _bcast(self.path.b(t), x) * eps
+        x_t = bcast(self.path.a(t), x) * x + bcast(self.path.b(t), x) * eps
         target = from_x_eps(self.path, self.cfg.target, t, x, eps)
         label = self._drop_labels(batch.get("label"))
         mse = (self.net(x_t, t, label) - target).pow(2).flatten(1).mean(1)
