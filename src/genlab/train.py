@@ -4,7 +4,9 @@ Each step: take this rank's slice of the global batch from a
 seeded epoch permutation; for each optimizer group of the method, accumulate gradients over
 micro-batches (torch seeded from (seed, step, group, micro-batch index in the global batch)),
 average them across processes (one flat all-reduce), clip, set the warmup+cosine
-learning rate, step; update the EMA. Data order and randomness are pure functions of the step, so
+learning rate, step; update the EMA. A method with no optimizer groups is closed-form (EM): its
+`statistics` are summed over micro-batches and processes and passed to its `update`, with the learning
+rate as the step size. Data order and randomness are pure functions of the step, so
 a resumed run is identical to an uninterrupted one, and N processes x k accumulation steps match
 one process with N·k accumulation steps on the same global batch (up to float summation order).
 
@@ -93,6 +95,11 @@ def learning_rate(cfg, step: int) -> float:
 # ----------------------------------------------------------------------------- the trainer
 
 
+def _to(value, device):
+    """Tensors go to the device; anything else in a batch (captions) stays as it is."""
+    return value.to(device) if isinstance(value, torch.Tensor) else value
+
+
 def _has_accelerator() -> bool:
     """Without a GPU, tell accelerate so explicitly: under torchrun it then sets up gloo on CPU."""
     return torch.cuda.is_available() or torch.backends.mps.is_available()
@@ -134,6 +141,8 @@ class Trainer:
         self.step = int(trainer["step"])
 
     def save(self) -> None:
+        if hasattr(self.ema, "calibrate"):  # data-dependent buffers (a latent scale) from the EMA weights
+            self.ema.calibrate(self.data)
         if self.acc.is_main_process:
             tensors, meta = ckpt_io.optimizer_to_tensors(self.optimizers)
             ckpt_io.save_checkpoint(
@@ -151,7 +160,7 @@ class Trainer:
         per_rank = self.cfg.batch_size // self.world
         mine = idx[self.rank * per_rank : (self.rank + 1) * per_rank]
         micro = mine.chunk(self.cfg.grad_accum)
-        return [{k: v.to(self.acc.device) for k, v in self.data.batch(m).items()} for m in micro]
+        return [{k: _to(v, self.acc.device) for k, v in self.data.batch(m).items()} for m in micro]
 
     def _reduce_grads(self, params: list[torch.nn.Parameter]) -> None:
         if self.world == 1:
@@ -169,6 +178,9 @@ class Trainer:
         batches = self._local_batches()
         lr = learning_rate(self.cfg, self.step)
         logs: dict[str, float] = {}
+        self.method.step = self.step
+        if not self.optimizers:  # a closed-form method (EM): statistics summed, then one update
+            logs.update(self._closed_form_step(batches, lr))
         for gi, (name, opt) in enumerate(self.optimizers.items()):
             params = self.groups[name]
             opt.zero_grad(set_to_none=True)
@@ -190,6 +202,19 @@ class Trainer:
         self.step += 1
         logs["lr"] = lr
         return logs
+
+    def _closed_form_step(self, batches: list[dict], rate: float) -> dict:
+        """Methods without optimizer groups: sum `statistics(mb)` over micro-batches and processes, then
+        `update(sums, rate=lr)`; the learning-rate schedule is the step size (see methods.base)."""
+        sums: dict[str, torch.Tensor] = {}
+        for j, mb in enumerate(batches):
+            torch.manual_seed(micro_seed(self.recipe.seed, self.step, 0, self.rank * len(batches) + j))
+            for k, v in self.method.statistics(mb).items():
+                sums[k] = sums[k] + v if k in sums else v
+        if self.world > 1:
+            for v in sums.values():
+                dist.all_reduce(v)
+        return self.method.update(sums, rate=rate)
 
     @torch.no_grad()
     def _update_ema(self) -> None:
@@ -262,18 +287,23 @@ class Trainer:
         tqdm.write("interrupt: finishing this step and saving a checkpoint (Ctrl-C again to abort)")
 
     def write_samples(self, path: Path) -> None:
-        if self.acc.is_main_process:
+        if self.acc.is_main_process and self.ema.generates:
             write_sample_grid(self.ema, self.recipe, self.data, path)
         self.acc.wait_for_everyone()
 
 
 def write_sample_grid(method: Method, recipe: Recipe, data: Dataset | None, path: Path, *, seed: int = 0) -> None:
     """A grid with one row per class (or a scatter against the data for vector data)."""
-    gen = torch.Generator(device=next(method.parameters()).device).manual_seed(seed)
+    device = next(iter(method.state_dict().values())).device  # closed-form methods hold only buffers
+    gen = torch.Generator(device=device).manual_seed(seed)
     cols = recipe.train.grid_columns
     classes = getattr(recipe.model, "num_classes", 0) or 0
     label = torch.arange(classes).repeat_interleave(cols) if classes else None
     n = classes * cols if classes else (cols * cols if data is None or data.is_image else 2000)
+    if hasattr(method, "reconstruct") and data is not None and data.is_image:  # a tokenizer: no prior, no samples
+        real = data.x[: n // (2 * cols) * cols].to(gen.device)  # rows of real images over their reconstructions
+        pairs = torch.stack([real.unflatten(0, (-1, cols)), method.reconstruct(real).unflatten(0, (-1, cols))], 1)
+        return save_samples(pairs.flatten(0, 2).cpu(), path, nrow=cols)
     opts = {k: getattr(recipe.sample, k) for k in ("sampler", "steps", "grid", "guidance_scale", "eta")}
     x = method.sample(n, label=label, generator=gen, **opts)
     names = data.class_names if data is not None and classes and len(data.class_names) == classes else None

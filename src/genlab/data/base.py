@@ -28,8 +28,10 @@ class Dataset:
         return self.x.dim() == 4
 
     def batch(self, idx: torch.Tensor) -> dict:
-        """The batch dict methods receive: {'x': ..., 'label': ... (if labelled)}."""
+        """The batch dict methods receive: {'x': ..., 'label': ... (if labelled), 'text': [str] (if captioned)}."""
         out = {"x": self.x[idx]}
         if self.labels is not None:
             out["label"] = self.labels[idx]
+        if self.texts is not None:
+            out["text"] = [self.texts[i] for i in idx.tolist()]
         return out
