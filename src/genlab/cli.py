@@ -56,10 +56,12 @@ def _sample(args) -> None:
     x, labels = sample_run(
         args.run, n=args.n, label=args.label, seed=args.seed, stats=stats,
         sampler=args.sampler, steps=args.steps, guidance_scale=args.guidance_scale, grid=args.grid, eta=args.eta,
+        classifier=args.classifier, classifier_scale=args.classifier_scale,
     )
     nrow = args.nrow or (8 if labels is None else min(args.n, int(labels.max()) + 1))
     out = write_samples(x, labels, args.output, nrow=nrow)
-    print(f"{len(x)} samples ({stats['sampler']}, {stats['steps']} steps, {stats['nfe']} NFE) written to {out}")
+    how = f"{stats['sampler']}, {stats['steps']} steps" if "steps" in stats else stats["sampler"]
+    print(f"{len(x)} samples ({how}, {stats['nfe']} NFE) written to {out}")
 
 
 def _info(args) -> None:
@@ -78,10 +80,27 @@ def _eval(args) -> None:
 
     out = evaluate(
         args.run, samples=args.samples, data=args.data, out=args.out, n=args.n, seed=args.seed,
-        features=args.features, inception_weights=args.inception_weights,
+        features=args.features, inception_weights=args.inception_weights, likelihood_n=args.likelihood_n,
+        likelihood_opts={"divergence": args.likelihood_divergence} if args.likelihood_divergence else None,
         sampler=args.sampler, steps=args.steps, guidance_scale=args.guidance_scale,
     )
     print(f"evaluation written to {out.parent} (eval.json, eval.md, plots)")
+
+
+def _interpolate(args) -> None:
+    from genlab.interpolate import write_interpolation
+
+    out = write_interpolation(args.run, args.output, n_rows=args.n_rows, steps=args.steps, label=args.label,
+                              mode=args.mode, seed=args.seed)
+    print(f"{args.n_rows} interpolations of {args.steps} steps ({args.mode}) written to {out}")
+
+
+def _compare(args) -> None:
+    from genlab.compare import compare
+
+    out = compare(args.recipes, budget_minutes=args.budget_minutes, out=args.out, n=args.n, seed=args.seed,
+                  progress=not args.no_progress)
+    print(f"comparison written to {out} (+ compare.json, compare.png)")
 
 
 def _features(args) -> None:
@@ -89,6 +108,16 @@ def _features(args) -> None:
 
     out, acc = train_features(args.data, out=args.out, epochs=args.epochs, seed=args.seed)
     print(f"feature net written to {out} (+ .json); held-out accuracy {acc:.4f}")
+
+
+def _generate(args) -> None:
+    from genlab.generate import generate
+    from genlab.sampling import write_samples
+
+    x = generate(args.prompt, n=args.n, steps=args.steps, guidance_scale=args.guidance_scale, seed=args.seed,
+                 sampler=args.sampler, run=args.run)
+    out = write_samples(x, None, args.output, nrow=min(args.n, 8))
+    print(f"{len(x)} images for {args.prompt!r} written to {out}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--grid")
     s.add_argument("--guidance-scale", type=float)
     s.add_argument("--eta", type=float)
+    s.add_argument("--classifier", metavar="RUN", help="noisy_classifier run for classifier guidance")
+    s.add_argument("--classifier-scale", type=float, default=1.0,
+                   help="classifier guidance scale (0 none, 1 the exact conditional; default 1)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--nrow", type=int, help="images per row in the grid")
 
@@ -130,8 +162,40 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--guidance-scale", type=float)
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--features", help="feature net: digits, pixels or a .safetensors from 'genlab features train'")
-    e.add_argument("--inception-weights", metavar="PATH", help="Inception-v3 FID weights (not supported yet)")
+    e.add_argument("--inception-weights", metavar="PATH",
+                   help="FID Inception-v3 weights as .safetensors (pytorch-fid's pt_inception-2015-12-05, converted)")
+    e.add_argument("--likelihood-n", type=int, default=64,
+                   help="held-out items scored by the method's likelihood (bits/dim), if it has one; 0 disables")
+    e.add_argument("--likelihood-divergence", choices=("auto", "exact", "hutchinson"),
+                   help="flow/diffusion: trace of the velocity's Jacobian (auto: exact up to 32 dims)")
     e.add_argument("--out", help="output folder (default RUN/eval or ./eval)")
+
+    ip = sub.add_parser("interpolate", help="rows of decoded latent interpolations (GAN, VAE) as a PNG grid")
+    ip.add_argument("run")
+    ip.add_argument("-o", "--output", default="interp.png", help="grid .png (default interp.png)")
+    ip.add_argument("--n-rows", type=int, default=6, help="interpolations (rows)")
+    ip.add_argument("--steps", type=int, default=8, help="points per interpolation, endpoints included")
+    ip.add_argument("--label", type=int, help="class of every row (default: row i gets class i mod classes)")
+    ip.add_argument("--mode", default="slerp", choices=["slerp", "lerp"])
+    ip.add_argument("--seed", type=int, default=0)
+
+    g = sub.add_parser("generate", help="images from a text prompt (default: the shipped shapes checkpoint)")
+    g.add_argument("prompt", help='e.g. "a red circle above a blue square"')
+    g.add_argument("-o", "--output", default="out.png", help="grid .png or .npz (default out.png)")
+    g.add_argument("--n", type=int, default=4)
+    g.add_argument("--steps", type=int, default=16)
+    g.add_argument("--guidance-scale", type=float, default=4.0)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--sampler", help="default: the run's recipe (genlab sample --list-samplers)")
+    g.add_argument("--run", help="a text-to-image run folder (default: the checkpoint shipped with genlab)")
+
+    c = sub.add_parser("compare", help="train recipes for the same CPU budget, evaluate alike, tabulate")
+    c.add_argument("recipes", nargs="+", help="YAML recipes (a token prior's tokenizer recipe is trained first)")
+    c.add_argument("--budget-minutes", type=float, default=5.0, help="training wall time per recipe")
+    c.add_argument("--out", default="runs/compare", help="folder: OUT/<name> per run + compare.md/json/png")
+    c.add_argument("--n", type=int, default=1000, help="samples per run for the metrics")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     f = sub.add_parser("features", help="feature networks for the image metrics")
     fsub = f.add_subparsers(dest="features_command", required=True)
@@ -157,8 +221,14 @@ def main(argv: list[str] | None = None) -> int:
             _info(args)
         elif args.command == "eval":
             _eval(args)
+        elif args.command == "interpolate":
+            _interpolate(args)
         elif args.command == "features":
             _features(args)
+        elif args.command == "compare":
+            _compare(args)
+        elif args.command == "generate":
+            _generate(args)
     except GenlabError as e:
         print(f"genlab: error: {e}", file=sys.stderr)
         return 2

@@ -44,6 +44,7 @@ class TrainConfig:
     sample_every: int = 0  # 0: only at the end
     checkpoint_every: int = 500
     grid_columns: int = 8
+    time_limit_minutes: float = 0.0  # > 0: stop and save once the run's training time (summed over resumes) passes it
 
 
 @dataclass

@@ -129,6 +129,7 @@ class Trainer:
             for name, params in self.groups.items()
         }
         self.step = 0
+        self.seconds = 0.0  # training wall time of this run, summed over resumes (train.time_limit_minutes)
         self._stop = False
 
     # -- state
@@ -139,6 +140,7 @@ class Trainer:
         tensors, trainer = ckpt_io.load_state(ckpt)
         ckpt_io.optimizer_from_tensors(self.optimizers, tensors, trainer["optimizers"])
         self.step = int(trainer["step"])
+        self.seconds = float(trainer.get("seconds", 0.0))
 
     def save(self) -> None:
         if hasattr(self.ema, "calibrate"):  # data-dependent buffers (a latent scale) from the EMA weights
@@ -148,7 +150,8 @@ class Trainer:
             ckpt_io.save_checkpoint(
                 self.out, self.recipe, step=self.step,
                 model=self.method.state_dict(), ema=self.ema.state_dict(),
-                state={"optimizer": tensors, "trainer": {"step": self.step, "optimizers": meta}},
+                state={"optimizer": tensors,
+                       "trainer": {"step": self.step, "optimizers": meta, "seconds": self.seconds}},
             )
             save_loss_curve(self.out / "metrics.jsonl", self.out / "loss.png")
         self.acc.wait_for_everyone()
@@ -236,10 +239,12 @@ class Trainer:
         bar = tqdm(total=self.cfg.steps, initial=self.step, disable=not (progress and self.acc.is_main_process),
                    desc=self.recipe.name, mininterval=1.0, dynamic_ncols=True)
         tick, tick_step = time.perf_counter(), self.step
+        start, before = tick, self.seconds
         try:
-            while self.step < self.cfg.steps and not self._stop:
+            while self.step < self.cfg.steps and not self._stop and not self._out_of_time():
                 for k, v in self.train_step().items():
                     window.setdefault(k, []).append(v)
+                self.seconds = before + time.perf_counter() - start
                 self._sync_stop()
                 bar.update(1)
                 if self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps:
@@ -273,6 +278,15 @@ class Trainer:
         row["samples_per_s"] = round(rate, 1)
         return row
 
+    def _out_of_time(self) -> bool:
+        """train.time_limit_minutes is spent (rank 0's clock decides, so every rank stops at the same step)."""
+        if not self.cfg.time_limit_minutes:
+            return False
+        late = torch.tensor([float(self.seconds >= 60 * self.cfg.time_limit_minutes)], device=self.acc.device)
+        if self.world > 1:
+            dist.broadcast(late, 0)
+        return bool(late.item())
+
     def _sync_stop(self) -> None:
         """Every rank stops at the same step if any rank was interrupted."""
         if self.world > 1:
@@ -300,7 +314,7 @@ def write_sample_grid(method: Method, recipe: Recipe, data: Dataset | None, path
     classes = getattr(recipe.model, "num_classes", 0) or 0
     label = torch.arange(classes).repeat_interleave(cols) if classes else None
     n = classes * cols if classes else (cols * cols if data is None or data.is_image else 2000)
-    if hasattr(method, "reconstruct") and data is not None and data.is_image:  # a tokenizer: no prior, no samples
+    if getattr(method, "grid_shows_reconstructions", False) and data is not None:  # a tokenizer has no samples
         real = data.x[: n // (2 * cols) * cols].to(gen.device)  # rows of real images over their reconstructions
         pairs = torch.stack([real.unflatten(0, (-1, cols)), method.reconstruct(real).unflatten(0, (-1, cols))], 1)
         return save_samples(pairs.flatten(0, 2).cpu(), path, nrow=cols)

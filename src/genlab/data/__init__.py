@@ -8,6 +8,7 @@ from genlab.data.arrays import ArraysConfig, build_arrays
 from genlab.data.base import Dataset
 from genlab.data.digits import DigitsConfig, build_digits
 from genlab.data.folder import ImageFolderConfig, build_imagefolder
+from genlab.data.shapes import ShapesConfig, build_shapes
 from genlab.data.toy2d import Toy2DConfig, build_toy2d
 
 DATA_CONFIGS = {
@@ -15,17 +16,19 @@ DATA_CONFIGS = {
     "digits": DigitsConfig,
     "imagefolder": ImageFolderConfig,
     "npz": ArraysConfig,
+    "shapes": ShapesConfig,
 }
 DATASETS = {
     "toy2d": build_toy2d,
     "digits": build_digits,
     "imagefolder": build_imagefolder,
     "npz": build_arrays,
+    "shapes": build_shapes,
 }
 
 
 def build_dataset(cfg, split: str = "train") -> Dataset:
-    """Build the dataset a recipe's `data` section describes; split is 'train' or 'test'."""
+    """Build the dataset a recipe's `data` section describes; split is 'train' or 'test' (shapes: or 'heldout')."""
     return DATASETS[cfg.kind](cfg, split=split)
 
 

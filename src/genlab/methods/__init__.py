@@ -1,10 +1,26 @@
 """Methods: one module per family. METHOD_CONFIGS / METHODS are plain registries keyed by `kind`."""
 
+from genlab.methods.autoencoder import AutoencoderMethod, AutoencoderMethodConfig
 from genlab.methods.base import Method
+from genlab.methods.classifier import NoisyClassifier, NoisyClassifierConfig
+from genlab.methods.clip import ClipMethod, ClipMethodConfig
 from genlab.methods.flow import FlowConfig, FlowMethod
+from genlab.methods.gan import GANConfig, GANMethod
+from genlab.methods.gmm import GMMConfig, GMMMethod
+from genlab.methods.latent import LatentFlowConfig, LatentFlowMethod
+from genlab.methods.pixelcnn import PixelCNNMethod, PixelCNNMethodConfig
+from genlab.methods.token_prior import TokenPriorConfig, TokenPriorMethod
+from genlab.methods.vae import VAEConfig, VAEMethod
+from genlab.methods.vqvae import VQVAEConfig, VQVAEMethod
 
-METHOD_CONFIGS = {"flow": FlowConfig}
-METHODS = {"flow": FlowMethod}
+METHOD_CONFIGS = {"gan": GANConfig, "flow": FlowConfig, "noisy_classifier": NoisyClassifierConfig,
+                  "pixelcnn": PixelCNNMethodConfig, "vqvae": VQVAEConfig, "token_prior": TokenPriorConfig,
+                  "vae": VAEConfig, "gmm": GMMConfig,
+                  "autoencoder": AutoencoderMethodConfig, "latent_flow": LatentFlowConfig, "clip": ClipMethodConfig}
+METHODS = {"gan": GANMethod, "flow": FlowMethod, "noisy_classifier": NoisyClassifier,
+           "pixelcnn": PixelCNNMethod, "vqvae": VQVAEMethod, "token_prior": TokenPriorMethod,
+           "vae": VAEMethod, "gmm": GMMMethod,
+           "autoencoder": AutoencoderMethod, "latent_flow": LatentFlowMethod, "clip": ClipMethod}
 
 
 def build_method(recipe) -> Method:

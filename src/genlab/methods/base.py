@@ -46,6 +46,6 @@ class Method(nn.Module):
 
         Images (x in [-1, 1] on the 8-bit grid): the log-probability of x's 8-bit bin, so that
         bits/dim = -value / (D·ln 2) compares across families; a continuous density p adds
-        D·log(2/256) (uniform dequantization). Vectors: the log-density itself.
+        D·log(2/255), the bin width of pixel u at x = u/127.5 − 1 (uniform dequantization). Vectors: the log-density.
         """
         raise NotImplementedError(f"{type(self).__name__} defines no likelihood")

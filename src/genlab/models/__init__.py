@@ -6,11 +6,26 @@ shape. Config fields left as None (`in_channels`, `image_size`, `dim`, `num_clas
 from the dataset when a recipe is resolved.
 """
 
+from genlab.models.autoencoder import Autoencoder, AutoencoderConfig
+from genlab.models.clip import CLIP, ClipConfig
+from genlab.models.dit import DiT, DiTConfig
+from genlab.models.gan import GAN, DCGANConfig, StyleGANConfig
 from genlab.models.mlp import MLP, MLPConfig
+from genlab.models.none import NoModelConfig, no_model
+from genlab.models.pixelcnn import PixelCNN, PixelCNNConfig
+from genlab.models.transformer import Transformer, TransformerConfig
 from genlab.models.unet import UNet, UNetConfig
+from genlab.models.vae import MLPVAE, ConvVAE, ConvVAEConfig, MLPVAEConfig
+from genlab.models.vq import VQAutoencoder, VQConfig
 
-MODEL_CONFIGS = {"mlp": MLPConfig, "unet": UNetConfig}
-MODELS = {"mlp": MLP, "unet": UNet}
+MODEL_CONFIGS = {"dcgan": DCGANConfig, "stylegan": StyleGANConfig, "mlp": MLPConfig, "unet": UNetConfig,
+                 "pixelcnn": PixelCNNConfig, "transformer": TransformerConfig, "vq": VQConfig,
+                 "conv_vae": ConvVAEConfig, "mlp_vae": MLPVAEConfig, "none": NoModelConfig,
+                 "autoencoder": AutoencoderConfig, "dit": DiTConfig, "clip": ClipConfig}
+MODELS = {"dcgan": GAN, "stylegan": GAN, "mlp": MLP, "unet": UNet,
+          "pixelcnn": PixelCNN, "transformer": Transformer, "vq": VQAutoencoder,
+          "conv_vae": ConvVAE, "mlp_vae": MLPVAE, "none": no_model,
+          "autoencoder": Autoencoder, "dit": DiT, "clip": CLIP}
 
 
 def build_model(cfg):
@@ -19,7 +34,7 @@ def build_model(cfg):
 
 def data_shape(cfg) -> tuple[int, ...]:
     """Shape of one data point the model consumes: (C, H, W) for images, (D,) for vectors."""
-    if cfg.kind == "mlp":
+    if cfg.kind in ("mlp", "mlp_vae") or (cfg.kind == "none" and cfg.dim is not None):
         return (cfg.dim,)
     return (cfg.in_channels, cfg.image_size, cfg.image_size)
 
