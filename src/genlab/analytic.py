@@ -62,6 +62,14 @@ class GaussianMixture:
 
         return denoise
 
+    def component_logits(self, path: Path):
+        """logits(x_t, t) -> log p(k, x_t) (B, K): softmax over k is the exact posterior p(k | x_t)."""
+
+        def logits(x_t: Tensor, t: Tensor) -> Tensor:
+            return self._log_components(x_t.double(), path.a(t.double()), path.b(t.double()))[0]
+
+        return logits
+
     def flow_fn(self, path: Path):
         """fn(x_t, t) -> the exact velocity a′ x̂ + b′ ε̂ (the `flow` target)."""
         denoise = self.denoiser(path)

@@ -18,7 +18,7 @@ from genlab.errors import GenlabError
 from genlab.paths import get_path, to_x_eps
 from genlab.samplers.adaptive import sample_dopri5
 from genlab.samplers.grids import GRID_OPTIONS, GRIDS, time_grid
-from genlab.samplers.guidance import CountNFE, guided
+from genlab.samplers.guidance import CountNFE, classifier_guided, guided
 from genlab.samplers.multistep import sample_dpmpp_2m, sample_dpmpp_3m, sample_unipc
 from genlab.samplers.ode import sample_euler, sample_heun, sample_midpoint, sample_rk4
 from genlab.samplers.sde import sample_ddim, sample_edm, sample_euler_maruyama
@@ -103,4 +103,5 @@ def sample(
     return out
 
 
-__all__ = ["GRIDS", "SAMPLERS", "SAMPLER_INFO", "CountNFE", "as_denoiser", "guided", "sample", "time_grid"]
+__all__ = ["GRIDS", "SAMPLERS", "SAMPLER_INFO", "CountNFE", "as_denoiser", "classifier_guided", "guided", "sample",
+           "time_grid"]

@@ -57,14 +57,21 @@ def sample_dopri5(
     """Adaptive Dormand–Prince 5(4) (Dormand & Prince 1980; step control as Hairer et al., Solving ODEs I,
     §II.4). `ts` gives the span [ts[0] → ts[-1]] and the first step (ts[1] − ts[0]); NFE is whatever the
     tolerance needs (6 per attempted step + 1)."""
+    f = lambda y, tt: flow_velocity(denoise, path, y, tt)  # noqa: E731
+    return solve_dopri5(f, x, ts[0], ts[-1], first_step=ts[1] - ts[0], rtol=rtol, atol=atol, max_steps=max_steps)
+
+
+def solve_dopri5(
+    f, x: Tensor, t: Tensor, t_end: Tensor, *, first_step: Tensor, rtol: float, atol: float, max_steps: int = 10_000
+) -> Tensor:
+    """Integrate dx/dt = f(x, t) from t to t_end (either direction) with Dormand–Prince 5(4) step control."""
     if rtol <= 0 or atol <= 0:
         raise GenlabError(f"dopri5 needs rtol > 0 and atol > 0, got rtol={rtol}, atol={atol}")
-    f = lambda y, tt: flow_velocity(denoise, path, y, tt)  # noqa: E731
-    t, t_end = ts[0].double(), ts[-1].double()
-    h = (ts[1] - ts[0]).double()
+    t, t_end, h = t.double(), t_end.double(), first_step.double()
+    sign = 1.0 if float(t_end - t) > 0 else -1.0
     k1 = f(x, t)
     for _ in range(max_steps):
-        last = bool(h <= t_end - t)  # h < 0: never step past the end of the span
+        last = bool(sign * h >= sign * (t_end - t))  # never step past the end of the span
         h = t_end - t if last else h
         x_new, err, k7 = _dp_step(f, x, t, h, k1)
         scale = atol + rtol * torch.maximum(x.abs(), x_new.abs())

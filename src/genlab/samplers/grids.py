@@ -5,12 +5,16 @@ A grid is a plain tensor, so a user can pass their own anywhere a grid name is a
 finite range). `shift`: SD3's resolution shift t ↦ s·t / (1 + (s − 1)·t) of the uniform grid (Esser et
 al. 2024), s = `shift`. `karras`: Karras et al. 2022 (eq. 5), σ_i = (σ_max^{1/ρ} + i/(n−1)·(σ_min^{1/ρ} −
 σ_max^{1/ρ}))^ρ in σ = b/a, mapped to t by λ = −2·log σ; t = 0 is appended where b(0) = 0 and t_max is
-prepended where σ(t_max) = ∞ (rectified: a(1) = 0).
+prepended where σ(t_max) = ∞ (rectified: a(1) = 0). `asinh`: steps ∝ the distance from t to t* = t₀ + i·w,
+the complex singularity of the ODE solution for Gaussian data of std s = `sigma_data` (x_t ∝ √(a²s² + b²)
+vanishes where b = i·s·a), i.e. even in asinh((t − t₀)/w): the radius of convergence of the local Taylor
+series bounds what a high-order step can do; rectified: t* = (s² + i·s)/(1 + s²).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 from torch import Tensor
@@ -19,7 +23,7 @@ from genlab.errors import GenlabError
 from genlab.paths import Path, shift_time
 
 F64 = torch.float64
-GRID_OPTIONS = ("t_max", "shift", "sigma_min", "sigma_max", "rho")  # keyword options time_grid accepts
+GRID_OPTIONS = ("t_max", "shift", "sigma_min", "sigma_max", "rho", "sigma_data")  # keyword options time_grid accepts
 
 
 def _uniform(steps: int, t_max: float) -> Tensor:
@@ -66,6 +70,38 @@ def _karras(steps, t_max, path, sigma_min, sigma_max, rho) -> Tensor:
     return torch.cat([torch.tensor(head, dtype=F64), ts, torch.tensor(tail, dtype=F64)])
 
 
+def singularity(path: Path, sigma_data: float) -> complex:
+    """The complex t* (Im > 0) nearest the real axis where b(t*) = i·s·a(t*), by Newton's method from the
+    real t where σ = s (paths whose a, b extend to complex t: rectified, vp_cosine, ve)."""
+    t = complex(float(path.t_from_log_snr(torch.tensor([-2 * math.log(sigma_data)], dtype=F64))), 0.25)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a path that drops the imaginary part (vp_ddpm's table) warns: stop
+            for _ in range(60):
+                tt = torch.tensor([t], dtype=torch.complex128)
+                f = path.b(tt) - 1j * sigma_data * path.a(tt)
+                step = complex((f / (path.db(tt) - 1j * sigma_data * path.da(tt))).item())
+                t -= step
+                if abs(step) < 1e-14:
+                    return complex(t.real, abs(t.imag))
+    except (RuntimeError, TypeError, UserWarning):
+        pass
+    raise GenlabError(f"grid 'asinh' found no complex t with b = i·{sigma_data:g}·a on path {path.name!r} (it needs "
+                      "analytic a(t), b(t): rectified, vp_cosine with sigma_data < 1, ve): use grid 'log_snr' or "
+                      "'karras'")
+
+
+def _asinh(steps: int, t_max: float, path: Path, sigma_data: float) -> Tensor:
+    if sigma_data <= 0:
+        raise GenlabError(f"sigma_data must be > 0, got {sigma_data}")
+    star = singularity(path, sigma_data)
+    t0, w = star.real, star.imag
+    u = torch.linspace(math.asinh((t_max - t0) / w), math.asinh(-t0 / w), steps + 1, dtype=F64)
+    ts = t0 + w * torch.sinh(u)
+    ts[0], ts[-1] = t_max, 0.0  # exact ends
+    return ts
+
+
 def _check(ts: Tensor) -> Tensor:
     if ts.numel() < 2 or not bool((ts[1:] < ts[:-1]).all()):
         raise GenlabError("a time grid must be strictly decreasing with at least 2 points; use fewer steps or "
@@ -83,6 +119,7 @@ def time_grid(
     sigma_min: float | None = None,
     sigma_max: float | None = None,
     rho: float = 7.0,
+    sigma_data: float = 0.5,
 ) -> Tensor:
     """A descending float64 grid [t_max, ..., 0] of steps + 1 times (a tensor grid is returned as given)."""
     if isinstance(grid, Tensor):
@@ -104,7 +141,9 @@ def time_grid(
         return shift_time(_uniform(steps, t_max), shift)
     if grid == "karras":
         return _check(_karras(steps, t_max, path, sigma_min, sigma_max, rho))
+    if grid == "asinh":
+        return _check(_asinh(steps, t_max, path, sigma_data))
     raise GenlabError(f"unknown grid {grid!r}: use one of {', '.join(GRIDS)} or pass a tensor")
 
 
-GRIDS = ("uniform", "log_snr", "shift", "karras")
+GRIDS = ("uniform", "log_snr", "shift", "karras", "asinh")

@@ -1,0 +1,101 @@
+"""A time-conditioned classifier on noisy inputs, p_φ(y | x_t), for classifier guidance.
+
+Training: t ~ time distribution, eps ~ N(0, I), x_t = a(t)·x + b(t)·eps on the same named paths as the
+flow method, loss = cross-entropy(f_φ(c_in·x_t, t), y) with c_in = 1/√(a²σ_data² + b²) as in `flow`.
+At sampling time ∇_{x_t} log p_φ(y | x_t) is added to the score of any diffusion/flow model
+(Dhariwal & Nichol 2021; see genlab.samplers.guidance.classifier_guided). The network is the U-Net's
+encoder (recipe `model.kind: unet`; its `num_classes` is the number of outputs) with a pooled linear head.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from genlab.errors import GenlabError
+from genlab.methods.base import Method
+from genlab.models import data_shape
+from genlab.models.layers import ConditionEmbedding
+from genlab.models.unet import Block, UNetConfig
+from genlab.paths import TimeSampling, bcast, get_path, sample_time
+
+
+@dataclass
+class NoisyClassifierConfig:
+    kind: str = "noisy_classifier"
+    path: str = "rectified"  # rectified | vp_cosine | vp_ddpm | ve: must match the runs it guides
+    time: TimeSampling = field(default_factory=TimeSampling)
+    sigma_data: float = 0.5
+
+
+class EncoderClassifier(nn.Module):
+    """The U-Net encoder (stem, Blocks and stride-2 downsampling per level) → SiLU → spatial mean → linear.
+
+    Time enters through the same embedding and modulated residual blocks as the U-Net; there is no
+    class input (the classes are the output)."""
+
+    def __init__(self, cfg: UNetConfig):
+        super().__init__()
+        if cfg.kind != "unet":
+            raise GenlabError(f"noisy_classifier uses the U-Net encoder: set model.kind: unet, got {cfg.kind!r}")
+        if not cfg.num_classes:
+            raise GenlabError("noisy_classifier needs labelled data (model.num_classes > 0): use a labelled dataset")
+        widths = [cfg.channels * m for m in cfg.channel_mults]
+        sizes = [cfg.image_size // 2**i for i in range(len(widths))]
+        emb_dim = 4 * cfg.channels
+        self.embed = ConditionEmbedding(cfg.channels, emb_dim, 0)
+        self.stem = nn.Conv2d(cfg.in_channels, widths[0], 3, padding=1)
+        ins = [widths[0], *widths[:-1]]
+        self.levels = nn.ModuleList(
+            nn.ModuleList(Block(c if j == 0 else w, w, emb_dim, size=s, cfg=cfg) for j in range(cfg.num_res_blocks))
+            for c, w, s in zip(ins, widths, sizes)
+        )
+        self.downsample = nn.ModuleList(nn.Conv2d(w, w, 3, stride=2, padding=1) for w in widths[:-1])
+        self.head = nn.Linear(widths[-1], cfg.num_classes)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        emb = F.silu(self.embed(t))  # (B, E)
+        h = self.stem(x)  # (B, C0, S, S)
+        for i, level in enumerate(self.levels):
+            if i > 0:
+                h = self.downsample[i - 1](h)  # (B, C_{i-1}, S_i, S_i)
+            for block in level:
+                h = block(h, emb)  # (B, C_i, S_i, S_i)
+        return self.head(F.silu(h).mean(dim=(2, 3)))  # (B, num_classes); no norm before the pool: it would
+        # remove each group's spatial mean, which is what the pool keeps
+
+
+class NoisyClassifier(Method):
+    generates = False  # an auxiliary network: the trainer writes no sample grid for it
+
+    def __init__(self, cfg: NoisyClassifierConfig, model_cfg):
+        super().__init__()
+        self.cfg = cfg
+        self.path = get_path(cfg.path)
+        self.model = EncoderClassifier(model_cfg)
+        self.shape = data_shape(model_cfg)
+        self.num_classes = model_cfg.num_classes
+
+    def logits(self, x_t: Tensor, t: Tensor) -> Tensor:
+        """Unnormalised log p(y | x_t) (B, num_classes) at path time t (B,)."""
+        a, b = self.path.a(t), self.path.b(t)
+        c_in = torch.rsqrt(a**2 * self.cfg.sigma_data**2 + b**2)
+        return self.model(x_t * bcast(c_in, x_t).to(x_t.dtype), t)
+
+    def loss(self, batch: dict, group: str = "model") -> tuple[Tensor, dict]:
+        x, label = batch["x"], batch.get("label")
+        if label is None:
+            raise GenlabError("noisy_classifier needs labelled data: the batches carry no 'label'")
+        t = sample_time(self.cfg.time, x.shape[0], device=x.device).to(x.dtype)
+        x_t = bcast(self.path.a(t), x) * x + bcast(self.path.b(t), x) * torch.randn_like(x)
+        logits = self.logits(x_t, t)
+        loss = F.cross_entropy(logits, label)
+        accuracy = (logits.argmax(1) == label).float().mean()
+        return loss, {"loss": loss.detach(), "accuracy": accuracy.detach()}
+
+    def sample(self, n: int, *, label: Tensor | None = None, **opts) -> Tensor:
+        raise GenlabError("a noisy_classifier run makes no samples: pass it to 'genlab sample RUN --classifier "
+                          "THIS_RUN' to guide a diffusion/flow run")
