@@ -75,7 +75,7 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
         (["--samples", str(tmp_path / "big.npz"), "--data", "toy2d:nope"], "toy2d:NAME"),
         (["--samples", str(tmp_path / "big.npz")], "--data"),
         (["--samples", str(tmp_path / "big.npz"), "--data", "digits:16", "--inception-weights", "w.pth"],
-         "not supported"),
+         "needs an existing .safetensors file"),
     ]
     for args, words in cases:
         assert main(["eval", *args]) == 2, args

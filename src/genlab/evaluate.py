@@ -8,6 +8,8 @@ out). The maths lives in `genlab.metrics`; see `genlab.metrics.report` for what 
 
 from __future__ import annotations
 
+import inspect
+import math
 import time
 from pathlib import Path
 
@@ -21,15 +23,17 @@ from genlab.data.base import Dataset
 from genlab.data.digits import DigitsConfig
 from genlab.data.folder import ImageFolderConfig
 from genlab.data.images import uint8_to_tensor
+from genlab.data.shapes import ShapesConfig
 from genlab.data.toy2d import SAMPLERS as TOY_NAMES
 from genlab.data.toy2d import Toy2DConfig
 from genlab.errors import GenlabError
 from genlab.metrics.features import FeatureNet, accuracy, fit_feature_net, save_feature_net
+from genlab.metrics.inception import inception_feature_net
 from genlab.metrics.output import write_report
 from genlab.metrics.report import evaluate_sets
 
 HELDOUT_FRACTION = 0.1  # for folders and .npz files named by --data
-DATA_HELP = "digits, digits:SIZE, toy2d:NAME, an image folder or an .npz file"
+DATA_HELP = "digits, digits:SIZE, toy2d:NAME, shapes, shapes:N, an image folder or an .npz file"
 
 
 def data_config(spec: str, *, like: torch.Tensor | None = None):
@@ -37,6 +41,8 @@ def data_config(spec: str, *, like: torch.Tensor | None = None):
     name, _, arg = spec.partition(":")
     if name == "digits" and (not arg or arg.isdigit()):
         return DigitsConfig(size=int(arg or 8))
+    if name == "shapes" and (not arg or arg.isdigit()):  # labelled (first shape's kind × colour) for feature nets
+        return ShapesConfig(n=int(arg or 5000), labels=True)
     if name == "toy2d":
         if arg not in TOY_NAMES:
             raise GenlabError(f"--data {spec}: unknown toy distribution; use toy2d:NAME with NAME one of "
@@ -102,6 +108,32 @@ def sample_for_eval(run: str | Path, *, n: int, seed: int, **opts) -> tuple[torc
         "ms_per_sample_note": "wall time of sample_run / n, including loading the checkpoint"}
 
 
+def heldout_likelihood(method, heldout: Dataset | None, *, n: int, seed: int = 0, **opts) -> dict:
+    """Mean log-likelihood of a seeded n-subset of the held-out split under `method`, in bits/dim for images
+    (nats/dim for vectors), exact or a bound as the method says; {'kind': ..., 'reason': ...} when there is none.
+    opts go to `method.log_likelihood`, which also gets `stats` (a dict it may fill: nfe, estimator) if it takes it."""
+    kind = getattr(method, "likelihood", None)
+    for skip, reason in ((n == 0, "disabled (--likelihood-n 0)"), (kind is None, f"{type(method).__name__} defines "
+                         "no likelihood"), (heldout is None, "the data holds no test split")):
+        if skip:
+            return {"kind": kind, "reason": reason}
+    pick = torch.randperm(len(heldout), generator=torch.Generator().manual_seed(seed))[:n]
+    x, labels = heldout.x[pick], None  # unconditional density, also for class-conditional runs
+    stats: dict = {}
+    params = inspect.signature(method.log_likelihood).parameters
+    unknown = [k for k in opts if k not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values())]
+    if unknown:
+        raise GenlabError(f"{type(method).__name__}.log_likelihood takes no option {unknown[0]!r}; drop it")
+    extra = {"stats": stats} if "stats" in params else {}
+    start = time.perf_counter()
+    lp = method.log_likelihood(x, labels, **extra, **opts).double().cpu()
+    per_dim = -lp / (math.prod(x.shape[1:]) * (math.log(2) if heldout.is_image else 1.0))
+    unit = "bits_per_dim" if heldout.is_image else "nats_per_dim"
+    return {"kind": kind, unit: float(per_dim.mean()), f"{unit}_std_err": float(per_dim.std() / math.sqrt(len(lp))),
+            "nats": float(lp.mean()), "n": len(lp), "split": "test", "seed": seed, "conditioning": "unconditional",
+            "seconds": round(time.perf_counter() - start, 2), **stats, "reason": None}
+
+
 def evaluate(
     run: str | Path | None = None,
     *,
@@ -112,14 +144,21 @@ def evaluate(
     seed: int = 0,
     features: str | nn.Module | FeatureNet | None = None,
     inception_weights: str | None = None,
+    likelihood_n: int = 64,
+    likelihood_opts: dict | None = None,
     **sampler_opts,
 ) -> Path:
-    """Evaluate a run (sampling n = 1000 by default) or a samples file; write the report, return eval.json's path."""
+    """Evaluate a run (sampling n = 1000 by default) or a samples file; write the report, return eval.json's path.
+
+    A run's method also scores likelihood_n held-out items (0: skip) with `log_likelihood(**likelihood_opts)`."""
     if inception_weights is not None:
-        raise GenlabError("--inception-weights: the Inception-v3 (standard FID) network is not supported yet; "
-                          "drop the flag to use the dataset's feature net, or pass --features")
+        if features is not None:
+            raise GenlabError("--inception-weights and --features both pick the feature net: keep one")
+        features = inception_feature_net(inception_weights)
     if (run is None) == (samples is None):
         raise GenlabError("give a RUN folder or --samples FILE.npz --data DATASET (one of them)")
+    if likelihood_n < 0:
+        raise GenlabError(f"--likelihood-n must be >= 0 (0 disables the likelihood), got {likelihood_n}")
     if n is not None and n < 10:
         raise GenlabError(f"--n must be at least 10 (k-NN metrics need neighbours), got {n}")
     if run is not None:
@@ -138,6 +177,13 @@ def evaluate(
     train, heldout = load_splits(cfg)
     report = evaluate_sets(x, labels, train=train, heldout=heldout, seed=seed, feature_net=features)
     report["settings"].update(settings)
+    if run is not None:
+        from genlab.checkpoint import load_method
+
+        report["likelihood"] = heldout_likelihood(load_method(run)[1], heldout, n=likelihood_n, seed=seed,
+                                                  **(likelihood_opts or {}))
+    else:
+        report["likelihood"] = {"kind": None, "reason": "samples file: no model to score the held-out data"}
     return write_report(report, x=x, labels=labels, train=train, out=out)
 
 

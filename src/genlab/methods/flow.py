@@ -9,11 +9,13 @@ Sampling integrates the probability-flow ODE (or DDIM/ancestral) from the EMA we
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
+from genlab.likelihood import dequantize, log_likelihood
 from genlab.methods.base import Method
 from genlab.models import build_model, data_shape
 from genlab.paths import TimeSampling, bcast, from_x_eps, get_path, loss_weight, sample_time
@@ -33,6 +35,8 @@ class FlowConfig:
 
 
 class FlowMethod(Method):
+    likelihood = "exact"
+
     def __init__(self, cfg: FlowConfig, model_cfg):
         super().__init__()
         self.cfg = cfg
@@ -79,15 +83,46 @@ class FlowMethod(Method):
         eta: float = 0.0,
         generator: torch.Generator | None = None,
         stats: dict | None = None,
+        noise: Tensor | None = None,
+        wrap: Callable[[Callable], Callable] | None = None,
     ) -> Tensor:
+        """n samples from the initial `noise` (n, *shape) if given (latent interpolation), else fresh noise.
+        `wrap` maps the (CFG-guided) prediction callable to another one, e.g. classifier guidance."""
         device = next(self.parameters()).device
-        noise = torch.randn((n, *self.shape), generator=generator, device=device)
+        noise = torch.randn((n, *self.shape), generator=generator, device=device) if noise is None else noise.to(device)
         if label is not None:
             label = label.to(device)
         null = None if label is None else torch.full_like(label, self.num_classes)
         fn = guided(self.net, label, scale=guidance_scale, null_cond=null)
+        fn = fn if wrap is None else wrap(fn)
         return sample(
             fn, noise, sampler=sampler, steps=steps, path=self.path, target=self.cfg.target,
             grid=grid, stats=stats, eta=eta, generator=generator,
         )
 
+    def log_likelihood(
+        self,
+        x: Tensor,
+        label: Tensor | None = None,
+        *,
+        seed: int = 0,
+        stats: dict | None = None,
+        **opts,
+    ) -> Tensor:
+        """log p(x) (nats, (B,)) through the probability-flow ODE of the unguided model (genlab.likelihood;
+        opts: solver, steps, divergence, probes, ...). Unconditional (null class) unless `label` is given.
+        Images: x plus uniform noise over its 8-bit bin (one seeded draw), + D·log(2/255)."""
+        device = next(self.parameters()).device
+        x = x.to(device)
+        label = None if label is None else label.to(device)
+
+        def fn(x_t: Tensor, t: Tensor) -> Tensor:  # x_t holds k copies of the batch, stacked
+            return self.net(x_t, t, None if label is None else label.repeat(len(x_t) // len(label)))
+
+        offset = 0.0
+        if x.dim() == 4:
+            x, offset = dequantize(x, generator=torch.Generator().manual_seed(seed))
+            if stats is not None:
+                stats["dequantization"] = "uniform over the 8-bit bin (width 2/255), one draw, + D·log(2/255)"
+        return offset + log_likelihood(fn, x, path=self.path, target=self.cfg.target, seed=seed, stats=stats,
+                                       **opts)

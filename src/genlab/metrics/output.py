@@ -44,6 +44,17 @@ def _fmt(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
+def _likelihood_line(lik: dict) -> str:
+    """One sentence: '1.23 bits/dim (exact, ± 0.01 std err, n=64)' or why there is no value."""
+    unit = next((u for u in ("bits_per_dim", "nats_per_dim") if lik.get(u) is not None), None)
+    if unit is None:
+        return f"none: {lik.get('reason')}"
+    kind = "a bound: log p ≥ the ELBO, so the true value is at most this" if lik["kind"] == "bound" else lik["kind"]
+    how = "".join(f"; {k} {lik[k]}" for k in ("divergence", "nfe") if lik.get(k) is not None)
+    return (f"**{lik[unit]:.4f} {unit.replace('_per_', '/')}** ({kind}, ± {lik[unit + '_std_err']:.4f} std err over "
+            f"n={lik['n']} held-out items{how})")
+
+
 def markdown(report: dict) -> str:
     """eval.md: the metric table, memorization and the settings."""
     s, metrics, floor = report["settings"], report["metrics"], report.get("floor")
@@ -65,6 +76,9 @@ def markdown(report: dict) -> str:
     if "memorization" in report:
         lines += ["", "## Memorization (data space)", ""]
         lines += [f"- {k}: {_fmt(v)}" for k, v in report["memorization"].items()]
+    if "likelihood" in report:
+        lines += ["", "## Likelihood (held-out data)", "", _likelihood_line(report["likelihood"])]
+        lines += [f"- {k}: {_fmt(v)}" for k, v in report["likelihood"].items() if v is not None]
     lines += ["", "## Settings", ""] + [f"- {k}: {_fmt(v)}" for k, v in s.items()]
     return "\n".join(lines) + "\n"
 
