@@ -1,0 +1,145 @@
+"""GPT-style decoder-only transformer over token sequences, conditioned by a class prefix token.
+
+The input is s = [class(y), t_0, ..., t_{L-2}] + learned positions; pre-LN blocks
+h += Attn(LN(h)) (causal), h += MLP(LN(h)); logits at position i give p(t_i | y, t_{<i}). The null class
+(row num_classes) serves unconditional sampling. A KV cache stores each layer's keys and values so
+sampling costs one position per step. Sampling filters: temperature, top-k, top-p (nucleus,
+Holtzman et al. 2020, The Curious Case of Neural Text Degeneration).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from genlab.errors import GenlabError
+
+
+@dataclass
+class TransformerConfig:
+    kind: str = "transformer"
+    in_channels: int | None = None  # of the images the tokens decode to (filled from the data)
+    image_size: int | None = None
+    num_classes: int | None = None
+    vocab_size: int | None = None  # filled from the tokenizer
+    seq_len: int | None = None  # filled from the tokenizer
+    dim: int = 128
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+
+
+class KVCache:
+    """Per-layer keys and values (B, heads, t, head_dim) of the positions seen so far."""
+
+    def __init__(self, depth: int):
+        self.k: list[Tensor | None] = [None] * depth
+        self.v: list[Tensor | None] = [None] * depth
+
+    def length(self, layer: int = 0) -> int:
+        """Positions cached so far in `layer`."""
+        return 0 if self.k[layer] is None else self.k[layer].shape[2]
+
+    def append(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        if self.k[layer] is not None:
+            k, v = torch.cat([self.k[layer], k], 2), torch.cat([self.v[layer], v], 2)
+        self.k[layer], self.v[layer] = k, v
+        return k, v
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: TransformerConfig, index: int):
+        super().__init__()
+        self.index, self.heads, self.dropout = index, cfg.heads, cfg.dropout
+        self.ln1, self.ln2 = nn.LayerNorm(cfg.dim), nn.LayerNorm(cfg.dim)
+        self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim)
+        self.proj = nn.Linear(cfg.dim, cfg.dim)
+        self.mlp = nn.Sequential(nn.Linear(cfg.dim, cfg.mlp_ratio * cfg.dim), nn.GELU(),
+                                 nn.Linear(cfg.mlp_ratio * cfg.dim, cfg.dim), nn.Dropout(cfg.dropout))
+
+    def attention(self, x: Tensor, cache: KVCache | None) -> Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        past = 0 if cache is None else cache.length(self.index)
+        if cache is not None:
+            k, v = cache.append(self.index, k, v)
+        if past == 0:
+            mask, causal = None, True
+        else:  # new query i sits at position past + i and sees keys 0..past + i
+            mask = torch.arange(past + t, device=x.device)[None] <= (past + torch.arange(t, device=x.device))[:, None]
+            causal = False
+        drop = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, dropout_p=drop)
+        return self.proj(y.transpose(1, 2).reshape(b, t, d))
+
+    def forward(self, x: Tensor, cache: KVCache | None) -> Tensor:
+        x = x + self.attention(self.ln1(x), cache)
+        return x + self.mlp(self.ln2(x))
+
+
+class Transformer(nn.Module):
+    """forward(tokens, label, cache) -> logits (B, T', vocab) for the new positions.
+
+    Without a cache (or with an empty one) the new positions are [class, tokens...]; with a filled
+    cache they are the tokens alone, appended after the cached positions.
+    """
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        if not cfg.vocab_size or not cfg.seq_len or cfg.dim % cfg.heads:
+            raise GenlabError("model: transformer needs vocab_size and seq_len (from a tokenizer) and dim % heads == 0")
+        self.cfg = cfg
+        self.num_classes = cfg.num_classes or 0
+        self.tok = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.cls = nn.Embedding(self.num_classes + 1, cfg.dim)  # row num_classes = null class
+        self.pos = nn.Parameter(torch.randn(cfg.seq_len, cfg.dim) * 0.02)
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.depth))
+        self.ln = nn.LayerNorm(cfg.dim)
+        self.head = nn.Linear(cfg.dim, cfg.vocab_size)
+
+    def new_cache(self) -> KVCache:
+        return KVCache(self.cfg.depth)
+
+    def forward(self, tokens: Tensor, label: Tensor | None = None, *, cache: KVCache | None = None) -> Tensor:
+        b = tokens.shape[0]
+        past = 0 if cache is None else cache.length()
+        h = self.tok(tokens)  # (B, T, dim)
+        if past == 0:
+            if label is None:
+                label = torch.full((b,), self.num_classes, device=tokens.device, dtype=torch.long)
+            h = torch.cat([self.cls(label)[:, None], h], 1)
+        if past + h.shape[1] > self.cfg.seq_len:
+            raise GenlabError(f"sequence of {past + h.shape[1]} positions exceeds seq_len={self.cfg.seq_len}")
+        h = h + self.pos[past : past + h.shape[1]]
+        for block in self.blocks:
+            h = block(h, cache)
+        return self.head(self.ln(h))
+
+
+def filter_logits(logits: Tensor, *, top_k: int = 0, top_p: float = 1.0) -> Tensor:
+    """Logits (..., V) with all but the top-k, and outside the smallest set of probability >= top_p, at -inf."""
+    if top_k > 0 and top_k < logits.shape[-1]:
+        kth = logits.topk(top_k, dim=-1).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        probs = sorted_logits.softmax(-1)
+        before = probs.cumsum(-1) - probs  # mass of the strictly more likely tokens
+        drop_sorted = before >= top_p  # the most likely token is always kept
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def sample_logits(logits: Tensor, *, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                  generator: torch.Generator | None = None) -> Tensor:
+    """One draw per row of logits (..., V) -> (...,) int64; temperature 0 is argmax."""
+    if temperature <= 0:
+        return logits.argmax(-1)
+    logits = filter_logits(logits.float() / temperature, top_k=top_k, top_p=top_p)
+    probs = logits.softmax(-1).reshape(-1, logits.shape[-1])
+    return torch.multinomial(probs, 1, generator=generator).view(logits.shape[:-1])
