@@ -1,0 +1,261 @@
+"""Procedural captioned shapes: 1–2 solid shapes in named colours on black, with a caption grammar.
+
+A scene is 1–2 `Shape`s (colour from 8 fixed RGB values, kind circle/square/triangle, size small/large)
+at integer centres; shapes keep a gap of >= 2 pixels, so they never touch. Two shapes carry a spatial
+relation of the first to the second (left/right/above/below) that holds on the dominant axis of the centre
+displacement (|dx| > |dy| for left/right); "two shapes: ..." captions state none. Each caption is drawn
+from a few templates and `parse_caption` inverts every one of them. Held-out colour×kind pairs
+(`HELDOUT_PAIRS`) never appear in 'train' or 'test'; every 'heldout' scene contains at least one.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from genlab.data.base import Dataset
+from genlab.data.images import uint8_to_tensor
+from genlab.errors import GenlabError
+
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (255, 0, 0),
+    "green": (0, 255, 0),
+    "blue": (0, 0, 255),
+    "yellow": (255, 255, 0),
+    "magenta": (255, 0, 255),
+    "cyan": (0, 255, 255),
+    "white": (255, 255, 255),
+    "orange": (255, 128, 0),
+}
+KINDS = ("circle", "square", "triangle")
+SIZES = ("small", "large")
+RELATIONS = ("left of", "right of", "above", "below")
+HALF_EXTENT = {"small": 4, "large": 7}  # half the bounding-box side, in pixels of a 32×32 image
+GAP = 2  # minimum empty pixels between two shapes' bounding boxes
+HELDOUT_PAIRS = frozenset({("green", "triangle"), ("yellow", "circle"), ("magenta", "square"), ("cyan", "triangle")})
+SPLITS = {"train": 0, "test": 1, "heldout": 2}
+NULL_CAPTION = ""  # the empty caption, used as the unconditional prompt
+
+
+@dataclass(frozen=True)
+class Shape:
+    colour: str
+    kind: str
+    size: str | None = None  # None: not stated (a parsed caption may omit the size)
+
+
+@dataclass(frozen=True)
+class Scene:
+    shapes: tuple[Shape, ...]
+    relation: str | None = None  # relation of shapes[0] to shapes[1]; None for one shape or "two shapes:"
+
+
+@dataclass
+class ShapesConfig:
+    kind: str = "shapes"
+    n: int = 5000  # images in the 'train' split
+    n_test: int = 500  # images in each of 'test' and 'heldout'
+    size: int = 32
+    seed: int = 0
+    labels: bool = False  # True: label = first shape's kind × colour (24 classes, for feature nets)
+
+
+# ----------------------------------------------------------------------------- captions
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def _phrase(shape: Shape, *, article: str | None = None) -> str:
+    words = " ".join(w for w in (shape.size, shape.colour, shape.kind) if w)
+    return f"{article or _article(words)} {words}"
+
+
+_REL_WORDS = {"left of": "to the left of", "right of": "to the right of", "above": "above", "below": "below"}
+
+
+def caption(scene: Scene, *, template: int = 0) -> str:
+    """The caption of `scene` in template number `template` (taken modulo the number of templates)."""
+    if len(scene.shapes) == 1:
+        obj = scene.shapes[0]
+        forms = (_phrase(obj), f"{_phrase(obj)} on a black background", f"a picture of {_phrase(obj)}",
+                 _phrase(obj, article="one"))
+        return forms[template % len(forms)]
+    a, b = (_phrase(s) for s in scene.shapes)
+    if scene.relation is None:
+        return f"two shapes: {a} and {b}"
+    rel = _REL_WORDS[scene.relation]
+    return (f"{a} {rel} {b}", f"{a} is {rel} {b}")[template % 2]
+
+
+_OBJ = rf"(?:a|an|one) (?:({'|'.join(SIZES)}) )?({'|'.join(COLOURS)}) ({'|'.join(KINDS)})"
+_ONE = re.compile(rf"^(?:a picture of )?{_OBJ}(?: on a black background)?$")
+_REL = re.compile(rf"^{_OBJ} (?:is )?(to the left of|to the right of|above|below) {_OBJ}$")
+_TWO = re.compile(rf"^two shapes: {_OBJ} and {_OBJ}$")
+_REL_NAMES = {v: k for k, v in _REL_WORDS.items()}
+
+
+def parse_caption(text: str) -> Scene | None:
+    """The scene a caption states (sizes None where unstated), or None if it is not in the grammar."""
+    text = " ".join(text.lower().strip().rstrip(".").split())
+    if m := _ONE.match(text):
+        return Scene((Shape(m[2], m[3], m[1]),))
+    if m := _REL.match(text):
+        return Scene((Shape(m[2], m[3], m[1]), Shape(m[6], m[7], m[5])), _REL_NAMES[m[4]])
+    if m := _TWO.match(text):
+        return Scene((Shape(m[2], m[3], m[1]), Shape(m[5], m[6], m[4])))
+    return None
+
+
+# ----------------------------------------------------------------------------- layout and rendering
+
+
+def half_extent(size_name: str, image_size: int = 32) -> int:
+    return max(2, round(HALF_EXTENT[size_name] * image_size / 32))
+
+
+def relation_of(dx: float, dy: float) -> str:
+    """Relation of A to B from the displacement B − A (image y points down), on the dominant axis."""
+    if abs(dx) > abs(dy):
+        return "left of" if dx > 0 else "right of"
+    return "above" if dy > 0 else "below"
+
+
+def layout(scene: Scene, rng: np.random.Generator, *, image_size: int = 32, rounds: int = 50) -> list[tuple[int, int]]:
+    """Integer centres (cx, cy) for the scene's shapes: inside the image, >= GAP apart, relation satisfied.
+
+    Rejection sampling, vectorised: rounds of 64 uniform candidate layouts; the first valid one is kept.
+    """
+    halves = np.array([half_extent(s.size or "small", image_size) for s in scene.shapes])
+    lo, hi = np.repeat(halves, 2), np.repeat(image_size - halves + 1, 2)  # per coordinate (x0, y0, x1, y1)
+    for _ in range(rounds):
+        cand = rng.integers(lo, hi, size=(64, len(lo)))  # (64, 2·shapes)
+        if len(halves) == 1:
+            return [(int(cand[0, 0]), int(cand[0, 1]))]
+        ok = _valid(cand[:, 2] - cand[:, 0], cand[:, 3] - cand[:, 1], halves.sum(), scene.relation)
+        if ok.any():
+            x0, y0, x1, y1 = (int(v) for v in cand[int(ok.argmax())])
+            return [(x0, y0), (x1, y1)]
+    raise GenlabError(f"cannot place {scene} in a {image_size}x{image_size} image; use data.size >= 32")
+
+
+def _valid(dx: np.ndarray, dy: np.ndarray, extent: int, relation: str | None) -> np.ndarray:
+    """Which displacements B − A keep the boxes >= GAP apart and (if given) satisfy the relation."""
+    ok = (np.maximum(abs(dx), abs(dy)) >= extent + GAP) & (abs(dx) != abs(dy))
+    horizontal = abs(dx) > abs(dy)
+    wanted = {None: True, "left of": horizontal & (dx > 0), "right of": horizontal & (dx < 0),
+              "above": ~horizontal & (dy > 0), "below": ~horizontal & (dy < 0)}
+    return ok & wanted[relation]
+
+
+@functools.lru_cache(maxsize=8)
+def _pixel_centres(image_size: int) -> tuple[np.ndarray, np.ndarray]:
+    return tuple(np.mgrid[0:image_size, 0:image_size] + 0.5)  # (y, x), each (H, W)
+
+
+def shape_mask(kind: str, cx: int, cy: int, half: int, image_size: int) -> np.ndarray:
+    """Boolean (H, W) mask of a solid shape sampled at pixel centres; its bounding box is 2·half wide."""
+    y, x = _pixel_centres(image_size)
+    dx, dy = x - cx, y - cy
+    if kind == "circle":
+        return dx**2 + dy**2 <= half**2
+    if kind == "square":
+        return (np.abs(dx) <= half) & (np.abs(dy) <= half)
+    if kind == "triangle":  # apex up; the apex row has no pixel centre inside, so the box is 2·half − 1 tall
+        return (dy <= half) & (np.abs(dx) <= (dy + half) / 2)
+    raise GenlabError(f"unknown shape kind {kind!r}; use one of {', '.join(KINDS)}")
+
+
+def draw(scene: Scene, centres: list[tuple[int, int]], *, image_size: int = 32) -> np.ndarray:
+    """uint8 (H, W, 3) image of a scene whose sizes are all stated, shapes at the given centres."""
+    image = np.zeros((image_size, image_size, 3), dtype=np.uint8)
+    for s, (cx, cy) in zip(scene.shapes, centres):
+        image[shape_mask(s.kind, cx, cy, half_extent(s.size, image_size), image_size)] = COLOURS[s.colour]
+    return image
+
+
+def render(scene: Scene, *, centres: list[tuple[int, int]] | None = None, image_size: int = 32,
+           seed: int = 0) -> torch.Tensor:
+    """The scene as float (3, H, W) in [-1, 1]; a layout (and any unstated size) is drawn from `seed`."""
+    rng = np.random.default_rng(seed)
+    scene = replace(scene, shapes=tuple(s if s.size else replace(s, size=_pick(rng, SIZES)) for s in scene.shapes))
+    centres = centres or layout(scene, rng, image_size=image_size)
+    return uint8_to_tensor(draw(scene, centres, image_size=image_size)[None])[0]  # (3, H, W)
+
+
+# ----------------------------------------------------------------------------- sampling scenes
+
+
+def _pick(rng: np.random.Generator, options: tuple[str, ...]) -> str:
+    return options[int(rng.integers(len(options)))]
+
+
+def _random_shape(rng: np.random.Generator, *, heldout: bool) -> Shape:
+    """A shape whose colour×kind pair is held out (heldout=True) or seen in training (heldout=False)."""
+    while True:
+        s = Shape(_pick(rng, tuple(COLOURS)), _pick(rng, KINDS), _pick(rng, SIZES))
+        if ((s.colour, s.kind) in HELDOUT_PAIRS) == heldout:
+            return s
+
+
+def sample_scene(rng: np.random.Generator, *, split: str) -> Scene:
+    """One random scene: 1 shape (40 %) or 2; 'heldout' scenes contain >= 1 held-out pair, others none."""
+    if rng.random() < 0.4:
+        return Scene((_random_shape(rng, heldout=split == "heldout"),))
+    first_new = split == "heldout" and rng.random() < 0.5
+    shapes = [_random_shape(rng, heldout=first_new), _random_shape(rng, heldout=False)]
+    if split == "heldout" and not first_new:
+        shapes[1] = _random_shape(rng, heldout=True)
+    relation = None if rng.random() < 0.2 else _pick(rng, RELATIONS)
+    return Scene(tuple(shapes), relation)
+
+
+def stated(scene: Scene, rng: np.random.Generator) -> Scene:
+    """What a caption states: each size is dropped with probability 1/4."""
+    return replace(scene, shapes=tuple(s if rng.random() >= 0.25 else replace(s, size=None) for s in scene.shapes))
+
+
+def sample_pairs(n: int, *, split: str = "train", seed: int = 0, image_size: int = 32
+                 ) -> tuple[torch.Tensor, list[str], list[Scene]]:
+    """(images (n, 3, H, W) in [-1, 1], captions, scenes), a pure function of (split, seed)."""
+    if split not in SPLITS:
+        raise GenlabError(f"shapes split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if image_size < 32:
+        raise GenlabError(f"data.size={image_size}: shapes needs images of at least 32 pixels")
+    rng = np.random.default_rng([seed, SPLITS[split]])
+    images, texts, scenes = [], [], []
+    for _ in range(n):
+        scene = sample_scene(rng, split=split)
+        centres = layout(scene, rng, image_size=image_size)
+        images.append(draw(scene, centres, image_size=image_size))
+        texts.append(caption(stated(scene, rng), template=int(rng.integers(0, 4))))
+        scenes.append(scene)
+    return uint8_to_tensor(np.stack(images)), texts, scenes
+
+
+def class_names() -> list[str]:
+    """Names of the 24 labels (kind × colour of the first shape), label = kind index · 8 + colour index."""
+    return [f"{c} {k}" for k in KINDS for c in COLOURS]
+
+
+def label_of(scene: Scene) -> int:
+    first = scene.shapes[0]
+    return KINDS.index(first.kind) * len(COLOURS) + list(COLOURS).index(first.colour)
+
+
+def build_shapes(cfg: ShapesConfig, *, split: str = "train") -> Dataset:
+    """Captioned shapes (N, 3, size, size) in [-1, 1]; split 'train', 'test' (seen pairs) or 'heldout'."""
+    n = cfg.n if split == "train" else cfg.n_test
+    if n < 1:
+        raise GenlabError(f"data.n and data.n_test must be >= 1, got {n} for split {split!r}")
+    x, texts, scenes = sample_pairs(n, split=split, seed=cfg.seed, image_size=cfg.size)
+    data = Dataset(x=x, texts=texts, name="shapes")
+    if cfg.labels:
+        data.labels = torch.tensor([label_of(s) for s in scenes], dtype=torch.long)
+        data.num_classes, data.class_names = len(KINDS) * len(COLOURS), class_names()
+    return data

