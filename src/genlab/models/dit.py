@@ -1,0 +1,246 @@
+"""Diffusion transformer (DiT, Peebles & Xie 2023) with text conditioning, and its MM-DiT variant.
+
+Patchify: x (B,C,H,W) -> N = (H/p)² tokens of width W, plus fixed 2-D sin-cos positions.
+Conditioning vector c = MLP(sinusoid(t)) + class_table[label] + Linear(pooled text).
+adaLN-Zero block: (shift, scale, gate) x 2 = Linear(SiLU(c)), zero-initialised, so every block starts as
+the identity: h += gate1·attn(LN(h)·(1+scale1)+shift1); h += xattn(LN(h), text | mask); h += gate2·mlp(...).
+MM-DiT (Esser et al. 2024): image and text streams with their own weights and adaLN, one joint attention
+over the concatenated tokens; padded text tokens are masked out as keys everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from genlab.errors import GenlabError
+from genlab.models.layers import ConditionEmbedding
+
+
+@dataclass
+class DiTConfig:
+    kind: str = "dit"
+    in_channels: int | None = None  # filled from the dataset (or the autoencoder's latent channels)
+    image_size: int | None = None  # filled from the dataset (or the latent size)
+    num_classes: int | None = None  # 0 = no class table; filled from the dataset
+    size: str = "tiny"  # preset: S | XS | tiny | micro (width, depth, heads)
+    width: int | None = None  # overrides the preset
+    depth: int | None = None
+    heads: int | None = None
+    patch_size: int = 2
+    mlp_ratio: float = 4.0
+    text_dim: int = 0  # width of the text encoder's tokens; 0 = no text (a text method fills it)
+    text_mode: str = "cross"  # cross (adaLN-Zero + cross-attention) | mmdit (joint attention)
+
+
+DIT_PRESETS = {  # (width, depth, heads)
+    "S": (384, 12, 6),
+    "XS": (256, 8, 4),
+    "tiny": (128, 4, 4),
+    "micro": (64, 2, 2),
+}
+
+
+def dit_dims(cfg: DiTConfig) -> tuple[int, int, int]:
+    """(width, depth, heads) of a config: the preset, with explicit fields taking precedence."""
+    if cfg.size not in DIT_PRESETS:
+        raise GenlabError(f"model.size={cfg.size!r} is not a DiT preset: use one of {', '.join(DIT_PRESETS)}")
+    width, depth, heads = DIT_PRESETS[cfg.size]
+    return cfg.width or width, cfg.depth or depth, cfg.heads or heads
+
+
+def sincos_2d(side: int, width: int) -> Tensor:
+    """Fixed 2-D sin-cos position embedding (1, side², width): half the channels per axis."""
+    quarter = width // 4
+    freqs = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+    pos = torch.arange(side, dtype=torch.float64)
+    ang = pos[:, None] * freqs[None]  # (side, quarter)
+    axis = torch.cat([ang.sin(), ang.cos()], dim=1)  # (side, 2·quarter)
+    rows = axis[:, None].expand(side, side, -1)  # (side, side, 2q): varies with the row
+    cols = axis[None].expand(side, side, -1)  # varies with the column
+    emb = torch.cat([rows, cols], dim=-1).reshape(side * side, -1)  # (N, 4q)
+    return F.pad(emb, (0, width - emb.shape[1])).float()[None]  # (1, N, width)
+
+
+def shift_scale(h: Tensor, shift: Tensor, scale: Tensor) -> Tensor:
+    """h (B, N, W) modulated per sample by shift, scale (B, W)."""
+    return h * (1 + scale[:, None]) + shift[:, None]
+
+
+def key_mask(mask: Tensor | None) -> Tensor | None:
+    """(B, L) bool key mask (True = attend) -> SDPA's (B, 1, 1, L); a fully padded row attends everywhere."""
+    if mask is None:
+        return None
+    mask = mask | ~mask.any(dim=1, keepdim=True)  # avoids NaN rows (softmax over nothing)
+    return mask[:, None, None, :]
+
+
+def heads_split(x: Tensor, heads: int) -> Tensor:
+    b, n, w = x.shape
+    return x.view(b, n, heads, w // heads).transpose(1, 2)  # (B, heads, N, d)
+
+
+def heads_merge(x: Tensor) -> Tensor:
+    b, h, n, d = x.shape
+    return x.transpose(1, 2).reshape(b, n, h * d)  # (B, N, W)
+
+
+def mlp(width: int, ratio: float) -> nn.Sequential:
+    hidden = int(width * ratio)
+    return nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, width))
+
+
+class CrossAttention(nn.Module):
+    """Image tokens (queries) attend to text tokens (keys/values); padded text tokens are masked."""
+
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.q = nn.Linear(width, width)
+        self.kv = nn.Linear(width, 2 * width)
+        self.out = nn.Linear(width, width)
+
+    def forward(self, h: Tensor, ctx: Tensor, mask: Tensor | None) -> Tensor:
+        q = heads_split(self.q(self.norm(h)), self.heads)  # (B, nh, N, d)
+        k, v = (heads_split(z, self.heads) for z in self.kv(ctx).chunk(2, dim=-1))  # (B, nh, L, d)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask(mask))
+        return self.out(heads_merge(out))  # (B, N, W)
+
+
+class DiTBlock(nn.Module):
+    """adaLN-Zero self-attention + MLP block, with an optional cross-attention to text tokens."""
+
+    def __init__(self, width: int, heads: int, *, mlp_ratio: float, cross: bool):
+        super().__init__()
+        self.heads = heads
+        self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.cross = CrossAttention(width, heads) if cross else None
+        self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.mlp = mlp(width, mlp_ratio)
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
+
+    def attend(self, h: Tensor) -> Tensor:
+        q, k, v = (heads_split(z, self.heads) for z in self.qkv(h).chunk(3, dim=-1))  # (B, nh, N, d)
+        return self.proj(heads_merge(F.scaled_dot_product_attention(q, k, v)))  # (B, N, W)
+
+    def forward(self, h: Tensor, c: Tensor, ctx: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        sh1, sc1, g1, sh2, sc2, g2 = self.ada(c).chunk(6, dim=-1)  # each (B, W)
+        h = h + g1[:, None] * self.attend(shift_scale(self.norm1(h), sh1, sc1))
+        if self.cross is not None:
+            h = h + self.cross(h, ctx, mask)
+        return h + g2[:, None] * self.mlp(shift_scale(self.norm2(h), sh2, sc2))  # (B, N, W)
+
+
+class Stream(nn.Module):
+    """One modality's weights in an MM-DiT block: adaLN, qkv, output projection, MLP."""
+
+    def __init__(self, width: int, mlp_ratio: float):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.mlp = mlp(width, mlp_ratio)
+        self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
+
+
+class MMDiTBlock(nn.Module):
+    """Joint attention over [image tokens, text tokens], separate weights per modality (SD3)."""
+
+    def __init__(self, width: int, heads: int, *, mlp_ratio: float):
+        super().__init__()
+        self.heads = heads
+        self.img, self.txt = Stream(width, mlp_ratio), Stream(width, mlp_ratio)
+
+    def forward(self, h: Tensor, c: Tensor, ctx: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        mods = [s.ada(c).chunk(6, dim=-1) for s in (self.img, self.txt)]  # per stream: 6 x (B, W)
+        qkvs = [s.qkv(shift_scale(s.norm1(z), m[0], m[1])) for s, z, m in zip((self.img, self.txt), (h, ctx), mods)]
+        q, k, v = (heads_split(torch.cat(parts, dim=1), self.heads)
+                   for parts in zip(*(z.chunk(3, dim=-1) for z in qkvs)))  # (B, nh, N + L, d)
+        full = None if mask is None else torch.cat([mask.new_ones(h.shape[0], h.shape[1]), mask], dim=1)
+        out = heads_merge(F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask(full)))
+        outs = out.split([h.shape[1], ctx.shape[1]], dim=1)  # (B, N, W), (B, L, W)
+        new = []
+        for s, z, o, m in zip((self.img, self.txt), (h, ctx), outs, mods):
+            z = z + m[2][:, None] * s.proj(o)
+            new.append(z + m[5][:, None] * s.mlp(shift_scale(s.norm2(z), m[3], m[4])))
+        return new[0], new[1]
+
+
+class DiT(nn.Module):
+    def __init__(self, cfg: DiTConfig):
+        super().__init__()
+        for name in ("in_channels", "image_size"):
+            if getattr(cfg, name) is None:
+                raise GenlabError(f"model.{name} is not set: set it in the recipe or let the dataset fill it")
+        if cfg.image_size % cfg.patch_size:
+            raise GenlabError(f"model.image_size={cfg.image_size} is not divisible by patch_size={cfg.patch_size}")
+        if cfg.text_mode not in ("cross", "mmdit"):
+            raise GenlabError(f"model.text_mode={cfg.text_mode!r}: use 'cross' or 'mmdit'")
+        width, depth, heads = dit_dims(cfg)
+        if width % heads:
+            raise GenlabError(f"DiT width {width} is not divisible by heads={heads}: pick a divisor")
+        self.cfg, self.p, self.side = cfg, cfg.patch_size, cfg.image_size // cfg.patch_size
+        self.patch = nn.Conv2d(cfg.in_channels, width, cfg.patch_size, stride=cfg.patch_size)
+        self.register_buffer("pos", sincos_2d(self.side, width), persistent=False)
+        self.cond = ConditionEmbedding(256, width, cfg.num_classes or 0)
+        text, mm = cfg.text_dim > 0, cfg.text_mode == "mmdit"
+        self.text_in = nn.Linear(cfg.text_dim, width) if text else None  # tokens -> width
+        self.pooled_in = nn.Linear(cfg.text_dim, width) if text else None  # pooled -> conditioning vector
+        self.blocks = nn.ModuleList(
+            MMDiTBlock(width, heads, mlp_ratio=cfg.mlp_ratio) if text and mm
+            else DiTBlock(width, heads, mlp_ratio=cfg.mlp_ratio, cross=text)
+            for _ in range(depth)
+        )
+        self.norm_out = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
+        self.out = nn.Linear(width, cfg.patch_size**2 * cfg.in_channels)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """Xavier linears, patch embedding like a linear, adaLN and output layers zeroed (adaLN-Zero)."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        nn.init.xavier_uniform_(self.patch.weight.view(self.patch.weight.shape[0], -1))
+        nn.init.zeros_(self.patch.bias)
+        for m in self.cond.mlp:
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.02)
+        zero = [b.ada[-1] for b in self.blocks if isinstance(b, DiTBlock)]
+        zero += [s.ada[-1] for b in self.blocks if isinstance(b, MMDiTBlock) for s in (b.img, b.txt)]
+        zero += [b.cross.out for b in self.blocks if isinstance(b, DiTBlock) and b.cross is not None]
+        for m in [*zero, self.ada_out[-1], self.out]:
+            nn.init.zeros_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor, t: Tensor, cond=None) -> Tensor:
+        """x (B,C,H,W), t (B,); cond: class labels (B,) int, or text with .tokens (B,L,text_dim),
+        .mask (B,L) bool (True = real token) and .pooled (B,text_dim); None = unconditional."""
+        b = x.shape[0]
+        h = self.patch(x).flatten(2).transpose(1, 2) + self.pos  # (B, N, W)
+        text = cond is not None and not isinstance(cond, Tensor)
+        if text != (self.text_in is not None):
+            raise GenlabError("this DiT is " + ("text-conditioned: pass encoded text" if self.text_in is not None
+                                                else "not text-conditioned: set model.text_dim"))
+        c = self.cond(t, None if text else cond)  # (B, W)
+        ctx = mask = None
+        if text:
+            c = c + self.pooled_in(cond.pooled)
+            ctx, mask = self.text_in(cond.tokens), cond.mask  # (B, L, W), (B, L)
+        for block in self.blocks:
+            if isinstance(block, MMDiTBlock):
+                h, ctx = block(h, c, ctx, mask)
+            else:
+                h = block(h, c, ctx, mask)
+        shift, scale = self.ada_out(c).chunk(2, dim=-1)
+        h = self.out(shift_scale(self.norm_out(h), shift, scale))  # (B, N, p·p·C)
+        h = h.view(b, self.side, self.side, self.p, self.p, -1)  # (B, s, s, p, p, C)
+        return h.permute(0, 5, 1, 3, 2, 4).reshape(b, -1, self.side * self.p, self.side * self.p)  # (B,C,H,W)

@@ -1,0 +1,63 @@
+"""`genlab generate`: end to end on a tiny run trained here, one-line errors, and the shipped checkpoint."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from genlab.cli import main
+from genlab.generate import shipped_run
+from t2i_fixtures import tiny_t2i_runs, use_hash_encoder
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return tiny_t2i_runs(tmp_path_factory.mktemp("gen"), n=64, ae_steps=2, t2i_steps=2)[2]
+
+
+def test_generate_writes_a_png(run, tmp_path, monkeypatch, capsys):
+    use_hash_encoder(monkeypatch)
+    out = tmp_path / "red.png"
+    args = ["generate", "a red square", "--run", str(run), "--n", "3", "--steps", "2", "--sampler", "euler", "-o"]
+    assert main([*args, str(out)]) == 0
+    assert "3 images" in capsys.readouterr().out
+    grid = np.asarray(Image.open(out))
+    assert grid.ndim == 3 and grid.shape[2] == 3 and grid.shape[1] > grid.shape[0]  # one row of 3 tiles
+    assert main([*args, str(tmp_path / "again.png"), "--seed", "0"]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "again.png")), grid)  # seeded: reproducible
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["generate", "  "], "non-empty prompt"),
+        (["generate", "a red square", "--n", "0"], "--n and --steps"),
+        (["generate", "a red square", "-o", "out.jpg"], ".png"),
+        (["generate", "a red square", "--sampler", "nope"], "unknown sampler"),
+        (["generate", "a red square", "--run", "no/such/run"], "does not exist"),
+    ],
+)
+def test_bad_input_is_a_one_line_error(run, tmp_path, monkeypatch, capsys, argv, message):
+    use_hash_encoder(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    if "--run" not in argv:
+        argv = [*argv, "--run", str(run)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_a_class_conditional_run_is_refused(digits_run, capsys):
+    assert main(["generate", "a seven", "--run", str(digits_run), "-o", "x.png"]) == 2
+    assert "not text-to-image" in capsys.readouterr().err
+
+
+def test_shipped_checkpoint_is_small_and_self_describing():
+    folder = shipped_run()
+    files = {p.name: p.stat().st_size for p in folder.iterdir()}
+    assert set(files) >= {"config.json", "ema.safetensors"}
+    assert sum(files.values()) < 16 * 2**20
+    recipe = json.loads((folder / "config.json").read_text())["recipe"]
+    assert recipe["method"]["kind"] == "latent_flow" and recipe["method"]["text_encoder"] == "minilm"
+    assert recipe["method"]["autoencoder_model"] is not None  # the autoencoder travels inside the checkpoint

@@ -1,0 +1,108 @@
+"""Latent text-to-image flow: frozen autoencoder copied in, text dropout to the null text, batched CFG."""
+
+import shutil
+
+import pytest
+import torch
+
+from genlab.checkpoint import load_method
+from genlab.config import recipe_from_dict
+from genlab.errors import GenlabError
+from genlab.methods import build_method
+from genlab.train import resolve
+from t2i_fixtures import t2i_recipe, tiny_t2i_runs, use_hash_encoder
+
+
+@pytest.fixture(autouse=True)
+def hash_encoder(monkeypatch):
+    use_hash_encoder(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    return tiny_t2i_runs(tmp_path_factory.mktemp("t2i"), n=128, ae_steps=4, t2i_steps=8)
+
+
+def method_for(data, ae, **method):
+    tree = t2i_recipe(data, ae)
+    tree["method"].update(method)
+    from genlab.data import build_dataset
+
+    recipe = recipe_from_dict(tree, "test")
+    return build_method(resolve(recipe, build_dataset(recipe.data)))
+
+
+def test_text_dropout_gives_the_null_embedding(runs):
+    data, ae, _ = runs
+    m = method_for(data, ae, text_dropout=1.0)
+    text = m.encode_text(["a red square", "a blue square", "a green square"], "cpu")
+    dropped, null = m._drop_labels(text), m.null_text(3, "cpu")
+    length = null.tokens.shape[1]
+    assert torch.equal(dropped.tokens[:, :length], null.tokens) and not dropped.tokens[:, length:].any()
+    assert torch.equal(dropped.mask[:, :length], null.mask) and not dropped.mask[:, length:].any()
+    assert torch.equal(dropped.pooled, null.pooled)
+    kept = method_for(data, ae, text_dropout=0.0)._drop_labels(text)
+    assert all(torch.equal(a, b) for a, b in zip(kept, text))
+
+
+def test_autoencoder_is_frozen_copied_and_the_run_self_contained(runs, tmp_path):
+    data, ae, t2i = runs
+    _, ae_method, _ = load_method(ae)
+    _, m, _ = load_method(t2i)
+    assert torch.equal(m.autoencoder.scale_factor, ae_method.ae.scale_factor)
+    for (name, p), q in zip(m.autoencoder.named_parameters(), ae_method.ae.parameters()):
+        assert torch.equal(p, q), name
+    trainable = {id(p) for ps in m.optimizer_groups().values() for p in ps}
+    assert not any(id(p) in trainable for p in m.autoencoder.parameters())
+    assert trainable == {id(p) for p in m.model.parameters()}
+    gen = torch.Generator().manual_seed(0)
+    before = m.sample(2, prompts=["a red square", "a blue square"], steps=2, sampler="euler", generator=gen)
+    moved = shutil.copytree(t2i, tmp_path / "moved")
+    shutil.rmtree(tmp_path / "moved" / "checkpoint" / "state")
+    ae_copy = shutil.move(ae, tmp_path / "ae-away")  # the autoencoder's run folder is no longer there
+    try:
+        _, m2, _ = load_method(moved)
+        gen = torch.Generator().manual_seed(0)
+        after = m2.sample(2, prompts=["a red square", "a blue square"], steps=2, sampler="euler", generator=gen)
+    finally:
+        shutil.move(ae_copy, ae)
+    assert before.shape == (2, 3, 16, 16) and before.abs().max() <= 1
+    torch.testing.assert_close(after, before)
+
+
+def test_guidance_is_one_batched_call_per_step(runs):
+    _, _, t2i = runs
+    _, m, _ = load_method(t2i)
+    sizes = []
+    m.model.register_forward_hook(lambda mod, args, out: sizes.append(args[0].shape[0]))
+    stats = {}
+    m.sample(3, prompts=["a red square"] * 3, steps=4, sampler="euler", guidance_scale=3.0, stats=stats)
+    assert sizes == [6] * 4 and stats["nfe"] == 4  # cond and uncond together, 3 + 3 rows
+    sizes.clear()
+    m.sample(3, prompts=["a red square"] * 3, steps=4, sampler="euler", guidance_scale=1.0)
+    assert sizes == [3] * 4  # s = 1 is the conditional model alone
+
+
+def test_training_lowers_the_loss_and_needs_captions(runs, tmp_path):
+    data, ae, _ = runs
+    m = method_for(data, ae, text_dropout=0.0)
+    from genlab.data import build_dataset
+    from genlab.data.base import Dataset
+
+    d = build_dataset(recipe_from_dict(t2i_recipe(data, ae), "test").data)
+    batch = d.batch(torch.arange(32))
+    opt = torch.optim.Adam(m.optimizer_groups()["model"], lr=3e-3)
+    losses = []
+    for _ in range(25):
+        torch.manual_seed(0)  # same t and noise every step: the loss must fall on this fixed batch
+        loss, _ = m.loss(batch, "model")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.7 * losses[0]
+    with pytest.raises(GenlabError, match="captioned"):
+        m.loss(Dataset(x=d.x[:4]).batch(torch.arange(4)), "model")
+    tree = t2i_recipe(data, tmp_path / "missing")
+    with pytest.raises(GenlabError, match="train it first"):
+        build_method(recipe_from_dict(tree, "test"))
