@@ -37,10 +37,19 @@ test: setup
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 
+# run alone on a quiet machine: timings are distorted by anything else sharing the cores
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/toy2d_w2.py
 	$(BIN)/python benchmarks/digits_quality.py
 	$(BIN)/python benchmarks/unet_throughput.py
+	$(BIN)/python benchmarks/sampler_accuracy.py
+	$(BIN)/python benchmarks/eval_speed.py
+	$(BIN)/python benchmarks/gan_gradients.py
+	$(BIN)/python benchmarks/t2i_speed.py
+	$(BIN)/python benchmarks/t2i_quality.py
+	@if [ -d runs/digits-flow/checkpoint ]; then $(BIN)/python benchmarks/likelihood_digits.py; \
+	  $(BIN)/python benchmarks/digits_samplers.py; else echo "train runs/digits-flow (make demo) for the likelihood and sampler studies"; fi
+	@if [ -d runs/shapes-clip/checkpoint ]; then $(BIN)/python benchmarks/shapes_clip.py runs/shapes-clip; fi
 
 clean:
 	rm -rf $(VENV) runs

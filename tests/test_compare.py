@@ -68,3 +68,22 @@ def test_time_limit_stops_and_saves_and_counts_over_resumes(tmp_path, toy_recipe
     assert read_checkpoint_config(find_checkpoint(tmp_path / "run"))[1] == 1
     train(recipe, tmp_path / "run", resume=True, progress=False)  # the spent time was saved: no further step
     assert read_checkpoint_config(find_checkpoint(tmp_path / "run"))[1] == 1
+
+
+def test_tokenizer_is_trained_first_gets_no_row_and_adds_its_minutes_to_the_prior(tmp_path):
+    from tests.ar_helpers import TRAIN
+    from tests.test_token_prior import PRIOR
+    from tests.test_vqvae import MODEL as VQ_MODEL
+
+    def tiny(name: str, model: dict, method: dict) -> str:
+        tree = {"name": name, "seed": 0, "data": {"kind": "digits"}, "model": model, "method": method, "train": TRAIN}
+        return str(write_recipe(tmp_path / f"{name}.yaml", tree))
+
+    prior = tiny("tiny-prior", PRIOR, {"kind": "token_prior", "tokenizer": "runs/tiny-vq"})
+    vq = tiny("tiny-vq", VQ_MODEL, {"kind": "vqvae"})
+    out = tmp_path / "cmp"
+    compare([prior, vq], budget_minutes=0.01, out=out, n=20, progress=False)
+    rows = json.loads((out / "compare.json").read_text())["rows"]
+    assert [r["name"] for r in rows] == ["tiny-prior"]  # the tokenizer makes no samples: no row of its own
+    assert (out / "tiny-vq" / "checkpoint").is_dir() and rows[0]["fd"] is not None
+    assert 0 < rows[0]["tokenizer_minutes"] < rows[0]["train_minutes"]

@@ -4,7 +4,8 @@ Budget: a short calibration (a few trainer steps on a throw-away Trainer) measur
 gets train.steps = ⌊0.9·B / s⌋ (warm-up scaled by the same factor), so its learning-rate schedule completes within
 the budget B, and train.time_limit_minutes = B as a hard stop. Every run is evaluated by `genlab.evaluate.evaluate`
 at the same n and seed; the table reads each eval.json. A token-prior recipe whose `method.tokenizer` names another
-recipe of the same call (runs/<name>) is pointed at OUT/<name>, and that tokenizer is trained before it.
+recipe of the same call (runs/<name>) is pointed at OUT/<name>, and that tokenizer is trained before it; it makes no
+samples, so it gets no row and its training minutes are added to the prior's.
 """
 
 from __future__ import annotations
@@ -51,6 +52,13 @@ def plan(paths: list[str], out: Path) -> list[tuple[str, dict]]:
                 order.append(item)
     by_name = dict(zip(names, (t for _, t in trees)))
     return [(name, by_name[name]) for name in order]
+
+
+def tokenizer_of(tree: dict) -> str | None:
+    """The name of the run a token prior's recipe takes its tokenizer from (None for other recipes)."""
+    method = tree.get("method")
+    tok = method.get("tokenizer") if isinstance(method, dict) else None
+    return Path(tok).name if isinstance(tok, str) else None
 
 
 def seconds_per_step(recipe: Recipe, *, max_seconds: float = CALIBRATION_SECONDS) -> float:
@@ -139,7 +147,8 @@ def markdown(rows: list[dict], *, minutes: float, n: int, seed: int) -> str:
                  _cell(r["ms_per_sample"]), _cell(r["train_minutes"], 2), f"{r['steps']}/{r['planned_steps']}"]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "likelihood: bits/dim of held-out data (nats/dim for vectors), from eval.json; '(bound)' = an "
-              "upper bound on bits/dim (ELBO). steps: done / planned from the calibration. ms/sample includes "
+              "upper bound on bits/dim (ELBO). steps: done / planned from the calibration; a token prior's train "
+              "minutes include its tokenizer's, which gets no row of its own. ms/sample includes "
               f"loading the checkpoint. torch threads: {torch.get_num_threads()}."]
     return "\n".join(lines) + "\n"
 
@@ -176,10 +185,18 @@ def compare(recipes: list[str], *, budget_minutes: float = 5.0, out: str | Path 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise GenlabError(f"--out {out} is a file: pass a folder")
-    rows = []
-    for name, tree in plan(recipes, out):
+    rows, planned = [], plan(recipes, out)
+    names = {name for name, _ in planned}
+    tokenizers = {tokenizer_of(tree): 0.0 for _, tree in planned if tokenizer_of(tree) in names}
+    for name, tree in planned:
         run = out / name
         record = train_one(name, tree, run, minutes=budget_minutes, progress=progress)
+        if name in tokenizers:  # a tokenizer makes no samples: its minutes go to the prior's row
+            tokenizers[name] = record["train_minutes"]
+            continue
+        tok = tokenizer_of(tree)
+        if tok in tokenizers:
+            record.update(train_minutes=record["train_minutes"] + tokenizers[tok], tokenizer_minutes=tokenizers[tok])
         torch.manual_seed(seed)  # bounds estimated by sampling (the VAE's ELBO) are reproducible
         report = json.loads(evaluate(run, out=run / "eval", n=n, seed=seed).read_text())
         rows.append(row(name, record, report))
