@@ -7,7 +7,17 @@ trainer seeds from (seed, step, group, micro-batch) before each loss call.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
+
+
+def drop_labels(label: Tensor | None, num_classes: int, p: float) -> Tensor | None:
+    """Labels with each replaced by the null class `num_classes` with probability p (global RNG): the label
+    dropout of classifier-free guidance training (Ho & Salimans 2022). None for unlabelled data."""
+    if label is None or num_classes == 0:
+        return None
+    drop = torch.rand(label.shape, device=label.device) < p
+    return torch.where(drop, torch.full_like(label, num_classes), label)
 
 
 class Method(nn.Module):

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from genlab.likelihood import dequantize, log_likelihood
-from genlab.methods.base import Method
+from genlab.methods.base import Method, drop_labels
 from genlab.models import build_model, data_shape
 from genlab.paths import TimeSampling, bcast, from_x_eps, get_path, loss_weight, sample_time
 from genlab.samplers import guided, sample
@@ -65,10 +65,8 @@ class FlowMethod(Method):
         return loss, {"loss": loss.detach()}
 
     def _drop_labels(self, label: Tensor | None) -> Tensor | None:
-        if label is None or self.num_classes == 0:
-            return None
-        drop = torch.rand(label.shape, device=label.device) < self.cfg.label_dropout
-        return torch.where(drop, torch.full_like(label, self.num_classes), label)
+        """CFG label dropout (subclasses conditioned on other things, such as text, override this)."""
+        return drop_labels(label, self.num_classes, self.cfg.label_dropout)
 
     @torch.no_grad()
     def sample(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from genlab.methods.base import Method
+from genlab.methods.base import Method, drop_labels
 from genlab.models import build_model
 from genlab.models.transformer import sample_logits
 
@@ -27,14 +27,6 @@ class PixelCNNMethodConfig:
     temperature: float = 1.0  # sampling defaults
     top_k: int = 0
     top_p: float = 1.0
-
-
-def drop_labels(label: Tensor | None, num_classes: int, p: float) -> Tensor | None:
-    """Labels with each replaced by the null class `num_classes` with probability p (global RNG)."""
-    if label is None or num_classes == 0:
-        return None
-    drop = torch.rand(label.shape, device=label.device) < p
-    return torch.where(drop, torch.full_like(label, num_classes), label)
 
 
 class PixelCNNMethod(Method):

@@ -19,8 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from genlab.errors import GenlabError
-from genlab.methods.base import Method
-from genlab.methods.pixelcnn import drop_labels
+from genlab.methods.base import Method, drop_labels
 from genlab.models.transformer import Transformer, sample_logits
 
 

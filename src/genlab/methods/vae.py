@@ -18,9 +18,8 @@ import torch
 from torch import Tensor
 
 from genlab.errors import GenlabError
-from genlab.methods.base import Method
+from genlab.methods.base import Method, drop_labels
 from genlab.methods.discretized import discretized_gaussian_log_prob
-from genlab.methods.pixelcnn import drop_labels
 from genlab.models import build_model, data_shape
 from genlab.models.autoencoder import kl_to_standard
 

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from genlab.errors import GenlabError
 from genlab.methods.base import Method
+from genlab.models.autoencoder import psnr_db
 from genlab.models.vq import VQAutoencoder
 
 
@@ -26,11 +27,6 @@ class VQVAEConfig:
     ema: bool = True  # EMA codebook updates instead of the codebook loss
     ema_decay: float = 0.99
     restart_threshold: float = 0.05  # restart codes whose running count per batch falls below this (0: never)
-
-
-def psnr(mse: Tensor) -> Tensor:
-    """Peak signal-to-noise ratio in dB for images in [-1, 1] (peak-to-peak 2)."""
-    return 10 * torch.log10(4 / mse.clamp_min(1e-12))
 
 
 class VQVAEMethod(Method):
@@ -50,7 +46,7 @@ class VQVAEMethod(Method):
         x_hat, _, vq = self.model(x)
         mse = F.mse_loss(x_hat, x)
         loss = mse + vq["codebook_loss"] + self.cfg.beta * vq["commitment"]
-        logs = {"loss": loss, "recon_mse": mse, "psnr": psnr(mse), **vq}
+        logs = {"loss": loss, "recon_mse": mse, "psnr": psnr_db(mse), **vq}
         return loss, {k: v.detach() for k, v in logs.items()}
 
     @torch.no_grad()

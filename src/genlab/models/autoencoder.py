@@ -124,10 +124,14 @@ def kl_to_standard(mean: Tensor, logvar: Tensor) -> Tensor:
     return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).flatten(1).sum(1)
 
 
+def psnr_db(mse: Tensor) -> Tensor:
+    """PSNR in dB of a mean squared error between images in [-1, 1] (peak-to-peak 2): 10·log10(4 / MSE)."""
+    return 10 * torch.log10(4.0 / mse.clamp_min(1e-12))
+
+
 def psnr(x: Tensor, y: Tensor) -> Tensor:
     """Per-image PSNR in dB for images in [-1, 1] (peak-to-peak 2): 10·log10(4 / MSE)."""
-    mse = (x.clamp(-1, 1) - y.clamp(-1, 1)).pow(2).flatten(1).mean(1)
-    return 10 * torch.log10(4.0 / mse.clamp_min(1e-10))
+    return psnr_db((x.clamp(-1, 1) - y.clamp(-1, 1)).pow(2).flatten(1).mean(1))
 
 
 @torch.no_grad()
