@@ -5,6 +5,8 @@
 data). `SAMPLERS` maps names to functions `(denoise, x, ts, *, path, **opts) -> x`, where
 `denoise(x_t, t) -> (x̂, ε̂)`; `SAMPLER_INFO` describes each in one line. The start is
 x_{t_max} = b(t_max)·noise (the path's marginal at t_max when a(t_max)·x is negligible).
+grid="auto" (the default) is the sampler's own grid, `DEFAULT_GRIDS` / `default_grid(sampler, path)`: the one
+on which it attains its order (tests/samplers/test_order.py; the reasons are in grids.py's docstring).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from torch import Tensor
 from genlab.errors import GenlabError
 from genlab.paths import get_path, to_x_eps
 from genlab.samplers.adaptive import sample_dopri5
-from genlab.samplers.grids import GRID_OPTIONS, GRIDS, time_grid
+from genlab.samplers.grids import DEFAULT_GRIDS, GRID_OPTIONS, GRIDS, default_grid, time_grid
 from genlab.samplers.guidance import CountNFE, classifier_guided, guided
 from genlab.samplers.multistep import sample_dpmpp_2m, sample_dpmpp_3m, sample_unipc
 from genlab.samplers.ode import sample_euler, sample_heun, sample_midpoint, sample_rk4
@@ -36,7 +38,7 @@ SAMPLERS: dict[str, Callable] = {
     "euler_maruyama": sample_euler_maruyama,
     "edm": sample_edm,
 }
-SAMPLER_INFO: dict[str, str] = {
+_INFO: dict[str, str] = {
     "euler": "Euler on the probability-flow ODE, 1st order, NFE = steps",
     "heun": "Heun (EDM Alg. 1) in t, 2nd order, NFE = 2·steps − 1",
     "midpoint": "explicit midpoint RK2 in t, 2nd order, NFE = 2·steps",
@@ -48,6 +50,9 @@ SAMPLER_INFO: dict[str, str] = {
     "ddim": "DDIM with eta (0 deterministic, 1 ancestral DDPM), NFE = steps",
     "euler_maruyama": "Euler–Maruyama on the reverse SDE with the path's own diffusion g², NFE = steps",
     "edm": "EDM Alg. 2 stochastic Heun in σ = b/a (s_churn, s_tmin, s_tmax, s_noise), NFE ≤ 2·steps − 1",
+}
+SAMPLER_INFO: dict[str, str] = {  # what `genlab sample --list-samplers` prints
+    name: f"{info}; grid auto = {DEFAULT_GRIDS[name]} (uniform on ve)" for name, info in _INFO.items()
 }
 SILENT = ("eta", "generator")  # passed by generic callers; dropped for samplers that do not take them
 
@@ -62,16 +67,20 @@ def _sampler_opts(sampler: str, opts: dict) -> dict:
     accepted = [k for k, p in params.items() if p.kind is p.KEYWORD_ONLY and k != "path"]
     unknown = [k for k in opts if k not in accepted and k not in SILENT]
     if unknown:
-        raise GenlabError(f"sampler {sampler!r} takes no option {unknown[0]!r}; its options: "
-                          f"{', '.join(accepted) or 'none'}; grid options: {', '.join(GRID_OPTIONS)}")
+        raise GenlabError(
+            f"sampler {sampler!r} takes no option {unknown[0]!r}; its options: "
+            f"{', '.join(accepted) or 'none'}; grid options: {', '.join(GRID_OPTIONS)}"
+        )
     return {k: v for k, v in opts.items() if k in accepted}
 
 
 def _check_target(path, target: str, t_max: Tensor) -> None:
     c, d = path.coefficients(t_max.reshape(1), target)
     if float(path.a(t_max.reshape(1)) * d - path.b(t_max.reshape(1)) * c) == 0.0:
-        raise GenlabError(f"target {target!r} cannot be inverted at t={float(t_max):g} on path {path.name!r}: "
-                          "start below it (t_max=0.999) or use target 'flow' or 'v'")
+        raise GenlabError(
+            f"target {target!r} cannot be inverted at t={float(t_max):g} on path {path.name!r}: "
+            "start below it (t_max=0.999) or use target 'flow' or 'v'"
+        )
 
 
 def sample(
@@ -82,18 +91,19 @@ def sample(
     steps: int,
     path="rectified",
     target: str = "flow",
-    grid: str | Tensor = "uniform",
+    grid: str | Tensor = "auto",
     stats: dict | None = None,
     **opts,
 ) -> Tensor:
     """Integrate from `noise` (t = t_max) to data (t = 0). Options go to the grid (t_max, shift, sigma_min,
-    sigma_max, rho) or the sampler (eta, generator, rtol, ...). If `stats` is a dict, stats['nfe'] is set."""
+    sigma_max, rho, sigma_data, power) or the sampler (eta, generator, rtol, ...). grid="auto" is the sampler's
+    default grid (`default_grid`). If `stats` is a dict, stats['nfe'] is set."""
     if sampler not in SAMPLERS:
         raise GenlabError(f"unknown sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
     path = get_path(path)
     grid_opts = {k: opts.pop(k) for k in GRID_OPTIONS if k in opts}
     sampler_opts = _sampler_opts(sampler, opts)
-    ts = time_grid(grid, steps, path=path, **grid_opts)
+    ts = time_grid(grid, steps, path=path, sampler=sampler, **grid_opts)
     _check_target(path, target, ts[0])
     counted = CountNFE(fn)
     x = path.b(ts[:1]).to(noise.dtype).item() * noise
@@ -103,5 +113,16 @@ def sample(
     return out
 
 
-__all__ = ["GRIDS", "SAMPLERS", "SAMPLER_INFO", "CountNFE", "as_denoiser", "classifier_guided", "guided", "sample",
-           "time_grid"]
+__all__ = [
+    "DEFAULT_GRIDS",
+    "GRIDS",
+    "SAMPLERS",
+    "SAMPLER_INFO",
+    "CountNFE",
+    "as_denoiser",
+    "classifier_guided",
+    "default_grid",
+    "guided",
+    "sample",
+    "time_grid",
+]

@@ -9,6 +9,17 @@ prepended where σ(t_max) = ∞ (rectified: a(1) = 0). `asinh`: steps ∝ the di
 the complex singularity of the ODE solution for Gaussian data of std s = `sigma_data` (x_t ∝ √(a²s² + b²)
 vanishes where b = i·s·a), i.e. even in asinh((t − t₀)/w): the radius of convergence of the local Taylor
 series bounds what a high-order step can do; rectified: t* = (s² + i·s)/(1 + s²).
+`logit`: t = u^p/(u^p + (1 − u)^p) for u even in [1, 0], p = `power` (on rectified σ = b/a = (u/(1 − u))^p):
+steps shrink like u^(p−1) at both ends, so the half-log-SNR steps of an exponential integrator (DPM-Solver++)
+keep its order even where λ → ±∞ (local error Δλ³·ρ summed over ρ ∝ (i/N)^p is O(N^−2) for p ≥ 2, up to a
+log); p = 1 is `uniform`.
+
+`auto` is each sampler's own default grid (`DEFAULT_GRIDS`, via `default_grid(sampler, path)`): the grid on
+which it attains its order, chosen among those by accuracy on mixtures it is then checked against (see
+benchmarks/sampler_accuracy.py). RK methods in t, UniPC (angle variable) and the 1st-order methods: `uniform`.
+DPM-Solver++ 2M/3M integrate in λ = log(a/b): on `uniform` near a = 0 (rectified t = 1) the λ-steps are
+log((i+1)/i), which do not shrink with h, and 2M/3M fall to order ≈ 1–2; `logit` (p = 2) restores 2 and 3.
+EDM's Heun in σ = b/a has the same defect at σ → ∞: `logit`. On VE, t is already log σ (λ uniform): `uniform`.
 """
 
 from __future__ import annotations
@@ -23,7 +34,7 @@ from genlab.errors import GenlabError
 from genlab.paths import Path, shift_time
 
 F64 = torch.float64
-GRID_OPTIONS = ("t_max", "shift", "sigma_min", "sigma_max", "rho", "sigma_data")  # keyword options time_grid accepts
+GRID_OPTIONS = ("t_max", "shift", "sigma_min", "sigma_max", "rho", "sigma_data", "power")  # time_grid's options
 
 
 def _uniform(steps: int, t_max: float) -> Tensor:
@@ -86,9 +97,11 @@ def singularity(path: Path, sigma_data: float) -> complex:
                     return complex(t.real, abs(t.imag))
     except (RuntimeError, TypeError, UserWarning):
         pass
-    raise GenlabError(f"grid 'asinh' found no complex t with b = i·{sigma_data:g}·a on path {path.name!r} (it needs "
-                      "analytic a(t), b(t): rectified, vp_cosine with sigma_data < 1, ve): use grid 'log_snr' or "
-                      "'karras'")
+    raise GenlabError(
+        f"grid 'asinh' found no complex t with b = i·{sigma_data:g}·a on path {path.name!r} (it needs "
+        "analytic a(t), b(t): rectified, vp_cosine with sigma_data < 1, ve): use grid 'log_snr' or "
+        "'karras'"
+    )
 
 
 def _asinh(steps: int, t_max: float, path: Path, sigma_data: float) -> Tensor:
@@ -102,11 +115,43 @@ def _asinh(steps: int, t_max: float, path: Path, sigma_data: float) -> Tensor:
     return ts
 
 
+def _logit(steps: int, t_max: float, power: float) -> Tensor:
+    """t = t_max·u^p / (u^p + (1 − u)^p), u even from 1 to 0: step sizes shrink like u^(p−1) at both ends."""
+    if power <= 0:
+        raise GenlabError(f"power must be > 0, got {power}")
+    u = torch.linspace(1.0, 0.0, steps + 1, dtype=F64)
+    up, vp = u**power, (1 - u) ** power
+    return t_max * up / (up + vp)
+
+
 def _check(ts: Tensor) -> Tensor:
     if ts.numel() < 2 or not bool((ts[1:] < ts[:-1]).all()):
-        raise GenlabError("a time grid must be strictly decreasing with at least 2 points; use fewer steps or "
-                          "other grid options")
+        raise GenlabError(
+            "a time grid must be strictly decreasing with at least 2 points; use fewer steps or other grid options"
+        )
     return ts
+
+
+DEFAULT_GRIDS: dict[str, str] = {  # sampler -> the grid `auto` resolves to (why: module docstring)
+    "euler": "uniform",
+    "heun": "uniform",
+    "midpoint": "uniform",
+    "rk4": "uniform",
+    "dpmpp_2m": "logit",
+    "dpmpp_3m": "logit",
+    "unipc": "uniform",
+    "dopri5": "uniform",
+    "ddim": "uniform",
+    "euler_maruyama": "uniform",
+    "edm": "logit",
+}
+
+
+def default_grid(sampler: str, path: Path) -> str:
+    """The grid `auto` means for `sampler` on `path` (uniform on VE, where t is already log σ)."""
+    if sampler not in DEFAULT_GRIDS:
+        raise GenlabError(f"grid 'auto' needs a known sampler, got {sampler!r}: use one of {', '.join(DEFAULT_GRIDS)}")
+    return "uniform" if getattr(path, "name", "") == "ve" else DEFAULT_GRIDS[sampler]
 
 
 def time_grid(
@@ -114,14 +159,17 @@ def time_grid(
     steps: int,
     *,
     path: Path,
+    sampler: str | None = None,
     t_max: float = 1.0,
     shift: float = 3.0,
     sigma_min: float | None = None,
     sigma_max: float | None = None,
     rho: float = 7.0,
     sigma_data: float = 0.5,
+    power: float = 2.0,
 ) -> Tensor:
-    """A descending float64 grid [t_max, ..., 0] of steps + 1 times (a tensor grid is returned as given)."""
+    """A descending float64 grid [t_max, ..., 0] of steps + 1 times (a tensor grid is returned as given);
+    grid="auto" is `default_grid(sampler, path)`."""
     if isinstance(grid, Tensor):
         ts = grid.to(F64).flatten()
         if ts.numel() < 2 or not bool((ts[1:] < ts[:-1]).all()):
@@ -129,6 +177,10 @@ def time_grid(
         return ts
     if steps < 1:
         raise GenlabError(f"steps must be >= 1, got {steps}")
+    if grid == "auto":
+        if sampler is None:
+            raise GenlabError("grid 'auto' is the sampler's own default grid: pass sampler= or name a grid")
+        grid = default_grid(sampler, path)
     if not 0 < t_max <= 1:
         raise GenlabError(f"t_max must be in (0, 1], got {t_max}")
     if grid == "uniform":
@@ -143,7 +195,9 @@ def time_grid(
         return _check(_karras(steps, t_max, path, sigma_min, sigma_max, rho))
     if grid == "asinh":
         return _check(_asinh(steps, t_max, path, sigma_data))
-    raise GenlabError(f"unknown grid {grid!r}: use one of {', '.join(GRIDS)} or pass a tensor")
+    if grid == "logit":
+        return _check(_logit(steps, t_max, power))
+    raise GenlabError(f"unknown grid {grid!r}: use one of auto, {', '.join(GRIDS)} or pass a tensor")
 
 
-GRIDS = ("uniform", "log_snr", "shift", "karras", "asinh")
+GRIDS = ("uniform", "log_snr", "shift", "karras", "asinh", "logit")

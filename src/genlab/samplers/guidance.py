@@ -71,8 +71,9 @@ def class_log_prob_grad(classifier: Callable, x_t: Tensor, t: Tensor, label: Ten
         return torch.autograd.grad(picked, x)[0].to(x_t.dtype)
 
 
-def classifier_guided(fn: Callable, classifier: Callable, label: Tensor | None, *, scale: float, path,
-                      target: str) -> Callable:
+def classifier_guided(
+    fn: Callable, classifier: Callable, label: Tensor | None, *, scale: float, path, target: str
+) -> Callable:
     """Wrap `fn(x_t, t) -> prediction of target` with classifier guidance towards `label` (B,).
 
     With x_t = a·x + b·eps, Tweedie gives score(x_t) = −ε̂/b, and Bayes gives

@@ -55,8 +55,10 @@ def _node(path: Path, t: Tensor) -> _Node:
 def exp_integrals(h: float, k: int) -> list[float]:
     """I_j = ∫_0^h e^{τ−h}·τ^j dτ for j < k: φ-function series for h < 1, I_j = h^j − j·I_{j−1} otherwise."""
     if h < 1.0:
-        return [math.factorial(j) * h ** (j + 1) * sum((-h) ** i / math.factorial(i + j + 1) for i in range(30))
-                for j in range(k)]
+        return [
+            math.factorial(j) * h ** (j + 1) * sum((-h) ** i / math.factorial(i + j + 1) for i in range(30))
+            for j in range(k)
+        ]
     out = [-math.expm1(-h)]
     for j in range(1, k):
         out.append(h**j - j * out[-1])
@@ -93,9 +95,11 @@ def _weights_angle(cur: _Node, nxt: _Node, nodes: list[_Node]) -> list[float]:
     phi = (hi + lo) / 2 + (hi - lo) / 2 * _GL_X  # (16,)
     quad = (hi - lo) / 2 * _GL_W / np.sin(phi) ** 2
     ddim = nxt.a - nxt.b * cur.a / cur.b
-    return [_lagrange(us, i, nxt.u) * ddim
-            + nxt.b * float(np.sum(quad * (_lagrange(us, i, 2 * np.sin(phi / 2) ** 2) - _lagrange(us, i, nxt.u))))
-            for i in range(len(us))]
+    return [
+        _lagrange(us, i, nxt.u) * ddim
+        + nxt.b * float(np.sum(quad * (_lagrange(us, i, 2 * np.sin(phi / 2) ** 2) - _lagrange(us, i, nxt.u))))
+        for i in range(len(us))
+    ]
 
 
 def exp_step(x: Tensor, cur: _Node, nxt: _Node, nodes: list[_Node], interp: str) -> Tensor:
@@ -126,7 +130,7 @@ def _multistep(denoise, x, ts, *, path: Path, order: int, interp: str, corrector
     _evaluate(denoise, x, ts[0], nodes[0])
     for i in range(n):
         p = min(order, n - i) if interp == "log_snr" and n < 15 else order  # DPM-Solver's lower_order_final
-        past = nodes[max(0, i - p + 1): i + 1][::-1]  # current first
+        past = nodes[max(0, i - p + 1) : i + 1][::-1]  # current first
         x_new = exp_step(x, nodes[i], nodes[i + 1], past, interp)
         if i == n - 1:
             return x_new

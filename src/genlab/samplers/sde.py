@@ -26,7 +26,8 @@ def _ab(path: Path, t: Tensor) -> tuple[float, float, float, float]:
 
 
 def _noise(x: Tensor, generator: torch.Generator | None) -> Tensor:
-    return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    where = x.device if generator is None else generator.device  # drawn where the generator lives, then moved
+    return torch.randn(x.shape, generator=generator, device=where, dtype=x.dtype).to(x.device)
 
 
 @torch.no_grad()

@@ -52,8 +52,7 @@ def test_samplers_reproduce_mixture_law(sampler):
     n = 40000
     noise = torch.randn(n, 2, generator=g, dtype=torch.float64)
     steps = 256 if sampler == "ddim" else 64  # ancestral sampling (eta=1) is only first order in law
-    out = sample(gm.flow_fn(path), noise, sampler=sampler, steps=steps, path=path, target="flow",
-                 eta=1.0, generator=g)
+    out = sample(gm.flow_fn(path), noise, sampler=sampler, steps=steps, path=path, target="flow", eta=1.0, generator=g)
     w, mu, s = gm.weights[:, None], gm.means, gm.stds[:, None]
     mean = (w * mu).sum(0)
     std = ((w * (s**2 + mu**2)).sum(0) - mean**2).sqrt()

@@ -41,6 +41,12 @@ def test_asinh_grid_through_sample():
     path, gm = get_path("rectified"), GaussianMixture(torch.tensor([[0.5, -0.5]]), torch.tensor([0.5]))
     noise = torch.randn(64, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     exact = gm.ode_endpoint(path, noise, 1.0)
-    errs = [float((sample(gm.flow_fn(path), noise, sampler="unipc", steps=n, grid="asinh", sigma_data=0.5)
-                   - exact).abs().max()) for n in (8, 16)]
+    errs = [
+        float(
+            (sample(gm.flow_fn(path), noise, sampler="unipc", steps=n, grid="asinh", sigma_data=0.5) - exact)
+            .abs()
+            .max()
+        )
+        for n in (8, 16)
+    ]
     assert errs[1] < errs[0] / 4

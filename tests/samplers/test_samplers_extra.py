@@ -177,8 +177,10 @@ def test_shift_grid_option_reaches_the_sampler():
     sample(fn, torch.zeros(2, 2), sampler="euler", steps=4, grid="shift", shift=2.0)
     want = shift_time(torch.linspace(1, 0, 5, dtype=F64), 2.0)[:-1]
     assert torch.allclose(torch.tensor(seen, dtype=F64), want)
-    assert torch.equal(time_grid("shift", 4, path=get_path("rectified"), shift=2.0),
-                       shift_time(torch.linspace(1, 0, 5, dtype=F64), 2.0))
+    assert torch.equal(
+        time_grid("shift", 4, path=get_path("rectified"), shift=2.0),
+        shift_time(torch.linspace(1, 0, 5, dtype=F64), 2.0),
+    )
 
 
 # ----------------------------------------------------------------------------- every sampler, path, target
@@ -202,8 +204,19 @@ def test_every_sampler_runs_without_nan(path_name, target):
     for name in SAMPLERS:
         for grid in ("uniform", "karras"):
             stats = {}
-            out = sample(fn, noise, sampler=name, steps=6, path=path, target=target, grid=grid, stats=stats,
-                         eta=0.5, generator=torch.Generator().manual_seed(0), **opts)
+            out = sample(
+                fn,
+                noise,
+                sampler=name,
+                steps=6,
+                path=path,
+                target=target,
+                grid=grid,
+                stats=stats,
+                eta=0.5,
+                generator=torch.Generator().manual_seed(0),
+                **opts,
+            )
             assert bool(torch.isfinite(out).all()), (name, grid)
             assert 0 < stats["nfe"] <= (200 if name == "dopri5" else 24), (name, stats)
     if opts:
@@ -213,8 +226,15 @@ def test_every_sampler_runs_without_nan(path_name, target):
 
 def test_nfe_counts_and_options():
     path, gm, noise = get_path("rectified"), _gauss(), _noise(4)
-    expected = {"midpoint": 20, "rk4": 39, "dpmpp_2m": 10, "dpmpp_3m": 10, "unipc": 10, "euler_maruyama": 10,
-                "edm": 18}  # rk4: last stage at t = 0 is closed form; edm: the step from σ = ∞ is Euler
+    expected = {
+        "midpoint": 20,
+        "rk4": 39,
+        "dpmpp_2m": 10,
+        "dpmpp_3m": 10,
+        "unipc": 10,
+        "euler_maruyama": 10,
+        "edm": 18,
+    }  # rk4: last stage at t = 0 is closed form; edm: the step from σ = ∞ is Euler
     for name, nfe in expected.items():
         stats = {}
         sample(gm.flow_fn(path), noise, sampler=name, steps=10, stats=stats)
