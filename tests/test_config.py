@@ -1,8 +1,8 @@
 import pytest
-from tests.conftest import ROOT, TINY_TOY, write_recipe
 
 from genlab.config import apply_override, dump_recipe, load_recipe, recipe_from_dict, recipe_to_dict
 from genlab.errors import GenlabError
+from tests.conftest import ROOT, TINY_TOY, write_recipe
 
 
 @pytest.mark.parametrize("name", ["toy2d-flow", "digits-flow", "digits-ddpm"])
@@ -25,12 +25,12 @@ def test_overrides_are_typed(toy_recipe):
 @pytest.mark.parametrize(
     ("tree_change", "message"),
     [
-        ({"model": {"kind": "mlp", "depht": 3}}, r"toy.yaml.model: unknown key 'depht'"),
-        ({"train": {"steps": "many"}}, r"toy.yaml.train.steps: expected int, got str"),
+        ({"model": {"kind": "mlp", "depht": 3}}, r"toy.yaml: model: unknown key 'depht'"),
+        ({"train": {"steps": "many"}}, r"toy.yaml: train.steps: expected int, got str"),
         ({"train": {"steps": 1.5}}, r"train.steps: expected int"),
         ({"model": {"kind": "transformerzz"}}, r"model.kind: unknown kind 'transformerzz'"),
         ({"data": {"name": "moons"}}, r"data: needs a 'kind' key"),
-        ({"train": {"mixed_precision": "fp8"}}, r"mixed_precision: 'fp8' is not one of"),
+        ({"train": {"mixed_precision": "fp8"}}, r"train.mixed_precision must be one of 'no', 'bf16', got 'fp8'"),
         ({"bogus": 1}, r"unknown key 'bogus'"),
     ],
 )

@@ -4,7 +4,12 @@ A recipe has five sections. `data`, `model` and `method` are *kinded*: their `ki
 dataclass from a plain registry dict (see `KINDED`), and every other key must be a field of that
 dataclass. `train` and `sample` are fixed dataclasses. Unknown keys and wrong types are
 `GenlabError`s naming the key and the file. Dotted overrides (`model.depth=6`) are parsed as YAML
-scalars and validated the same way.
+scalars and validated the same way, and so is a checkpoint's config.json.
+
+Values are checked before any work starts: after the type conversion, every rule a field declares
+(`Annotated[T, Range(...) | OneOf(...) | NonEmpty()]`, see `genlab.constraints`) is applied, every float must
+be finite, and a dataclass's `__post_init__` checks the rules that tie fields together. Errors read
+"recipes/x.yaml: train.lr must be a finite number > 0, got nan".
 """
 
 from __future__ import annotations
@@ -15,56 +20,89 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 
+from genlab.constraints import (
+    RULES,
+    Count,
+    FieldError,
+    Name,
+    NonNegFloat,
+    OneOf,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    Range,
+    Seed,
+    check_finite,
+    require,
+)
 from genlab.data import DATA_CONFIGS
 from genlab.errors import GenlabError
 from genlab.methods import METHOD_CONFIGS
 from genlab.models import MODEL_CONFIGS
+from genlab.paths import TimeSampling
+from genlab.settings import SampleSettings
+
+Beta = Annotated[float, Range(0, lt=1)]
+
+# Rules for dataclasses defined outside the recipe modules (field -> rules; cross-field check).
+# TimeSampling: a 'uniform' or 'logit_normal' law, a positive std and shift, and a window 0 <= t_min < t_max <= 1.
+FOREIGN_RULES: dict[type, dict[str, tuple]] = {
+    TimeSampling: {
+        "kind": (OneOf(("uniform", "logit_normal")),),
+        "std": (Range(gt=0),),
+        "shift": (Range(gt=0),),
+        "t_min": (Range(0, 1),),
+        "t_max": (Range(0, 1),),
+    },
+}
+FOREIGN_CHECKS: dict[type, typing.Callable[[Any], None]] = {
+    TimeSampling: lambda ts: require(ts.t_min < ts.t_max, "t_max", f"must be > t_min={ts.t_min}, got {ts.t_max}"),
+}
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 1000
-    batch_size: int = 128  # global batch per optimizer step, split across processes
-    grad_accum: int = 1  # micro-batches per process per step
-    lr: float = 1e-3
-    min_lr_ratio: float = 0.05  # cosine decays to lr * min_lr_ratio
+    steps: PositiveInt = 1000
+    batch_size: PositiveInt = 128  # global batch per optimizer step, split across processes
+    grad_accum: PositiveInt = 1  # micro-batches per process per step
+    lr: PositiveFloat = 1e-3
+    min_lr_ratio: Probability = 0.05  # cosine decays to lr * min_lr_ratio
     schedule: Literal["cosine", "constant"] = "cosine"
-    warmup_steps: int = 100
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.999)
-    grad_clip: float = 1.0  # max global grad norm; 0 disables
-    ema_decay: float = 0.999
+    warmup_steps: Count = 100  # may exceed steps (the run then ends inside the warmup)
+    weight_decay: NonNegFloat = 0.0
+    betas: tuple[Beta, Beta] = (0.9, 0.999)
+    grad_clip: NonNegFloat = 1.0  # max global grad norm; 0 disables
+    ema_decay: Probability = 0.999
     ema_warmup: bool = True  # decay = min(ema_decay, (1 + step) / (10 + step))
     mixed_precision: Literal["no", "bf16"] = "no"  # fp16 needs loss scaling: not offered
-    log_every: int = 50
-    sample_every: int = 0  # 0: only at the end
-    checkpoint_every: int = 500
-    grid_columns: int = 8
-    time_limit_minutes: float = 0.0  # > 0: stop and save once the run's training time (summed over resumes) passes it
+    log_every: PositiveInt = 50
+    sample_every: Count = 0  # 0: only at the end
+    checkpoint_every: PositiveInt = 500
+    grid_columns: PositiveInt = 8
+    time_limit_minutes: NonNegFloat = 0.0  # > 0: stop and save once the training time (summed over resumes) passes it
 
-
-@dataclass
-class SampleConfig:
-    sampler: str = "heun"
-    steps: int = 16
-    grid: str = "uniform"
-    guidance_scale: float = 1.0
-    eta: float = 0.0
+    def __post_init__(self) -> None:
+        if self.batch_size >= 1 and self.grad_accum >= 1:
+            require(
+                self.batch_size % self.grad_accum == 0,
+                "batch_size",
+                f"must be divisible by grad_accum={self.grad_accum} (equal micro-batches), got {self.batch_size}",
+            )
 
 
 @dataclass
 class Recipe:
-    name: str
+    name: Name  # also the default run folder, runs/NAME
     data: Any
     model: Any
     method: Any
-    seed: int = 0
+    seed: Seed = 0
     train: TrainConfig = field(default_factory=TrainConfig)
-    sample: SampleConfig = field(default_factory=SampleConfig)
+    sample: SampleSettings = field(default_factory=SampleSettings)  # the one sample-settings object
 
 
 KINDED: dict[str, dict[str, type]] = {"data": DATA_CONFIGS, "model": MODEL_CONFIGS, "method": METHOD_CONFIGS}
@@ -80,6 +118,8 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     args = typing.get_args(tp)
     if tp is Any:
         return value
+    if origin is Annotated:
+        return _convert(value, args[0], where)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -92,7 +132,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         raise GenlabError(errors[0] if len(errors) == 1 else f"{where}: {value!r} is not a {_type_name(tp)}")
     if origin is Literal:
         if value not in args:
-            raise GenlabError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+            raise GenlabError(f"{where} must be one of {', '.join(map(repr, args))}, got {value!r}")
         return value
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):
@@ -116,27 +156,89 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     return value
 
 
+def _child(where: str, name: str, *, root: bool) -> str:
+    return f"{where}: {name}" if root else f"{where}.{name}"
+
+
+def _matches(value: Any, tp: Any) -> bool:
+    """Whether a converted value is of the (possibly Annotated or generic) type `tp`."""
+    if typing.get_origin(tp) is Annotated:
+        tp = typing.get_args(tp)[0]
+    base = typing.get_origin(tp) or tp
+    if base is Literal:
+        return value in typing.get_args(tp)
+    if base in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in typing.get_args(tp))
+    return tp is Any or (isinstance(base, type) and isinstance(value, base))
+
+
+def check_value(value: Any, tp: Any, where: str) -> None:
+    """Apply the rules annotation `tp` declares (and finiteness of floats) to a converted value."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Annotated:
+        for rule in tp.__metadata__:
+            if isinstance(rule, RULES):
+                rule.check(value, where)
+        check_value(value, args[0], where)
+    elif origin in (typing.Union, types.UnionType):
+        for arg in args:
+            if value is not None and arg is not type(None) and _matches(value, arg):
+                check_value(value, arg, where)
+                return
+    elif origin in (tuple, list) and isinstance(value, (tuple, list)):
+        item_types = [args[0]] * len(value) if not args or origin is list or args[-1] is Ellipsis else list(args)
+        for i, (v, t) in enumerate(zip(value, item_types)):
+            check_value(v, t, f"{where}[{i}]")
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        check_fields(value, where)
+    else:
+        check_finite(value, where)
+
+
+def check_fields(obj: Any, where: str, *, root: bool = False) -> None:
+    """Check every field of a built dataclass (given values and defaults alike) against its rules."""
+    hints = typing.get_type_hints(type(obj), include_extras=True)
+    foreign = FOREIGN_RULES.get(type(obj), {})
+    for f in dataclasses.fields(obj):
+        key = _child(where, f.name, root=root)
+        for rule in foreign.get(f.name, ()):
+            rule.check(getattr(obj, f.name), key)
+        check_value(getattr(obj, f.name), hints[f.name], key)
+    if type(obj) in FOREIGN_CHECKS:
+        try:
+            FOREIGN_CHECKS[type(obj)](obj)
+        except FieldError as e:
+            raise GenlabError(f"{_child(where, e.key, root=root)} {e.rule}") from None
+
+
 def parse_dataclass(cls: type, data: Any, where: str) -> Any:
-    """Build dataclass `cls` from a dict, rejecting unknown keys and wrong types."""
+    """Build dataclass `cls` from a dict, rejecting unknown keys, wrong types and values that break a rule."""
     if not isinstance(data, dict):
         raise GenlabError(f"{where}: expected a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
+    root = cls is Recipe
+    hints = typing.get_type_hints(cls, include_extras=True)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
         raise GenlabError(f"{where}: unknown key '{unknown[0]}' (valid keys: {', '.join(sorted(names))})")
     kwargs = {}
     for name, value in data.items():
-        registry = KINDED.get(name) if cls is Recipe else None
+        key = _child(where, name, root=root)
+        registry = KINDED.get(name) if root else None
         if registry is not None:
-            kwargs[name] = _parse_kinded(registry, value, f"{where}.{name}")
+            kwargs[name] = _parse_kinded(registry, value, key)
         else:
-            kwargs[name] = _convert(value, hints[name], f"{where}.{name}")
+            kwargs[name] = _convert(value, hints[name], key)
+        check_value(kwargs[name], hints[name], key)  # before __post_init__ sees it
     try:
-        return cls(**kwargs)
+        obj = cls(**kwargs)
+    except FieldError as e:  # a rule that ties fields together (__post_init__)
+        raise GenlabError(f"{_child(where, e.key, root=root)} {e.rule}") from None
     except TypeError as e:  # a required field is missing
         missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs]
         raise GenlabError(f"{where}: missing key '{missing[0] if missing else '?'}' ({e})") from None
+    check_fields(obj, where, root=root)  # the defaults too
+    return obj
 
 
 def _parse_kinded(registry: dict[str, type], data: Any, where: str) -> Any:

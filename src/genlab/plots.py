@@ -1,17 +1,26 @@
-"""Pictures people would rather look at than read: sample grids, 2-D scatters, loss curves."""
+"""Pictures people would rather look at than read: sample grids, 2-D scatters, loss curves.
+
+matplotlib (about a second to import) is imported by the functions that draw with it, not with this module.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+from genlab.data.images import save_grid
 
-from genlab.data.images import save_grid  # noqa: E402
+
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend, imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def save_samples(
@@ -28,6 +37,7 @@ def save_samples(
     if x.dim() == 4:
         save_grid(x.clamp(-1, 1), path, nrow=nrow, row_labels=row_labels)
         return
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
     if reference is not None and reference.dim() == 2:
         ax.scatter(reference[:, 0], reference[:, 1], s=2, alpha=0.3, c="tab:gray", label="data")
@@ -47,6 +57,7 @@ def save_loss_curve(metrics_file: Path, path: Path) -> None:
     keys = sorted({k for r in rows for k in r if k.startswith("loss")})
     if not rows or not keys:
         return
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     for k in keys:
         pts = [(r["step"], r[k]) for r in rows if k in r]

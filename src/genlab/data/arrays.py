@@ -12,10 +12,12 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import torch
 
+from genlab.constraints import Fraction, NonEmpty, Seed
 from genlab.data.base import Dataset
 from genlab.data.images import uint8_to_tensor
 from genlab.errors import GenlabError
@@ -24,9 +26,9 @@ from genlab.errors import GenlabError
 @dataclass
 class ArraysConfig:
     kind: str = "npz"
-    path: str = ""
-    test_fraction: float = 0.0
-    seed: int = 0
+    path: Annotated[str, NonEmpty()] = ""
+    test_fraction: Fraction = 0.0
+    seed: Seed = 0
 
 
 def split_indices(n: int, *, split: str, test_fraction: float, seed: int, source: str) -> np.ndarray:
@@ -37,15 +39,11 @@ def split_indices(n: int, *, split: str, test_fraction: float, seed: int, source
         raise GenlabError(f"{source}: data.test_fraction must be in [0, 1), got {test_fraction}")
     if test_fraction == 0.0:
         if split == "test":
-            raise GenlabError(
-                f"{source}: there is no test split; set data.test_fraction (e.g. 0.1) to hold one out"
-            )
+            raise GenlabError(f"{source}: there is no test split; set data.test_fraction (e.g. 0.1) to hold one out")
         return np.arange(n)
     n_test = max(1, round(n * test_fraction))
     if n_test >= n:
-        raise GenlabError(
-            f"{source}: test_fraction={test_fraction} leaves no training items of {n}; lower it"
-        )
+        raise GenlabError(f"{source}: test_fraction={test_fraction} leaves no training items of {n}; lower it")
     perm = np.random.default_rng(seed).permutation(n)
     return np.sort(perm[:n_test] if split == "test" else perm[n_test:])
 
@@ -56,9 +54,7 @@ def label_names(labels: np.ndarray, names: list[str] | None, source: str) -> lis
     if names is None:
         return [str(i) for i in range(top + 1)]
     if top >= len(names):
-        raise GenlabError(
-            f"{source}: label {top} has no class name ({len(names)} given); add names or fix labels"
-        )
+        raise GenlabError(f"{source}: label {top} has no class name ({len(names)} given); add names or fix labels")
     return list(names)
 
 
@@ -68,9 +64,7 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise GenlabError(f"{path}: file not found; set data.path to an existing .npz file")
     if not zipfile.is_zipfile(path):
-        raise GenlabError(
-            f"{path} is not an .npz archive; save the data with numpy.savez (pickles are not read)"
-        )
+        raise GenlabError(f"{path} is not an .npz archive; save the data with numpy.savez (pickles are not read)")
     with zipfile.ZipFile(path) as zf:
         odd = [m for m in zf.namelist() if not m.endswith(".npy")]
     if odd:
@@ -83,9 +77,7 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
             for key in npz.files:
                 out[key] = _member(npz, key, path)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-        raise GenlabError(
-            f"{path}: damaged .npz archive ({type(e).__name__}); re-save it with numpy.savez"
-        ) from None
+        raise GenlabError(f"{path}: damaged .npz archive ({type(e).__name__}); re-save it with numpy.savez") from None
     return out
 
 
@@ -124,9 +116,7 @@ def _labels(a: np.ndarray, n: int, path: Path) -> np.ndarray:
     if a.dtype.kind not in "iu" or a.ndim != 1:
         raise GenlabError(f"{path}: 'labels' must be integers of shape (N,), got {a.dtype} {a.shape}")
     if len(a) != n:
-        raise GenlabError(
-            f"{path}: 'labels' has {len(a)} entries but the data has {n}; give one label per item"
-        )
+        raise GenlabError(f"{path}: 'labels' has {len(a)} entries but the data has {n}; give one label per item")
     if a.size and a.min() < 0:
         raise GenlabError(f"{path}: 'labels' must be >= 0, found {a.min()}; map classes to 0..K-1")
     return a.astype(np.int64)

@@ -9,13 +9,13 @@ gives 1,437 train / 360 test images, every class in both, no image in both.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
+from genlab.constraints import Range
 from genlab.data.base import Dataset
 from genlab.errors import GenlabError
 
@@ -25,14 +25,14 @@ TEST_SIZE = 360
 @dataclass
 class DigitsConfig:
     kind: str = "digits"
-    size: int = 8
+    size: Annotated[int, Range(2)] = 8  # pixels per side
 
 
 def fixed_split(labels: np.ndarray, split: str) -> np.ndarray:
     """Sorted indices into `load_digits()` of the fixed stratified train or test split."""
-    train, test = train_test_split(
-        np.arange(len(labels)), test_size=TEST_SIZE, stratify=labels, random_state=0
-    )
+    from sklearn.model_selection import train_test_split  # imported here: scikit-learn takes ~1 s to import
+
+    train, test = train_test_split(np.arange(len(labels)), test_size=TEST_SIZE, stratify=labels, random_state=0)
     return np.sort(train if split == "train" else test)
 
 
@@ -42,14 +42,14 @@ def build_digits(cfg: DigitsConfig, *, split: str = "train") -> Dataset:
         raise GenlabError(f"split must be 'train' or 'test', got {split!r}")
     if cfg.size < 2:
         raise GenlabError(f"data.size must be >= 2 pixels for digits (8 is native), got {cfg.size}")
+    from sklearn.datasets import load_digits
+
     bunch = load_digits()
     labels = bunch.target.astype(np.int64)
     idx = fixed_split(labels, split)
     x = torch.from_numpy(bunch.images[idx].astype(np.float32)).unsqueeze(1) / 8.0 - 1.0  # (N, 1, 8, 8)
     if cfg.size != 8:
-        x = F.interpolate(
-            x, size=(cfg.size, cfg.size), mode="bilinear", align_corners=False, antialias=cfg.size < 8
-        )
+        x = F.interpolate(x, size=(cfg.size, cfg.size), mode="bilinear", align_corners=False, antialias=cfg.size < 8)
         x = x.clamp_(-1.0, 1.0)  # (N, 1, size, size)
     return Dataset(
         x=x.contiguous(),

@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 
+from genlab.constraints import Fraction, NonEmpty, OptPositiveInt, Seed
 from genlab.data.arrays import label_names, split_indices
 from genlab.data.base import Dataset
 from genlab.data.images import IMAGE_SUFFIXES, center_crop_resize, load_image, uint8_to_tensor
@@ -29,11 +30,11 @@ METADATA = "metadata.jsonl"
 @dataclass
 class ImageFolderConfig:
     kind: str = "imagefolder"
-    path: str = ""
-    size: int | None = None
+    path: Annotated[str, NonEmpty()] = ""
+    size: OptPositiveInt = None
     channels: Literal[1, 3] = 3
-    test_fraction: float = 0.0
-    seed: int = 0
+    test_fraction: Fraction = 0.0
+    seed: Seed = 0
 
 
 @dataclass
@@ -50,17 +51,11 @@ def _hidden(path: Path, root: Path) -> bool:
 
 def _scan_folders(root: Path) -> _Listing:
     files = sorted(
-        (
-            p
-            for p in root.rglob("*")
-            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not _hidden(p, root)
-        ),
+        (p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not _hidden(p, root)),
         key=lambda p: p.relative_to(root).as_posix(),
     )
     if not files:
-        raise GenlabError(
-            f"{root}: no images found ({', '.join(IMAGE_SUFFIXES)}); add images or class sub-folders"
-        )
+        raise GenlabError(f"{root}: no images found ({', '.join(IMAGE_SUFFIXES)}); add images or class sub-folders")
     top = [p for p in files if p.parent == root]
     if top and len(top) < len(files):
         raise GenlabError(
@@ -96,9 +91,7 @@ def _all_or_none(rows: list[dict], key: str, meta: Path) -> list | None:
     if len(missing) == len(rows):
         return None
     if missing:
-        raise GenlabError(
-            f"{meta}: line {missing[0]} has no {key!r} but others do; give every line a {key!r} or none"
-        )
+        raise GenlabError(f"{meta}: line {missing[0]} has no {key!r} but others do; give every line a {key!r} or none")
     return [r[key] for r in rows]
 
 

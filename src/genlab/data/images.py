@@ -44,9 +44,7 @@ def load_image(path: str | Path, *, channels: int = 3) -> np.ndarray:
             "(decompression-bomb guard); shrink or remove the file"
         ) from None
     except UnidentifiedImageError:
-        raise GenlabError(
-            f"{path}: cannot decode image (unknown or corrupt format); re-export or delete it"
-        ) from None
+        raise GenlabError(f"{path}: cannot decode image (unknown or corrupt format); re-export or delete it") from None
     except FileNotFoundError:
         raise GenlabError(f"{path}: image file not found; check the path") from None
     except Exception as e:  # Pillow raises many types (OSError, SyntaxError, struct.error, ...) on bad data
@@ -115,9 +113,7 @@ def save_grid(
     th, tw = h * scale, w * scale
     tiles = tensor_to_uint8(images)  # (N, H, W, C)
     tiles = tiles.repeat(scale, axis=1).repeat(scale, axis=2)  # (N, th, tw, C) nearest-neighbour
-    canvas = np.full(
-        (rows * (th + padding) + padding, cols * (tw + padding) + padding, c), PAD_VALUE, np.uint8
-    )
+    canvas = np.full((rows * (th + padding) + padding, cols * (tw + padding) + padding, c), PAD_VALUE, np.uint8)
     for i in range(n):
         top = padding + (i // cols) * (th + padding)
         left = padding + (i % cols) * (tw + padding)

@@ -13,10 +13,12 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, replace
+from typing import Annotated
 
 import numpy as np
 import torch
 
+from genlab.constraints import PositiveInt, Range, Seed
 from genlab.data.base import Dataset
 from genlab.data.images import uint8_to_tensor
 from genlab.errors import GenlabError
@@ -57,10 +59,10 @@ class Scene:
 @dataclass
 class ShapesConfig:
     kind: str = "shapes"
-    n: int = 5000  # images in the 'train' split
-    n_test: int = 500  # images in each of 'test' and 'heldout'
-    size: int = 32
-    seed: int = 0
+    n: PositiveInt = 5000  # images in the 'train' split
+    n_test: PositiveInt = 500  # images in each of 'test' and 'heldout'
+    size: Annotated[int, Range(32)] = 32  # the shapes are laid out for 32x32 or larger
+    seed: Seed = 0
     labels: bool = False  # True: label = first shape's kind × colour (24 classes, for feature nets)
 
 
@@ -83,8 +85,12 @@ def caption(scene: Scene, *, template: int = 0) -> str:
     """The caption of `scene` in template number `template` (taken modulo the number of templates)."""
     if len(scene.shapes) == 1:
         obj = scene.shapes[0]
-        forms = (_phrase(obj), f"{_phrase(obj)} on a black background", f"a picture of {_phrase(obj)}",
-                 _phrase(obj, article="one"))
+        forms = (
+            _phrase(obj),
+            f"{_phrase(obj)} on a black background",
+            f"a picture of {_phrase(obj)}",
+            _phrase(obj, article="one"),
+        )
         return forms[template % len(forms)]
     a, b = (_phrase(s) for s in scene.shapes)
     if scene.relation is None:
@@ -148,8 +154,13 @@ def _valid(dx: np.ndarray, dy: np.ndarray, extent: int, relation: str | None) ->
     """Which displacements B − A keep the boxes >= GAP apart and (if given) satisfy the relation."""
     ok = (np.maximum(abs(dx), abs(dy)) >= extent + GAP) & (abs(dx) != abs(dy))
     horizontal = abs(dx) > abs(dy)
-    wanted = {None: True, "left of": horizontal & (dx > 0), "right of": horizontal & (dx < 0),
-              "above": ~horizontal & (dy > 0), "below": ~horizontal & (dy < 0)}
+    wanted = {
+        None: True,
+        "left of": horizontal & (dx > 0),
+        "right of": horizontal & (dx < 0),
+        "above": ~horizontal & (dy > 0),
+        "below": ~horizontal & (dy < 0),
+    }
     return ok & wanted[relation]
 
 
@@ -179,8 +190,9 @@ def draw(scene: Scene, centres: list[tuple[int, int]], *, image_size: int = 32) 
     return image
 
 
-def render(scene: Scene, *, centres: list[tuple[int, int]] | None = None, image_size: int = 32,
-           seed: int = 0) -> torch.Tensor:
+def render(
+    scene: Scene, *, centres: list[tuple[int, int]] | None = None, image_size: int = 32, seed: int = 0
+) -> torch.Tensor:
     """The scene as float (3, H, W) in [-1, 1]; a layout (and any unstated size) is drawn from `seed`."""
     rng = np.random.default_rng(seed)
     scene = replace(scene, shapes=tuple(s if s.size else replace(s, size=_pick(rng, SIZES)) for s in scene.shapes))
@@ -220,8 +232,9 @@ def stated(scene: Scene, rng: np.random.Generator) -> Scene:
     return replace(scene, shapes=tuple(s if rng.random() >= 0.25 else replace(s, size=None) for s in scene.shapes))
 
 
-def sample_pairs(n: int, *, split: str = "train", seed: int = 0, image_size: int = 32
-                 ) -> tuple[torch.Tensor, list[str], list[Scene]]:
+def sample_pairs(
+    n: int, *, split: str = "train", seed: int = 0, image_size: int = 32
+) -> tuple[torch.Tensor, list[str], list[Scene]]:
     """(images (n, 3, H, W) in [-1, 1], captions, scenes), a pure function of (split, seed)."""
     if split not in SPLITS:
         raise GenlabError(f"shapes split must be one of {', '.join(SPLITS)}, got {split!r}")

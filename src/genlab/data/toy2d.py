@@ -19,6 +19,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from genlab.constraints import PositiveInt, Seed
 from genlab.data.base import Dataset
 from genlab.errors import GenlabError
 
@@ -29,8 +30,8 @@ ToyName = Literal["moons", "8gaussians", "checkerboard", "spirals", "circles"]
 class Toy2DConfig:
     kind: str = "toy2d"
     name: ToyName = "moons"
-    n: int = 20000
-    seed: int = 0
+    n: PositiveInt = 20000
+    seed: Seed = 0
 
 
 def _moons(rng: np.random.Generator, n: int) -> np.ndarray:

@@ -45,12 +45,17 @@ class SmallCNN(nn.Module):
         self.cfg, w = cfg, cfg.width
         self.num_features = cfg.num_features  # torchmetrics' FID reads this attribute
         self.body = nn.Sequential(
-            nn.Conv2d(cfg.in_channels, w, 3, padding=1), nn.ReLU(),  # (B, w, H, W)
-            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(),  # (B, 2w, H, W)
+            nn.Conv2d(cfg.in_channels, w, 3, padding=1),
+            nn.ReLU(),  # (B, w, H, W)
+            nn.Conv2d(w, 2 * w, 3, padding=1),
+            nn.ReLU(),  # (B, 2w, H, W)
             nn.MaxPool2d(2),  # (B, 2w, H/2, W/2)
-            nn.Conv2d(2 * w, 4 * w, 3, padding=1), nn.ReLU(),  # (B, 4w, H/2, W/2)
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),  # (B, 4w)
-            nn.Linear(4 * w, cfg.num_features), nn.ReLU(),  # (B, F)
+            nn.Conv2d(2 * w, 4 * w, 3, padding=1),
+            nn.ReLU(),  # (B, 4w, H/2, W/2)
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),  # (B, 4w)
+            nn.Linear(4 * w, cfg.num_features),
+            nn.ReLU(),  # (B, F)
         )
         self.dropout = nn.Dropout(0.2)
         self.head = nn.Linear(cfg.num_features, cfg.num_classes)
@@ -150,8 +155,10 @@ def load_feature_net(path: str | Path) -> FeatureNet:
     """A SmallCNN from safetensors + JSON sidecar (as written by `genlab features train`)."""
     path = Path(path)
     if not path.is_file() or not sidecar(path).is_file():
-        raise GenlabError(f"{path}: feature net not found (needs the .safetensors and its .json sidecar); "
-                          "train one with 'genlab features train DATA --out FILE.safetensors'")
+        raise GenlabError(
+            f"{path}: feature net not found (needs the .safetensors and its .json sidecar); "
+            "train one with 'genlab features train DATA --out FILE.safetensors'"
+        )
     try:
         meta = json.loads(sidecar(path).read_text())
         arch = dict(meta["architecture"])

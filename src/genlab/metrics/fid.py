@@ -63,11 +63,11 @@ def mmd2_from_kernels(k_aa: Tensor, k_bb: Tensor, k_ab: Tensor) -> float:
     return float(within_a + within_b - 2 * k_ab.mean())
 
 
-def _select(n: int, picks: list[Tensor]) -> Tensor:
-    """0/1 matrix (n, L) whose column l marks the indices picks[l]."""
-    sel = torch.zeros(n, len(picks), dtype=torch.float64)
+def _select(n: int, picks: list[Tensor], device) -> Tensor:
+    """0/1 matrix (n, L) on `device` whose column l marks the indices picks[l]."""
+    sel = torch.zeros(n, len(picks), dtype=torch.float64, device=device)
     for col, idx in enumerate(picks):
-        sel[idx, col] = 1.0
+        sel[idx.to(device), col] = 1.0
     return sel
 
 
@@ -84,12 +84,14 @@ def kid(
         raise GenlabError(f"KID needs at least 2 points in each set, got {len(real)} and {len(fake)}")
     gen = torch.Generator().manual_seed(seed)
     count = subsets if size < max(len(real), len(fake)) else 1  # one subset is everything: no resampling
-    picks = [(torch.randperm(len(real), generator=gen)[:size], torch.randperm(len(fake), generator=gen)[:size])
-             for _ in range(count)]
+    picks = [
+        (torch.randperm(len(real), generator=gen)[:size], torch.randperm(len(fake), generator=gen)[:size])
+        for _ in range(count)
+    ]
     a, b = real.double(), fake.double()
     gamma = 1.0 / a.shape[1]
-    sa, sb = _select(len(a), [p[0] for p in picks]), _select(len(b), [p[1] for p in picks])  # (m, L), (n, L)
-    values = torch.zeros(count, dtype=torch.float64)
+    sa, sb = (_select(len(v), [p[i] for p in picks], v.device) for i, v in enumerate((a, b)))  # (m, L), (n, L)
+    values = torch.zeros(count, dtype=torch.float64, device=a.device)
     for sel_1, x, sel_2, y, weight in ((sa, a, sa, a, 1.0), (sb, b, sb, b, 1.0), (sa, a, sb, b, -2.0)):
         k = (x @ y.T * gamma + 1.0) ** 3  # (|x|, |y|)
         sums = (sel_1 * (k @ sel_2)).sum(0)  # (L,) kernel sum over each subset pair

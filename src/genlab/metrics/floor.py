@@ -19,7 +19,7 @@ def gaussian_fit_samples(train: Tensor, n: int, *, seed: int = 0) -> Tensor:
     mu = flat.mean(0)
     cov = torch.cov(flat.T).reshape(flat.shape[1], flat.shape[1])  # (D, D)
     vals, vecs = torch.linalg.eigh(cov)
-    z = torch.randn(n, len(mu), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    z = torch.randn(n, len(mu), generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(mu.device)
     x = (mu + (z * vals.clamp_min(0).sqrt()) @ vecs.T).float().reshape(n, *train.shape[1:])
     return x.clamp_(-1.0, 1.0) if train.dim() == 4 else x
 

@@ -20,8 +20,10 @@ from genlab.errors import GenlabError
 from genlab.metrics.features import FeatureNet
 
 CHUNK = 64
-CONVERT = ("python -c \"import torch, safetensors.torch as s; s.save_file(torch.load("
-           "'pt_inception-2015-12-05-6726825d.pth', weights_only=True), 'pt_inception-2015-12-05.safetensors')\"")
+CONVERT = (
+    'python -c "import torch, safetensors.torch as s; s.save_file(torch.load('
+    "'pt_inception-2015-12-05-6726825d.pth', weights_only=True), 'pt_inception-2015-12-05.safetensors')\""
+)
 
 
 class Conv(nn.Module):
@@ -50,9 +52,15 @@ class BlockA(nn.Module):  # 35×35: 1×1 | 1×1→5×5 | 1×1→3×3→3×3 | po
         self.branch_pool = Conv(cin, pool, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.cat([self.branch1x1(x), self.branch5x5_2(self.branch5x5_1(x)),
-                          self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-                          self.branch_pool(_avg(x))], 1)
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch5x5_2(self.branch5x5_1(x)),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                self.branch_pool(_avg(x)),
+            ],
+            1,
+        )
 
 
 class BlockB(nn.Module):  # 35→17 reduction: 3×3/2 | 1×1→3×3→3×3/2 | max pool/2
@@ -63,8 +71,14 @@ class BlockB(nn.Module):  # 35→17 reduction: 3×3/2 | 1×1→3×3→3×3/2 | m
         self.branch3x3dbl_3 = Conv(96, 96, 3, stride=2)
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.cat([self.branch3x3(x), self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
-                          F.max_pool2d(x, 3, stride=2)], 1)
+        return torch.cat(
+            [
+                self.branch3x3(x),
+                self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                F.max_pool2d(x, 3, stride=2),
+            ],
+            1,
+        )
 
 
 def _row(c: int) -> Conv:
@@ -124,8 +138,17 @@ class BlockE(nn.Module):  # 8×8 with split 1×3 / 3×1 outputs; `pool` is 'avg'
         a = self.branch3x3_1(x)
         b = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
         pooled = _avg(x) if self.pool == "avg" else F.max_pool2d(x, 3, stride=1, padding=1)
-        return torch.cat([self.branch1x1(x), self.branch3x3_2a(a), self.branch3x3_2b(a), self.branch3x3dbl_3a(b),
-                          self.branch3x3dbl_3b(b), self.branch_pool(pooled)], 1)
+        return torch.cat(
+            [
+                self.branch1x1(x),
+                self.branch3x3_2a(a),
+                self.branch3x3_2b(a),
+                self.branch3x3dbl_3a(b),
+                self.branch3x3dbl_3b(b),
+                self.branch_pool(pooled),
+            ],
+            1,
+        )
 
 
 class FIDInceptionV3(nn.Module):
@@ -160,8 +183,10 @@ class FIDInceptionV3(nn.Module):
 def load_inception(path: str | Path) -> FIDInceptionV3:
     """FIDInceptionV3 in eval mode with the tensors of a safetensors file (keys as in pt_inception-2015-12-05)."""
     if not Path(path).is_file() or Path(path).suffix != ".safetensors":
-        raise GenlabError(f"--inception-weights {path}: needs an existing .safetensors file; convert the "
-                          f"pytorch-fid weights once with: {CONVERT}")
+        raise GenlabError(
+            f"--inception-weights {path}: needs an existing .safetensors file; convert the "
+            f"pytorch-fid weights once with: {CONVERT}"
+        )
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as e:
@@ -172,8 +197,10 @@ def load_inception(path: str | Path) -> FIDInceptionV3:
     expected = {k for k in net.state_dict() if "num_batches_tracked" not in k}
     missing, unexpected = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
     if missing or unexpected:
-        raise GenlabError(f"--inception-weights {path}: not the FID Inception-v3 state dict ({len(missing)} keys "
-                          f"missing, e.g. {missing[:1]}; {len(unexpected)} unexpected, e.g. {unexpected[:1]})")
+        raise GenlabError(
+            f"--inception-weights {path}: not the FID Inception-v3 state dict ({len(missing)} keys "
+            f"missing, e.g. {missing[:1]}; {len(unexpected)} unexpected, e.g. {unexpected[:1]})"
+        )
     try:
         net.load_state_dict(tensors, strict=False)
     except RuntimeError as e:
@@ -185,4 +212,3 @@ def load_inception(path: str | Path) -> FIDInceptionV3:
 def inception_feature_net(path: str | Path) -> FeatureNet:
     """The FID Inception-v3 as the report's feature net (pool3 features, 2048-d)."""
     return FeatureNet(module=load_inception(path), name="inception-v3-fid (pt_inception-2015-12-05)")
-

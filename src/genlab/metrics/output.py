@@ -20,7 +20,7 @@ from torch import Tensor
 from genlab.data.base import Dataset
 from genlab.data.images import save_grid
 from genlab.metrics.prdc import nearest
-from genlab.plots import save_samples  # also selects matplotlib's Agg backend
+from genlab.plots import pyplot, save_samples
 
 PRDC = ("precision", "recall", "density", "coverage")
 NN_PAIRS = 16
@@ -51,26 +51,35 @@ def _likelihood_line(lik: dict) -> str:
         return f"none: {lik.get('reason')}"
     kind = "a bound: log p ≥ the ELBO, so the true value is at most this" if lik["kind"] == "bound" else lik["kind"]
     how = "".join(f"; {k} {lik[k]}" for k in ("divergence", "nfe") if lik.get(k) is not None)
-    return (f"**{lik[unit]:.4f} {unit.replace('_per_', '/')}** ({kind}, ± {lik[unit + '_std_err']:.4f} std err over "
-            f"n={lik['n']} held-out items{how})")
+    return (
+        f"**{lik[unit]:.4f} {unit.replace('_per_', '/')}** ({kind}, ± {lik[unit + '_std_err']:.4f} std err over "
+        f"n={lik['n']} held-out items{how})"
+    )
 
 
 def markdown(report: dict) -> str:
     """eval.md: the metric table, memorization and the settings."""
     s, metrics, floor = report["settings"], report["metrics"], report.get("floor")
-    head = f"| metric | samples (n={s['n']}) |"
+    head = f"| metric | {'held-out data' if 'split' in s else 'samples'} (n={s['n']}) |"
     extra = floor is not None and floor["n"] != s["n"]  # a separate column for the samples at the floor size
     if floor:
         m = floor["n"]
         head += f" samples (n={m}) |" * extra
         head += f" real held-out (n={m}) | Gaussian fit (n={m}) | normalized (0 real, 1 Gaussian) |"
-    lines = [f"# Evaluation: {s.get('run') or s.get('samples') or 'samples'} vs {s['data']}", "", head,
-             "|" + " --- |" * head.count(" |")]
+    lines = [
+        f"# Evaluation: {s.get('run') or s.get('samples') or 'samples'} vs {s['data']}",
+        "",
+        head,
+        "|" + " --- |" * head.count(" |"),
+    ]
     for key, value in metrics.items():
         row = f"| {key} | {_fmt(value)} |"
         if floor:
-            cells = ((floor["samples"].get(key),) * extra + (floor["real"].get(key), floor["gaussian"].get(key),
-                     floor["normalized"].get(key)))
+            cells = (floor["samples"].get(key),) * extra + (
+                floor["real"].get(key),
+                floor["gaussian"].get(key),
+                floor["normalized"].get(key),
+            )
             row += "".join(f" {_fmt(c)} |" for c in cells)
         lines.append(row)
     if "memorization" in report:
@@ -84,8 +93,7 @@ def markdown(report: dict) -> str:
 
 
 def _prdc_bars(report: dict, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()  # matplotlib on the Agg backend, imported here
     fig, ax = plt.subplots(figsize=(5, 3), dpi=100)
     xs = torch.arange(len(PRDC)).float()
     rows = [("samples", report["metrics"])]
@@ -108,8 +116,9 @@ def _nearest_pairs(x: Tensor, train: Tensor, path: Path) -> None:
     save_grid(pairs.clamp(-1, 1), path, nrow=8)
 
 
-def write_report(report: dict, *, x: Tensor, labels: Tensor | None, train: Dataset, out: str | Path) -> Path:
-    """Write every file into `out` (created); returns the eval.json path."""
+def write_report(report: dict, *, x: Tensor | None, labels: Tensor | None, train: Dataset, out: str | Path) -> Path:
+    """Write every file into `out` (created), each file atomically; returns the eval.json path. x None: a report of
+    held-out metrics only (a method that makes no samples), no pictures."""
     out = Path(out)
     tmp = out / f".eval-tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -117,11 +126,12 @@ def write_report(report: dict, *, x: Tensor, labels: Tensor | None, train: Datas
     (tmp / "eval.json").write_text(json.dumps(_clean(report), indent=2) + "\n")
     (tmp / "eval.md").write_text(markdown(report))
     nrow = 8 if labels is None else max(1, min(int(labels.max()) + 1, 16))
-    if x.dim() == 4 or x.shape[1] >= 2:  # a grid, or a scatter of the first two coordinates
+    if x is not None and (x.dim() == 4 or x.shape[1] >= 2):  # a grid, or a scatter of the first two coordinates
         save_samples(x[:64] if x.dim() == 4 else x, tmp / "samples.png", nrow=nrow, reference=train.x)
-    if x.dim() == 4:
+    if x is not None and x.dim() == 4:
         _nearest_pairs(x, train.x, tmp / "nearest.png")
-    _prdc_bars(report, tmp / "prdc.png")
+    if x is not None:
+        _prdc_bars(report, tmp / "prdc.png")
     for f in tmp.iterdir():
         os.replace(f, out / f.name)
     tmp.rmdir()

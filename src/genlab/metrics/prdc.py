@@ -25,7 +25,7 @@ def knn_radius(x: Tensor, k: int) -> Tensor:
     out = []
     for start in range(0, len(x), CHUNK):
         d = torch.cdist(x[start : start + CHUNK], x)  # (c, N)
-        rows = torch.arange(d.shape[0])
+        rows = torch.arange(d.shape[0], device=d.device)
         d[rows, rows + start] = float("inf")  # a point is not its own neighbour
         out.append(d.kthvalue(k, dim=1).values)
     return torch.cat(out)
@@ -46,8 +46,9 @@ def nearest(query: Tensor, bank: Tensor) -> tuple[Tensor, Tensor]:
     return torch.cat([f.values for f in found]), torch.cat([f.indices for f in found])
 
 
-def prdc(real: Tensor, fake: Tensor, *, k_pr: int = 3, k_dc: int = 5,
-         real_radii: dict[int, Tensor] | None = None) -> dict[str, float]:
+def prdc(
+    real: Tensor, fake: Tensor, *, k_pr: int = 3, k_dc: int = 5, real_radii: dict[int, Tensor] | None = None
+) -> dict[str, float]:
     """Precision, recall (k_pr) and density, coverage (k_dc) of fake (M, F) against real (N, F) points.
 
     `real_radii` may hold precomputed {k: knn_radius(real, k)} so a fixed reference is measured once.

@@ -73,13 +73,17 @@ def set_metrics(ref: Reference, x: Tensor, labels: Tensor | None = None) -> dict
     out = prdc(ref.points, points, k_pr=K_PR, k_dc=K_DC, real_radii=ref.radii)
     if ref.net is None:
         w2sq = w2_squared(points, ref.points)
-        out.update(w2=math.sqrt(max(w2sq, 0.0)), w2_squared=w2sq,
-                   sliced_w2=sliced_w2(points, ref.points, projections=SLICED_PROJECTIONS, seed=ref.seed),
-                   mmd2_rbf=mmd2_rbf(points, ref.points, bandwidth=ref.bandwidth))
+        out.update(
+            w2=math.sqrt(max(w2sq, 0.0)),
+            w2_squared=w2sq,
+            sliced_w2=sliced_w2(points, ref.points, projections=SLICED_PROJECTIONS, seed=ref.seed),
+            mmd2_rbf=mmd2_rbf(points, ref.points, bandwidth=ref.bandwidth),
+        )
         return out
     out["fd"] = frechet_distance(points, ref.points)
-    out["kid"], out["kid_std"] = kid(ref.points, points, subsets=KID_SUBSETS, subset_size=KID_SUBSET_SIZE,
-                                     seed=ref.seed)
+    out["kid"], out["kid_std"] = kid(
+        ref.points, points, subsets=KID_SUBSETS, subset_size=KID_SUBSET_SIZE, seed=ref.seed
+    )
     if logits is not None:
         out.update(class_metrics(logits, labels=labels))
     return out
@@ -109,16 +113,26 @@ def _net_settings(ref: Reference, heldout: Dataset | None) -> dict:
             accuracy = float((logits.argmax(1) == heldout.labels).double().mean())
     size = net.image_size or getattr(net.module, "side", None)
     return {
-        "space": "features", "feature_net": net.name, "num_features": int(ref.points.shape[1]),
+        "space": "features",
+        "feature_net": net.name,
+        "num_features": int(ref.points.shape[1]),
         "feature_net_heldout_accuracy": accuracy,
         "resize": f"{x.shape[-2]}x{x.shape[-1]} -> {size}x{size}" if size and size != x.shape[-1] else None,
-        "kid_subsets": KID_SUBSETS, "kid_subset_size": KID_SUBSET_SIZE, "kid_note": "subset size capped at both set "
-        "sizes; one subset when that is everything",
+        "kid_subsets": KID_SUBSETS,
+        "kid_subset_size": KID_SUBSET_SIZE,
+        "kid_note": "subset size capped at both set sizes; one subset when that is everything",
     }
 
 
-def evaluate_sets(x: Tensor, labels: Tensor | None = None, *, train: Dataset, heldout: Dataset | None = None,
-                  feature_net: FeatureNet | nn.Module | str | None = None, seed: int = 0) -> dict:
+def evaluate_sets(
+    x: Tensor,
+    labels: Tensor | None = None,
+    *,
+    train: Dataset,
+    heldout: Dataset | None = None,
+    feature_net: FeatureNet | nn.Module | str | None = None,
+    seed: int = 0,
+) -> dict:
     """The full report dict (settings, metrics, floor, memorization) of samples x against train (+ held-out).
 
     feature_net: None (the data's default), 'digits', 'pixels', a feature-net .safetensors path or any nn.Module.
@@ -126,14 +140,19 @@ def evaluate_sets(x: Tensor, labels: Tensor | None = None, *, train: Dataset, he
     if len(x) < MIN_SET:
         raise GenlabError(f"got {len(x)} samples; evaluate at least {MIN_SET} (k-NN metrics need neighbours)")
     if x.shape[1:] != train.x.shape[1:]:
-        raise GenlabError(f"samples have shape {tuple(x.shape[1:])} but {train.name} items are "
-                          f"{tuple(train.x.shape[1:])}; evaluate against the dataset the samples imitate")
+        raise GenlabError(
+            f"samples have shape {tuple(x.shape[1:])} but {train.name} items are "
+            f"{tuple(train.x.shape[1:])}; evaluate against the dataset the samples imitate"
+        )
     ref = build_reference(train, resolve_feature_net(feature_net, train), seed=seed)
     settings = {
-        "n": len(x), "seed": seed, "data": train.name,
+        "n": len(x),
+        "seed": seed,
+        "data": train.name,
         "reference": f"train split: {len(ref.points)} of {len(train)} items",
         "heldout": None if heldout is None else f"test split: {len(heldout)} items",
-        "prdc_k": {"precision_recall": K_PR, "density_coverage": K_DC}, **_net_settings(ref, heldout),
+        "prdc_k": {"precision_recall": K_PR, "density_coverage": K_DC},
+        **_net_settings(ref, heldout),
     }
     report = {"settings": settings, "metrics": set_metrics(ref, x, labels)}
     if heldout is not None and len(heldout) < MIN_SET:
@@ -142,6 +161,7 @@ def evaluate_sets(x: Tensor, labels: Tensor | None = None, *, train: Dataset, he
     if heldout is not None:
         report["floor"] = floor_metrics(ref, x, labels, heldout, report["metrics"])
         report["memorization"] = memorization(x, train.x, heldout.x, seed=seed)
-        report["settings"].update(floor_n=report["floor"]["n"], memorization_space="data (pixels or vectors)",
-                                  near_copy_quantile=0.01)
+        report["settings"].update(
+            floor_n=report["floor"]["n"], memorization_space="data (pixels or vectors)", near_copy_quantile=0.01
+        )
     return report

@@ -76,15 +76,19 @@ def _score(spec: Scene, objects: tuple[Detected | None, ...], total: int) -> dic
     colour = sum(d is not None and d.colour == s.colour for s, d in pairs) / len(pairs)
     shape = sum(d is not None and d.colour == s.colour and d.kind == s.kind for s, d in pairs) / len(pairs)
     stated = [(s, d) for s, d in pairs if s.size is not None]
-    size = sum(d is not None and d.colour == s.colour and d.size == s.size for s, d in stated) / len(stated) \
-        if stated else float("nan")
+    size = (
+        sum(d is not None and d.colour == s.colour and d.size == s.size for s, d in stated) / len(stated)
+        if stated
+        else float("nan")
+    )
     relation = float("nan")
     if spec.relation is not None:
         a, b = objects
         relation = float(a is not None and b is not None and relation_of(b.cx - a.cx, b.cy - a.cy) == spec.relation)
     count = float(total == len(spec.shapes))
-    every = float(count == 1 and colour == 1 and shape == 1 and size != 0 and relation != 0 and
-                  (size != size or size == 1))  # nan (unstated) counts as met
+    every = float(
+        count == 1 and colour == 1 and shape == 1 and size != 0 and relation != 0 and (size != size or size == 1)
+    )  # nan (unstated) counts as met
     return {"count": count, "colour": colour, "shape": shape, "size": size, "relation": relation, "all": every}
 
 
@@ -166,8 +170,14 @@ def evaluate_t2i(
         from genlab.text.clip import load_clip
 
         clip = load_clip(clip_run)
-    report = {"settings": {"n_per_prompt": n_per_prompt, "seed": seed, "feature_net": net.name,
-                           "clip_run": None if clip_run is None else str(clip_run)}}
+    report = {
+        "settings": {
+            "n_per_prompt": n_per_prompt,
+            "seed": seed,
+            "feature_net": net.name,
+            "clip_run": None if clip_run is None else str(clip_run),
+        }
+    }
     for name, prompts in (("seen", prompts_seen), ("heldout", prompts_heldout)):
         texts = [p for p in prompts for _ in range(n_per_prompt)]
         start = time.perf_counter()

@@ -36,7 +36,8 @@ def _w2_squared_1d(a: Tensor, b: Tensor) -> Tensor:
     """Exact 1-D W2² per column: a (m, L), b (n, L) -> (L,)."""
     a, b = a.sort(0).values, b.sort(0).values
     m, n = len(a), len(b)
-    cuts = torch.cat([torch.arange(m + 1, dtype=torch.float64) / m, torch.arange(n + 1, dtype=torch.float64) / n])
+    f64 = {"dtype": torch.float64, "device": a.device}
+    cuts = torch.cat([torch.arange(m + 1, **f64) / m, torch.arange(n + 1, **f64) / n])
     cuts = cuts.unique()  # sorted breakpoints of both quantile functions, 0 .. 1
     mid, width = (cuts[1:] + cuts[:-1]) / 2, cuts[1:] - cuts[:-1]
     ia, ib = (mid * m).long().clamp_max(m - 1), (mid * n).long().clamp_max(n - 1)
@@ -47,7 +48,7 @@ def sliced_w2(a: Tensor, b: Tensor, *, projections: int = 256, seed: int = 0) ->
     """Sliced W2 = sqrt(mean over random unit directions of the 1-D W2²)."""
     _check(a, b)
     gen = torch.Generator().manual_seed(seed)
-    theta = torch.randn(a.shape[1], projections, generator=gen, dtype=torch.float64)
+    theta = torch.randn(a.shape[1], projections, generator=gen, dtype=torch.float64).to(a.device)
     theta = theta / theta.norm(dim=0, keepdim=True)  # (D, L) unit directions
     return float(_w2_squared_1d(a.double() @ theta, b.double() @ theta).mean().sqrt())
 

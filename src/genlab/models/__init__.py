@@ -1,7 +1,7 @@
 """Networks. Each kind has a config dataclass (MODEL_CONFIGS) and an nn.Module class (MODELS).
 
-Every denoiser has `forward(x, t, label=None)`: x (B, ...) noisy input, t (B,) float in [0, 1],
-label (B,) int64 where the value `num_classes` is the null (unconditional) class. Output has x's
+Every denoiser has `forward(x, t, cond=None)`: x (B, ...) noisy input, t (B,) float in [0, 1],
+cond (B,) int64 class labels where the value `num_classes` is the null (unconditional) class. Output has x's
 shape. Config fields left as None (`in_channels`, `image_size`, `dim`, `num_classes`) are filled
 from the dataset when a recipe is resolved.
 """
@@ -18,14 +18,36 @@ from genlab.models.unet import UNet, UNetConfig
 from genlab.models.vae import MLPVAE, ConvVAE, ConvVAEConfig, MLPVAEConfig
 from genlab.models.vq import VQAutoencoder, VQConfig
 
-MODEL_CONFIGS = {"dcgan": DCGANConfig, "stylegan": StyleGANConfig, "mlp": MLPConfig, "unet": UNetConfig,
-                 "pixelcnn": PixelCNNConfig, "transformer": TransformerConfig, "vq": VQConfig,
-                 "conv_vae": ConvVAEConfig, "mlp_vae": MLPVAEConfig, "none": NoModelConfig,
-                 "autoencoder": AutoencoderConfig, "dit": DiTConfig, "clip": ClipConfig}
-MODELS = {"dcgan": GAN, "stylegan": GAN, "mlp": MLP, "unet": UNet,
-          "pixelcnn": PixelCNN, "transformer": Transformer, "vq": VQAutoencoder,
-          "conv_vae": ConvVAE, "mlp_vae": MLPVAE, "none": no_model,
-          "autoencoder": Autoencoder, "dit": DiT, "clip": CLIP}
+MODEL_CONFIGS = {
+    "dcgan": DCGANConfig,
+    "stylegan": StyleGANConfig,
+    "mlp": MLPConfig,
+    "unet": UNetConfig,
+    "pixelcnn": PixelCNNConfig,
+    "transformer": TransformerConfig,
+    "vq": VQConfig,
+    "conv_vae": ConvVAEConfig,
+    "mlp_vae": MLPVAEConfig,
+    "none": NoModelConfig,
+    "autoencoder": AutoencoderConfig,
+    "dit": DiTConfig,
+    "clip": ClipConfig,
+}
+MODELS = {
+    "dcgan": GAN,
+    "stylegan": GAN,
+    "mlp": MLP,
+    "unet": UNet,
+    "pixelcnn": PixelCNN,
+    "transformer": Transformer,
+    "vq": VQAutoencoder,
+    "conv_vae": ConvVAE,
+    "mlp_vae": MLPVAE,
+    "none": no_model,
+    "autoencoder": Autoencoder,
+    "dit": DiT,
+    "clip": CLIP,
+}
 
 
 def build_model(cfg):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from genlab.constraints import OptPositiveInt, PositiveInt, require
 from genlab.errors import GenlabError
 from genlab.models.layers import group_norm
 
@@ -21,10 +22,13 @@ from genlab.models.layers import group_norm
 @dataclass
 class AutoencoderConfig:
     kind: str = "autoencoder"
-    in_channels: int | None = None  # filled from the dataset
-    image_size: int | None = None  # filled from the dataset
-    channels: tuple[int, ...] = (32, 64, 64)  # width per level; len - 1 downsamplings (32x32 -> 8x8)
-    latent_channels: int = 4
+    in_channels: OptPositiveInt = None  # filled from the dataset
+    image_size: OptPositiveInt = None  # filled from the dataset
+    channels: tuple[PositiveInt, ...] = (32, 64, 64)  # width per level; len - 1 downsamplings (32x32 -> 8x8)
+    latent_channels: PositiveInt = 4
+
+    def __post_init__(self) -> None:
+        require(len(self.channels) >= 1, "channels", "must list at least one width")
 
     def latent_shape(self) -> tuple[int, int, int]:
         factor = 2 ** (len(self.channels) - 1)
@@ -42,8 +46,12 @@ class ConvBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int):
         super().__init__()
         self.body = nn.Sequential(
-            _norm(in_ch), nn.SiLU(), nn.Conv2d(in_ch, out_ch, 3, padding=1),
-            _norm(out_ch), nn.SiLU(), nn.Conv2d(out_ch, out_ch, 3, padding=1),
+            _norm(in_ch),
+            nn.SiLU(),
+            nn.Conv2d(in_ch, out_ch, 3, padding=1),
+            _norm(out_ch),
+            nn.SiLU(),
+            nn.Conv2d(out_ch, out_ch, 3, padding=1),
         )
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
 
@@ -108,11 +116,18 @@ class PatchDiscriminator(nn.Module):
         ch_in = in_channels
         for i in range(layers):
             ch = channels * 2**i
-            mods += [nn.Conv2d(ch_in, ch, 4, stride=2, padding=1), group_norm(ch) if i else nn.Identity(),
-                     nn.LeakyReLU(0.2)]
+            mods += [
+                nn.Conv2d(ch_in, ch, 4, stride=2, padding=1),
+                group_norm(ch) if i else nn.Identity(),
+                nn.LeakyReLU(0.2),
+            ]
             ch_in = ch
-        mods += [nn.Conv2d(ch_in, ch_in, 3, padding=1), group_norm(ch_in), nn.LeakyReLU(0.2),
-                 nn.Conv2d(ch_in, 1, 3, padding=1)]
+        mods += [
+            nn.Conv2d(ch_in, ch_in, 3, padding=1),
+            group_norm(ch_in),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(ch_in, 1, 3, padding=1),
+        ]
         self.net = nn.Sequential(*mods)
 
     def forward(self, x: Tensor) -> Tensor:

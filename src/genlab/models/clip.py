@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genlab.constraints import OptPositiveInt, PositiveInt, Range, require
 from genlab.data.shapes import COLOURS, KINDS, RELATIONS, SIZES, Scene, Shape, caption
 from genlab.errors import GenlabError
 from genlab.models.dit import heads_merge, heads_split, key_mask
@@ -41,16 +43,20 @@ def shapes_vocabulary() -> list[str]:
 @dataclass
 class ClipConfig:
     kind: str = "clip"
-    in_channels: int | None = None  # filled from the data
-    image_size: int | None = None  # filled from the data
-    patch: int = 4
-    width: int = 128  # token width of both towers and of the joint embedding
-    image_depth: int = 4
-    text_depth: int = 3
-    heads: int = 4
-    mlp_ratio: int = 4
-    max_length: int = 24  # text tokens including [BOS]; longer captions are truncated
+    in_channels: OptPositiveInt = None  # filled from the data
+    image_size: OptPositiveInt = None  # filled from the data
+    patch: PositiveInt = 4
+    width: PositiveInt = 128  # token width of both towers and of the joint embedding
+    image_depth: PositiveInt = 4
+    text_depth: PositiveInt = 3
+    heads: PositiveInt = 4
+    mlp_ratio: PositiveInt = 4
+    max_length: Annotated[int, Range(2)] = 24  # text tokens including [BOS]; longer captions are truncated
     vocab: list[str] = field(default_factory=shapes_vocabulary)  # words; unknown words map to <unk>
+
+    def __post_init__(self) -> None:
+        if self.width >= 1 and self.heads >= 1:
+            require(self.width % self.heads == 0, "width", f"must be divisible by heads={self.heads}, got {self.width}")
 
 
 class Block(nn.Module):

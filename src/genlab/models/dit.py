@@ -1,7 +1,7 @@
 """Diffusion transformer (DiT, Peebles & Xie 2023) with text conditioning, and its MM-DiT variant.
 
 Patchify: x (B,C,H,W) -> N = (H/p)² tokens of width W, plus fixed 2-D sin-cos positions.
-Conditioning vector c = MLP(sinusoid(t)) + class_table[label] + Linear(pooled text).
+Conditioning vector c = MLP(sinusoid(t)) + class_table[cond] + Linear(pooled text).
 adaLN-Zero block: (shift, scale, gate) x 2 = Linear(SiLU(c)), zero-initialised, so every block starts as
 the identity: h += gate1·attn(LN(h)·(1+scale1)+shift1); h += xattn(LN(h), text | mask); h += gate2·mlp(...).
 MM-DiT (Esser et al. 2024): image and text streams with their own weights and adaLN, one joint attention
@@ -11,11 +11,13 @@ over the concatenated tokens; padded text tokens are masked out as keys everywhe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genlab.constraints import OneOf, OptCount, OptPositiveInt, PositiveFloat, PositiveInt, Range, require
 from genlab.errors import GenlabError
 from genlab.models.layers import ConditionEmbedding
 
@@ -23,17 +25,28 @@ from genlab.models.layers import ConditionEmbedding
 @dataclass
 class DiTConfig:
     kind: str = "dit"
-    in_channels: int | None = None  # filled from the dataset (or the autoencoder's latent channels)
-    image_size: int | None = None  # filled from the dataset (or the latent size)
-    num_classes: int | None = None  # 0 = no class table; filled from the dataset
-    size: str = "tiny"  # preset: S | XS | tiny | micro (width, depth, heads)
-    width: int | None = None  # overrides the preset
-    depth: int | None = None
-    heads: int | None = None
-    patch_size: int = 2
-    mlp_ratio: float = 4.0
-    text_dim: int = 0  # width of the text encoder's tokens; 0 = no text (a text method fills it)
-    text_mode: str = "cross"  # cross (adaLN-Zero + cross-attention) | mmdit (joint attention)
+    in_channels: OptPositiveInt = None  # filled from the dataset (or the autoencoder's latent channels)
+    image_size: OptPositiveInt = None  # filled from the dataset (or the latent size)
+    num_classes: OptCount = None  # 0 = no class table; filled from the dataset
+    size: Annotated[str, OneOf(DIT_PRESETS)] = "tiny"  # preset: S | XS | tiny | micro (width, depth, heads)
+    width: OptPositiveInt = None  # overrides the preset
+    depth: OptPositiveInt = None
+    heads: OptPositiveInt = None
+    patch_size: PositiveInt = 2
+    mlp_ratio: PositiveFloat = 4.0
+    text_dim: Annotated[int, Range(0)] = 0  # width of the text encoder's tokens; 0 = no text (a text method fills it)
+    text_mode: Literal["cross", "mmdit"] = "cross"  # cross (adaLN-Zero + cross-attention) | mmdit (joint attention)
+
+    def __post_init__(self) -> None:
+        if self.size in DIT_PRESETS and (self.width or 1) >= 1 and (self.heads or 1) >= 1:
+            width, _, heads = dit_dims(self)
+            require(width % heads == 0, "heads", f"must divide the width {width}, got {heads}")
+        if self.image_size and self.patch_size >= 1:
+            require(
+                self.image_size % self.patch_size == 0,
+                "patch_size",
+                f"must divide image_size={self.image_size}, got {self.patch_size}",
+            )
 
 
 DIT_PRESETS = {  # (width, depth, heads)
@@ -161,8 +174,9 @@ class MMDiTBlock(nn.Module):
     def forward(self, h: Tensor, c: Tensor, ctx: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
         mods = [s.ada(c).chunk(6, dim=-1) for s in (self.img, self.txt)]  # per stream: 6 x (B, W)
         qkvs = [s.qkv(shift_scale(s.norm1(z), m[0], m[1])) for s, z, m in zip((self.img, self.txt), (h, ctx), mods)]
-        q, k, v = (heads_split(torch.cat(parts, dim=1), self.heads)
-                   for parts in zip(*(z.chunk(3, dim=-1) for z in qkvs)))  # (B, nh, N + L, d)
+        q, k, v = (
+            heads_split(torch.cat(parts, dim=1), self.heads) for parts in zip(*(z.chunk(3, dim=-1) for z in qkvs))
+        )  # (B, nh, N + L, d)
         full = None if mask is None else torch.cat([mask.new_ones(h.shape[0], h.shape[1]), mask], dim=1)
         out = heads_merge(F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask(full)))
         outs = out.split([h.shape[1], ctx.shape[1]], dim=1)  # (B, N, W), (B, L, W)
@@ -194,7 +208,8 @@ class DiT(nn.Module):
         self.text_in = nn.Linear(cfg.text_dim, width) if text else None  # tokens -> width
         self.pooled_in = nn.Linear(cfg.text_dim, width) if text else None  # pooled -> conditioning vector
         self.blocks = nn.ModuleList(
-            MMDiTBlock(width, heads, mlp_ratio=cfg.mlp_ratio) if text and mm
+            MMDiTBlock(width, heads, mlp_ratio=cfg.mlp_ratio)
+            if text and mm
             else DiTBlock(width, heads, mlp_ratio=cfg.mlp_ratio, cross=text)
             for _ in range(depth)
         )
@@ -228,8 +243,14 @@ class DiT(nn.Module):
         h = self.patch(x).flatten(2).transpose(1, 2) + self.pos  # (B, N, W)
         text = cond is not None and not isinstance(cond, Tensor)
         if text != (self.text_in is not None):
-            raise GenlabError("this DiT is " + ("text-conditioned: pass encoded text" if self.text_in is not None
-                                                else "not text-conditioned: set model.text_dim"))
+            raise GenlabError(
+                "this DiT is "
+                + (
+                    "text-conditioned: pass encoded text"
+                    if self.text_in is not None
+                    else "not text-conditioned: set model.text_dim"
+                )
+            )
         c = self.cond(t, None if text else cond)  # (B, W)
         ctx = mask = None
         if text:

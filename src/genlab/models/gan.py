@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from genlab.constraints import OptCount, OptPositiveInt, PositiveInt
 from genlab.errors import GenlabError
 from genlab.models.layers import group_norm, modulate
 
@@ -32,25 +33,25 @@ from genlab.models.layers import group_norm, modulate
 @dataclass
 class DCGANConfig:
     kind: str = "dcgan"
-    in_channels: int | None = None  # filled from the dataset
-    image_size: int | None = None  # filled from the dataset; 4 * 2**k (8, 16, 32, ...)
-    num_classes: int | None = None  # 0 = unconditional; filled from the dataset
-    latent_dim: int = 64
-    channels: int = 128  # width at 4x4 in G and D; halved per octave towards the image (at least 16)
+    in_channels: OptPositiveInt = None  # filled from the dataset
+    image_size: OptPositiveInt = None  # filled from the dataset; 4 * 2**k (8, 16, 32, ...)
+    num_classes: OptCount = None  # 0 = unconditional; filled from the dataset
+    latent_dim: PositiveInt = 64
+    channels: PositiveInt = 128  # width at 4x4 in G and D; halved per octave towards the image (at least 16)
     spectral_norm: bool = True  # the stabiliser, on every discriminator layer
 
 
 @dataclass
 class StyleGANConfig:
     kind: str = "stylegan"
-    in_channels: int | None = None
-    image_size: int | None = None
-    num_classes: int | None = None
-    latent_dim: int = 64
-    channels: int = 128
+    in_channels: OptPositiveInt = None
+    image_size: OptPositiveInt = None
+    num_classes: OptCount = None
+    latent_dim: PositiveInt = 64
+    channels: PositiveInt = 128
     spectral_norm: bool = True
-    w_dim: int = 64  # width of the mapping network and of w
-    mapping_depth: int = 4
+    w_dim: PositiveInt = 64  # width of the mapping network and of w
+    mapping_depth: PositiveInt = 4
     noise: bool = True  # per-layer noise (random in training, a fixed map when sampling)
 
 
@@ -61,8 +62,9 @@ def widths(cfg) -> list[int]:
             raise GenlabError(f"model.{name} is not set: train through a recipe (it comes from the data)")
     octaves = (cfg.image_size // 4).bit_length() - 1
     if cfg.image_size < 4 or 4 * 2**octaves != cfg.image_size:
-        raise GenlabError(f"GAN models need image_size = 4 * 2**k (8, 16, 32, ...), got {cfg.image_size}: "
-                          "set data.size")
+        raise GenlabError(
+            f"GAN models need image_size = 4 * 2**k (8, 16, 32, ...), got {cfg.image_size}: set data.size"
+        )
     return [max(cfg.channels >> i, 16) for i in range(octaves + 1)]
 
 
@@ -81,9 +83,9 @@ class DCGenerator(nn.Module):
         )
         self.to_image = nn.Conv2d(w[-1], cfg.in_channels, 3, padding=1)
 
-    def forward(self, z: Tensor, label: Tensor | None = None) -> Tensor:
+    def forward(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
         if self.embed is not None:
-            z = torch.cat([z, self.embed(label)], dim=1)  # (B, 2L)
+            z = torch.cat([z, self.embed(cond)], dim=1)  # (B, 2L)
         h = self.stem(z).view(z.shape[0], -1, 4, 4)  # (B, C0, 4, 4)
         h = F.relu(self.norm0(h))
         for up in self.ups:
@@ -142,15 +144,15 @@ class StyleGenerator(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.to_image = nn.Conv2d(w[-1], cfg.in_channels, 1)
 
-    def map(self, z: Tensor, label: Tensor | None = None) -> Tensor:
+    def map(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
         """w = MLP([z / rms(z), emb(y)]) (B, w_dim)."""
         z = z * torch.rsqrt(z.pow(2).mean(1, keepdim=True) + 1e-8)  # (B, L), pixel norm
         if self.embed is not None:
-            z = torch.cat([z, self.embed(label)], dim=1)  # (B, 2L)
+            z = torch.cat([z, self.embed(cond)], dim=1)  # (B, 2L)
         return self.mapping(z)
 
-    def forward(self, z: Tensor, label: Tensor | None = None) -> Tensor:
-        w = self.map(z, label)  # (B, w_dim)
+    def forward(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
+        w = self.map(z, cond)  # (B, w_dim)
         h = self.const.expand(z.shape[0], -1, -1, -1)  # (B, C0, 4, 4)
         for layer in self.layers:
             h = layer(h, w)  # (B, C_i, 4 * 2**i, 4 * 2**i)
@@ -169,14 +171,14 @@ class Discriminator(nn.Module):
         self.head = sn(nn.Linear(w[-1] * 16, 1))
         self.embed = sn(nn.Embedding(cfg.num_classes, w[-1] * 16)) if cfg.num_classes else None
 
-    def forward(self, x: Tensor, label: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         h = F.leaky_relu(self.from_image(x), 0.2)  # (B, C_k, S, S)
         for down in self.downs:
             h = F.leaky_relu(down(h), 0.2)  # halves the size
         phi = h.flatten(1)  # (B, 16 * C0)
         logit = self.head(phi).squeeze(1)  # (B,)
         if self.embed is not None:
-            logit = logit + (self.embed(label) * phi).sum(1)  # projection (Miyato & Koyama 2018)
+            logit = logit + (self.embed(cond) * phi).sum(1)  # projection (Miyato & Koyama 2018)
         return logit
 
 

@@ -31,7 +31,7 @@ def timestep_embedding(t: Tensor, dim: int, *, scale: float = 1000.0, max_period
 
 
 class ConditionEmbedding(nn.Module):
-    """emb = MLP(sinusoid(t)) + class_table[label]; label None means the null class everywhere."""
+    """emb = MLP(sinusoid(t)) + class_table[cond]; cond None means the null class everywhere."""
 
     def __init__(self, freq_dim: int, emb_dim: int, num_classes: int = 0):
         super().__init__()
@@ -40,14 +40,14 @@ class ConditionEmbedding(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(freq_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.classes = nn.Embedding(num_classes + 1, emb_dim) if num_classes > 0 else None
 
-    def forward(self, t: Tensor, label: Tensor | None = None) -> Tensor:
+    def forward(self, t: Tensor, cond: Tensor | None = None) -> Tensor:
         freqs = timestep_embedding(t, self.freq_dim).to(self.mlp[0].weight.dtype)  # (B, freq_dim)
         emb = self.mlp(freqs)  # (B, E)
         if self.classes is None:
             return emb
-        if label is None:
-            label = torch.full_like(t, self.num_classes, dtype=torch.long)  # (B,) all null
-        return emb + self.classes(label)  # (B, E)
+        if cond is None:
+            cond = torch.full_like(t, self.num_classes, dtype=torch.long)  # (B,) all null
+        return emb + self.classes(cond)  # (B, E)
 
 
 def group_norm(channels: int, *, max_groups: int = 32, affine: bool = True) -> nn.GroupNorm:

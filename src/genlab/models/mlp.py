@@ -1,7 +1,7 @@
 """Residual MLP denoiser for vector data (2D toy distributions, small embeddings).
 
 h_0 = W_in x;  h_{l+1} = h_l + W_2 SiLU(W_1 modulate(LayerNorm(h_l), emb));  out = W_out SiLU(LN(h_L)).
-emb = MLP(sinusoid(1000 t)) + class_table[label] drives every block's (scale, shift).
+emb = MLP(sinusoid(1000 t)) + class_table[cond] drives every block's (scale, shift).
 W_out starts at zero, so an untrained model predicts 0.
 """
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from genlab.constraints import Count, Fraction, OptCount, OptPositiveInt, PositiveInt, require
 from genlab.errors import GenlabError
 from genlab.models.layers import ConditionEmbedding, modulate, zero_init_
 
@@ -19,13 +20,16 @@ from genlab.models.layers import ConditionEmbedding, modulate, zero_init_
 @dataclass
 class MLPConfig:
     kind: str = "mlp"
-    dim: int | None = None  # data dimension, filled from the dataset
-    num_classes: int | None = None  # 0 = unconditional; filled from the dataset
-    hidden: int = 256
-    depth: int = 4  # residual blocks
-    time_embed: int = 64  # sinusoidal feature size
-    mlp_ratio: int = 2  # block inner width = hidden * mlp_ratio
-    dropout: float = 0.0
+    dim: OptPositiveInt = None  # data dimension, filled from the dataset
+    num_classes: OptCount = None  # 0 = unconditional; filled from the dataset
+    hidden: PositiveInt = 256
+    depth: Count = 4  # residual blocks
+    time_embed: PositiveInt = 64  # sinusoidal feature size (even: cos and sin halves)
+    mlp_ratio: PositiveInt = 2  # block inner width = hidden * mlp_ratio
+    dropout: Fraction = 0.0
+
+    def __post_init__(self) -> None:
+        require(self.time_embed % 2 == 0, "time_embed", f"must be even (cos and sin halves), got {self.time_embed}")
 
 
 class MLPBlock(nn.Module):
@@ -64,8 +68,8 @@ class MLP(nn.Module):
             nn.init.normal_(self.embed.classes.weight, std=0.02)
         zero_init_(self.out)
 
-    def forward(self, x: Tensor, t: Tensor, label: Tensor | None = None) -> Tensor:
-        emb = F.silu(self.embed(t, label))  # (B, hidden)
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
+        emb = F.silu(self.embed(t, cond))  # (B, hidden)
         h = self.inp(x)  # (B, hidden)
         for block in self.blocks:
             h = block(h, emb)  # (B, hidden)

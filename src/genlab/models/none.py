@@ -8,16 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from genlab.constraints import OptCount, OptPositiveInt
 from genlab.errors import GenlabError
 
 
 @dataclass
 class NoModelConfig:
     kind: str = "none"
-    in_channels: int | None = None  # filled from image data
-    image_size: int | None = None  # filled from image data
-    dim: int | None = None  # filled from vector data
-    num_classes: int | None = None  # filled from the dataset
+    in_channels: OptPositiveInt = None  # filled from image data
+    image_size: OptPositiveInt = None  # filled from image data
+    dim: OptPositiveInt = None  # filled from vector data
+    num_classes: OptCount = None  # filled from the dataset
 
 
 def no_model(cfg: NoModelConfig):

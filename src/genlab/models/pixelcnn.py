@@ -10,25 +10,36 @@ and at the current pixel group c sees input channels < c (first layer, mask A) o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genlab.constraints import OptCount, OptPositiveInt, PositiveInt, Range, require
 from genlab.errors import GenlabError
 
 
 @dataclass
 class PixelCNNConfig:
     kind: str = "pixelcnn"
-    in_channels: int | None = None
-    image_size: int | None = None
-    num_classes: int | None = None
-    channels: int = 64  # features per stack (split into in_channels groups)
-    layers: int = 6
-    kernel_size: int = 3  # odd
-    levels: int = 256  # values per sub-pixel (256 = 8-bit)
-    head_channels: int = 128
+    in_channels: OptPositiveInt = None
+    image_size: OptPositiveInt = None
+    num_classes: OptCount = None
+    channels: PositiveInt = 64  # features per stack (split into in_channels groups)
+    layers: PositiveInt = 6
+    kernel_size: PositiveInt = 3  # odd
+    levels: Annotated[int, Range(2)] = 256  # values per sub-pixel (256 = 8-bit)
+    head_channels: PositiveInt = 128
+
+    def __post_init__(self) -> None:
+        require(self.kernel_size % 2 == 1, "kernel_size", f"must be odd, got {self.kernel_size}")
+        if self.in_channels:
+            require(
+                self.channels >= self.in_channels,
+                "channels",
+                f"must be >= in_channels={self.in_channels}, got {self.channels}",
+            )
 
 
 def channel_groups(n: int, colors: int) -> Tensor:
@@ -70,13 +81,14 @@ class GatedLayer(nn.Module):
         self.v = nn.Conv2d(c_in, 2 * p, (k // 2 + 1, k))
         self.h = MaskedConv2d(c_in, 2 * p, (1, k // 2 + 1), mask=horizontal_mask(g_in, g2, k // 2 + 1, first=first))
         self.link = nn.Conv2d(2 * p, 2 * p, 1)
-        self.h_out = MaskedConv2d(p, p, (1, 1), mask=horizontal_mask(channel_groups(p, colors),
-                                                                        channel_groups(p, colors), 1, first=False))
+        self.h_out = MaskedConv2d(
+            p, p, (1, 1), mask=horizontal_mask(channel_groups(p, colors), channel_groups(p, colors), 1, first=False)
+        )
         self.cond = nn.Embedding(num_classes + 1, 4 * p)  # class bias for both stacks; row num_classes = null
 
-    def forward(self, v: Tensor, h: Tensor, label: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, v: Tensor, h: Tensor, cond: Tensor) -> tuple[Tensor, Tensor]:
         k = self.k
-        cv, ch = self.cond(label)[:, :, None, None].chunk(2, dim=1)
+        cv, ch = self.cond(cond)[:, :, None, None].chunk(2, dim=1)
         v_pre = self.v(F.pad(v, (k // 2, k // 2, k // 2, 0)))  # rows i-k//2..i, cols j-k//2..j+k//2
         v_down = F.pad(v_pre, (0, 0, 1, 0))[:, :, :-1]  # shift down: only rows strictly above
         h_pre = self.h(F.pad(h, (k // 2, 0, 0, 0))) + self.link(v_down)
@@ -85,7 +97,7 @@ class GatedLayer(nn.Module):
 
 
 class PixelCNN(nn.Module):
-    """forward(x, label) -> logits (B, C, levels, H, W); x (B, C, H, W) in [-1, 1]."""
+    """forward(x, cond) -> logits (B, C, levels, H, W); x (B, C, H, W) in [-1, 1]."""
 
     def __init__(self, cfg: PixelCNNConfig):
         super().__init__()
@@ -101,14 +113,15 @@ class PixelCNN(nn.Module):
         g_p, g_hd = channel_groups(p, c), channel_groups(cfg.head_channels, c)
         g_out = torch.arange(c * cfg.levels) // cfg.levels
         self.head1 = MaskedConv2d(p, cfg.head_channels, (1, 1), mask=horizontal_mask(g_p, g_hd, 1, first=False))
-        self.head2 = MaskedConv2d(cfg.head_channels, c * cfg.levels, (1, 1),
-                                  mask=horizontal_mask(g_hd, g_out, 1, first=False))
+        self.head2 = MaskedConv2d(
+            cfg.head_channels, c * cfg.levels, (1, 1), mask=horizontal_mask(g_hd, g_out, 1, first=False)
+        )
 
-    def forward(self, x: Tensor, label: Tensor | None = None) -> Tensor:
-        if label is None:
-            label = torch.full((x.shape[0],), self.num_classes, device=x.device, dtype=torch.long)
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        if cond is None:
+            cond = torch.full((x.shape[0],), self.num_classes, device=x.device, dtype=torch.long)
         v = h = x
         for layer in self.layers:
-            v, h = layer(v, h, label)
+            v, h = layer(v, h, cond)
         out = self.head2(F.elu(self.head1(F.elu(h))))  # (B, C*levels, H, W); ELU keeps every path alive
         return out.unflatten(1, (x.shape[1], self.cfg.levels))

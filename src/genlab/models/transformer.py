@@ -15,22 +15,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genlab.constraints import Fraction, OptCount, OptPositiveInt, PositiveInt, require
 from genlab.errors import GenlabError
 
 
 @dataclass
 class TransformerConfig:
     kind: str = "transformer"
-    in_channels: int | None = None  # of the images the tokens decode to (filled from the data)
-    image_size: int | None = None
-    num_classes: int | None = None
-    vocab_size: int | None = None  # filled from the tokenizer
-    seq_len: int | None = None  # filled from the tokenizer
-    dim: int = 128
-    depth: int = 4
-    heads: int = 4
-    mlp_ratio: int = 4
-    dropout: float = 0.0
+    in_channels: OptPositiveInt = None  # of the images the tokens decode to (filled from the data)
+    image_size: OptPositiveInt = None
+    num_classes: OptCount = None
+    vocab_size: OptPositiveInt = None  # filled from the tokenizer
+    seq_len: OptPositiveInt = None  # filled from the tokenizer
+    dim: PositiveInt = 128
+    depth: PositiveInt = 4
+    heads: PositiveInt = 4
+    mlp_ratio: PositiveInt = 4
+    dropout: Fraction = 0.0
+
+    def __post_init__(self) -> None:
+        if self.dim >= 1 and self.heads >= 1:
+            require(self.dim % self.heads == 0, "dim", f"must be divisible by heads={self.heads}, got {self.dim}")
 
 
 class KVCache:
@@ -58,8 +63,12 @@ class Block(nn.Module):
         self.ln1, self.ln2 = nn.LayerNorm(cfg.dim), nn.LayerNorm(cfg.dim)
         self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim)
         self.proj = nn.Linear(cfg.dim, cfg.dim)
-        self.mlp = nn.Sequential(nn.Linear(cfg.dim, cfg.mlp_ratio * cfg.dim), nn.GELU(),
-                                 nn.Linear(cfg.mlp_ratio * cfg.dim, cfg.dim), nn.Dropout(cfg.dropout))
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.dim, cfg.mlp_ratio * cfg.dim),
+            nn.GELU(),
+            nn.Linear(cfg.mlp_ratio * cfg.dim, cfg.dim),
+            nn.Dropout(cfg.dropout),
+        )
 
     def attention(self, x: Tensor, cache: KVCache | None) -> Tensor:
         b, t, d = x.shape
@@ -82,7 +91,7 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-    """forward(tokens, label, cache) -> logits (B, T', vocab) for the new positions.
+    """forward(tokens, cond, cache) -> logits (B, T', vocab) for the new positions.
 
     Without a cache (or with an empty one) the new positions are [class, tokens...]; with a filled
     cache they are the tokens alone, appended after the cached positions.
@@ -104,14 +113,14 @@ class Transformer(nn.Module):
     def new_cache(self) -> KVCache:
         return KVCache(self.cfg.depth)
 
-    def forward(self, tokens: Tensor, label: Tensor | None = None, *, cache: KVCache | None = None) -> Tensor:
+    def forward(self, tokens: Tensor, cond: Tensor | None = None, *, cache: KVCache | None = None) -> Tensor:
         b = tokens.shape[0]
         past = 0 if cache is None else cache.length()
         h = self.tok(tokens)  # (B, T, dim)
         if past == 0:
-            if label is None:
-                label = torch.full((b,), self.num_classes, device=tokens.device, dtype=torch.long)
-            h = torch.cat([self.cls(label)[:, None], h], 1)
+            if cond is None:
+                cond = torch.full((b,), self.num_classes, device=tokens.device, dtype=torch.long)
+            h = torch.cat([self.cls(cond)[:, None], h], 1)
         if past + h.shape[1] > self.cfg.seq_len:
             raise GenlabError(f"sequence of {past + h.shape[1]} positions exceeds seq_len={self.cfg.seq_len}")
         h = h + self.pos[past : past + h.shape[1]]
@@ -135,11 +144,19 @@ def filter_logits(logits: Tensor, *, top_k: int = 0, top_p: float = 1.0) -> Tens
     return logits
 
 
-def sample_logits(logits: Tensor, *, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                  generator: torch.Generator | None = None) -> Tensor:
-    """One draw per row of logits (..., V) -> (...,) int64; temperature 0 is argmax."""
+def sample_logits(
+    logits: Tensor,
+    *,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """One draw per row of logits (..., V) -> (...,) int64 on logits' device; temperature 0 is argmax. The draw
+    happens on the generator's device (a CPU generator gives the same tokens whether the model runs on a GPU)."""
     if temperature <= 0:
         return logits.argmax(-1)
     logits = filter_logits(logits.float() / temperature, top_k=top_k, top_p=top_p)
     probs = logits.softmax(-1).reshape(-1, logits.shape[-1])
-    return torch.multinomial(probs, 1, generator=generator).view(logits.shape[:-1])
+    where = probs.device if generator is None else generator.device
+    return torch.multinomial(probs.to(where), 1, generator=generator).to(logits.device).view(logits.shape[:-1])

@@ -1,7 +1,7 @@
 """Small image U-Net denoiser, tuned for CPU training.
 
 Encoder levels at sizes S, S/2, ..., each `num_res_blocks` ResBlocks (one adaptive GroupNorm each,
-driven by emb = MLP(sinusoid(1000 t)) + class_table[label]); one skip per level; a mid block;
+driven by emb = MLP(sinusoid(1000 t)) + class_table[cond]); one skip per level; a mid block;
 a mirrored decoder that concatenates each level's skip. Downsampling is a stride-2 conv; upsampling
 is a 1x1 conv at the coarse size then nearest x2. Self-attention only at the configured sizes.
 """
@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genlab.constraints import Fraction, OptCount, OptPositiveInt, PositiveInt, require
 from genlab.errors import GenlabError
 from genlab.models.layers import ConditionEmbedding, ResBlock, SelfAttention2d, group_norm, zero_init_
 
@@ -21,15 +22,18 @@ from genlab.models.layers import ConditionEmbedding, ResBlock, SelfAttention2d, 
 @dataclass
 class UNetConfig:
     kind: str = "unet"
-    in_channels: int | None = None  # filled from the dataset
-    image_size: int | None = None  # filled from the dataset
-    num_classes: int | None = None  # 0 = unconditional; filled from the dataset
-    channels: int = 64  # width of the first level
-    channel_mults: tuple[int, ...] = (1, 2)  # width multiplier per level; level i has size S / 2**i
-    num_res_blocks: int = 1  # ResBlocks per level (encoder and decoder each)
-    attention_resolutions: tuple[int, ...] = ()  # feature-map sizes that get self-attention
-    dropout: float = 0.0
-    heads: int = 4
+    in_channels: OptPositiveInt = None  # filled from the dataset
+    image_size: OptPositiveInt = None  # filled from the dataset
+    num_classes: OptCount = None  # 0 = unconditional; filled from the dataset
+    channels: PositiveInt = 64  # width of the first level
+    channel_mults: tuple[PositiveInt, ...] = (1, 2)  # width multiplier per level; level i has size S / 2**i
+    num_res_blocks: PositiveInt = 1  # ResBlocks per level (encoder and decoder each)
+    attention_resolutions: tuple[PositiveInt, ...] = ()  # feature-map sizes that get self-attention
+    dropout: Fraction = 0.0
+    heads: PositiveInt = 4
+
+    def __post_init__(self) -> None:
+        require(len(self.channel_mults) >= 1, "channel_mults", "must list at least one level")
 
 
 UNET_PRESETS = {
@@ -113,8 +117,8 @@ class UNet(nn.Module):
             nn.init.normal_(self.embed.classes.weight, std=0.02)
         zero_init_(self.out)
 
-    def forward(self, x: Tensor, t: Tensor, label: Tensor | None = None) -> Tensor:
-        emb = F.silu(self.embed(t, label))  # (B, E)
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
+        emb = F.silu(self.embed(t, cond))  # (B, E)
         h = self.stem(x)  # (B, C0, S, S)
         skips = []
         for i, level in enumerate(self.down):

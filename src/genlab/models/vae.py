@@ -1,6 +1,6 @@
 """Encoder / decoder pairs for VAEs: q(z|x, y) = N(μ(x, y), diag σ²(x, y)) and p(x|z, y) with mean and log-scale.
 
-`encode(x, label) -> (mu, logvar)`, `decode(z, label) -> (mean, log_scale)`; label (B,) int64 where the value
+`encode(x, cond) -> (mu, logvar)`, `decode(z, cond) -> (mean, log_scale)`; cond (B,) int64 where the value
 `num_classes` is the null (unconditional) class, and None means null everywhere. ConvVAE (images): a stride-2 conv
 encoder of ResBlocks modulated by a class embedding, a linear bottleneck, and a mirrored nearest-upsampling
 decoder. MLPVAE (vectors): x or z concatenated with the class embedding through `depth` SiLU layers (depth 0 is
@@ -11,11 +11,13 @@ log-scale per dimension, shared by all z).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genlab.constraints import Count, OneOf, OptCount, OptPositiveInt, PositiveInt, require
 from genlab.errors import GenlabError
 from genlab.models.layers import ResBlock, group_norm, zero_init_
 
@@ -26,26 +28,29 @@ DECODER_SCALES = ("predicted", "learned")
 @dataclass
 class ConvVAEConfig:
     kind: str = "conv_vae"
-    in_channels: int | None = None  # filled from the dataset
-    image_size: int | None = None  # filled from the dataset
-    num_classes: int | None = None  # 0 = unconditional; filled from the dataset
-    channels: int = 32  # width of the first level
-    channel_mults: tuple[int, ...] = (1, 2)  # level i has size image_size / 2**i
-    latent_dim: int = 16
-    class_dim: int = 64  # class embedding width (drives every ResBlock's scale/shift)
-    decoder_scale: str = "predicted"
+    in_channels: OptPositiveInt = None  # filled from the dataset
+    image_size: OptPositiveInt = None  # filled from the dataset
+    num_classes: OptCount = None  # 0 = unconditional; filled from the dataset
+    channels: PositiveInt = 32  # width of the first level
+    channel_mults: tuple[PositiveInt, ...] = (1, 2)  # level i has size image_size / 2**i
+    latent_dim: PositiveInt = 16
+    class_dim: PositiveInt = 64  # class embedding width (drives every ResBlock's scale/shift)
+    decoder_scale: Annotated[str, OneOf(DECODER_SCALES)] = "predicted"
+
+    def __post_init__(self) -> None:
+        require(len(self.channel_mults) >= 1, "channel_mults", "must list at least one level")
 
 
 @dataclass
 class MLPVAEConfig:
     kind: str = "mlp_vae"
-    dim: int | None = None  # filled from the dataset
-    num_classes: int | None = None  # filled from the dataset
-    hidden: int = 128
-    depth: int = 2  # hidden layers in the encoder and in the decoder; 0 = linear
-    latent_dim: int = 2
-    class_dim: int = 16
-    decoder_scale: str = "learned"
+    dim: OptPositiveInt = None  # filled from the dataset
+    num_classes: OptCount = None  # filled from the dataset
+    hidden: PositiveInt = 128
+    depth: Count = 2  # hidden layers in the encoder and in the decoder; 0 = linear
+    latent_dim: PositiveInt = 2
+    class_dim: PositiveInt = 16
+    decoder_scale: Annotated[str, OneOf(DECODER_SCALES)] = "learned"
 
 
 def _check(cfg, names: tuple[str, ...]) -> None:
@@ -66,10 +71,10 @@ class _Labelled(nn.Module):
         for table in (self.enc_classes, self.dec_classes):
             nn.init.normal_(table.weight, std=0.02)
 
-    def _labels(self, label: Tensor | None, like: Tensor) -> Tensor:
-        if label is None:
+    def _labels(self, cond: Tensor | None, like: Tensor) -> Tensor:
+        if cond is None:
             return torch.full((like.shape[0],), self.num_classes, dtype=torch.long, device=like.device)
-        return label
+        return cond
 
     def _scale(self, out: Tensor, learned: Tensor | None) -> tuple[Tensor, Tensor]:
         """(mean, log_scale) from the decoder output: halves of `out`, or `out` and the learned log-scale."""
@@ -86,8 +91,10 @@ class ConvVAE(_Labelled):
         _check(cfg, ("in_channels", "image_size", "num_classes"))
         factor = 2 ** (len(cfg.channel_mults) - 1)
         if cfg.image_size % factor:
-            raise GenlabError(f"model.image_size={cfg.image_size} must be divisible by {factor}: use fewer "
-                              "channel_mults or resize the images")
+            raise GenlabError(
+                f"model.image_size={cfg.image_size} must be divisible by {factor}: use fewer "
+                "channel_mults or resize the images"
+            )
         self.cfg = cfg
         widths = [cfg.channels * m for m in cfg.channel_mults]
         self.bottom = (widths[-1], cfg.image_size // factor, cfg.image_size // factor)  # (C, s, s)
@@ -111,8 +118,8 @@ class ConvVAE(_Labelled):
         """PyTorch defaults; zero output conv (a fresh decoder predicts mean 0, scale 1)."""
         zero_init_(self.out)
 
-    def encode(self, x: Tensor, label: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        emb = F.silu(self.enc_classes(self._labels(label, x)))  # (B, E)
+    def encode(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        emb = F.silu(self.enc_classes(self._labels(cond, x)))  # (B, E)
         h = self.stem(x)  # (B, C0, S, S)
         for i, block in enumerate(self.enc):
             h = block(h, emb)  # (B, C_i, S_i, S_i)
@@ -121,8 +128,8 @@ class ConvVAE(_Labelled):
         mu, logvar = self.to_latent(h.flatten(1)).chunk(2, dim=1)  # each (B, latent)
         return mu, logvar
 
-    def decode(self, z: Tensor, label: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        emb = F.silu(self.dec_classes(self._labels(label, z)))  # (B, E)
+    def decode(self, z: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        emb = F.silu(self.dec_classes(self._labels(cond, z)))  # (B, E)
         h = self.from_latent(z).view(-1, *self.bottom)  # (B, C_last, s, s)
         for i, block in enumerate(self.dec):
             h = block(h, emb)  # (B, C, s', s')
@@ -150,11 +157,11 @@ class MLPVAE(_Labelled):
             layers += [nn.Linear(d_in if i == 0 else cfg.hidden, cfg.hidden), nn.SiLU()]
         return nn.Sequential(*layers, nn.Linear(cfg.hidden if cfg.depth else d_in, d_out))
 
-    def encode(self, x: Tensor, label: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        h = torch.cat([x, self.enc_classes(self._labels(label, x))], dim=1)  # (B, D + E)
+    def encode(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        h = torch.cat([x, self.enc_classes(self._labels(cond, x))], dim=1)  # (B, D + E)
         mu, logvar = self.enc(h).chunk(2, dim=1)  # each (B, latent)
         return mu, logvar
 
-    def decode(self, z: Tensor, label: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        h = torch.cat([z, self.dec_classes(self._labels(label, z))], dim=1)  # (B, latent + E)
+    def decode(self, z: Tensor, cond: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        h = torch.cat([z, self.dec_classes(self._labels(cond, z))], dim=1)  # (B, latent + E)
         return self._scale(self.dec(h), self.log_scale)  # each (B, D)

@@ -194,9 +194,7 @@ def test_imagefolder_missing_folder(tmp_path):
         build_imagefolder(ImageFolderConfig())
 
 
-@pytest.mark.parametrize(
-    "side", [12, 40]
-)  # > MAX pixels warns in Pillow, > 2*MAX raises: both are errors here
+@pytest.mark.parametrize("side", [12, 40])  # > MAX pixels warns in Pillow, > 2*MAX raises: both are errors here
 def test_decompression_bomb_rejected(tmp_path, monkeypatch, side):
     write_png(tmp_path / "big.png", size=(side, side))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
@@ -227,9 +225,7 @@ def test_npz_vectors_round_trip(tmp_path):
     x = np.random.default_rng(0).standard_normal((20, 3)).astype(np.float32)
     np.savez(tmp_path / "v.npz", x=x, labels=np.arange(20) % 2, class_names=np.array(["even", "odd"]))
     ds = build_arrays(ArraysConfig(path=str(tmp_path / "v.npz")))
-    assert (
-        torch.equal(ds.x, torch.from_numpy(x)) and ds.class_names == ["even", "odd"] and ds.num_classes == 2
-    )
+    assert torch.equal(ds.x, torch.from_numpy(x)) and ds.class_names == ["even", "odd"] and ds.num_classes == 2
     assert not ds.is_image
 
 

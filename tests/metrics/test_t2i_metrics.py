@@ -37,8 +37,9 @@ def test_checker_is_exact_on_renders_and_low_on_shuffled_captions(split):
 
 
 def test_checker_catches_each_attribute():
-    image = tensor_to_uint8(render(Scene((Shape("red", "circle", "large"), Shape("blue", "square", "small")),
-                                         "left of"), seed=1)[None])[0]
+    image = tensor_to_uint8(
+        render(Scene((Shape("red", "circle", "large"), Shape("blue", "square", "small")), "left of"), seed=1)[None]
+    )[0]
     assert check(image, "a large red circle to the left of a small blue square")["all"] == 1
     assert check(image, "a large red circle to the right of a small blue square")["relation"] == 0
     assert check(image, "a small red circle to the left of a small blue square")["size"] == 0.5

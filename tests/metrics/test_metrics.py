@@ -1,7 +1,6 @@
 import copy
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import ot
@@ -29,8 +28,9 @@ from genlab.metrics.floor import gaussian_fit_samples, normalized
 from genlab.metrics.prdc import prdc
 from genlab.metrics.report import evaluate_sets
 from genlab.metrics.vector import mmd2_rbf, sliced_w2, w2_squared
+from tests.conftest import ROOT
 
-ASSET = Path(__file__).resolve().parents[1] / "src/genlab/assets/features-digits.safetensors"
+ASSET = ROOT / "src/genlab/assets/features-digits.safetensors"
 
 
 @pytest.fixture(scope="module")

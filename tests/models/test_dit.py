@@ -14,8 +14,9 @@ TEXT_DIM = 12
 def text(b: int, length: int, *, real: list[int], seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     mask = torch.arange(length)[None] < torch.tensor(real)[:, None]  # (B, L): the first real[i] tokens
-    return SimpleNamespace(tokens=torch.randn(b, length, TEXT_DIM, generator=g), mask=mask,
-                           pooled=torch.randn(b, TEXT_DIM, generator=g))
+    return SimpleNamespace(
+        tokens=torch.randn(b, length, TEXT_DIM, generator=g), mask=mask, pooled=torch.randn(b, TEXT_DIM, generator=g)
+    )
 
 
 def model(mode: str = "cross", **kw) -> DiT:

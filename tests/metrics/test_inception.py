@@ -22,8 +22,11 @@ KNOWN = {
 def weights(tmp_path_factory):
     """Random tensors with the full key set, as the user's converted file would hold (plus the extras it may hold)."""
     gen = torch.Generator().manual_seed(0)
-    tensors = {k: torch.randn(v.shape, generator=gen) * 0.05 if v.is_floating_point() else v
-               for k, v in FIDInceptionV3().state_dict().items() if "num_batches_tracked" not in k}
+    tensors = {
+        k: torch.randn(v.shape, generator=gen) * 0.05 if v.is_floating_point() else v
+        for k, v in FIDInceptionV3().state_dict().items()
+        if "num_batches_tracked" not in k
+    }
     tensors.update({k: v.abs() + 0.5 for k, v in tensors.items() if k.endswith("running_var")})
     path = tmp_path_factory.mktemp("inception") / "pt_inception.safetensors"
     save_file(tensors, str(path))
