@@ -6,9 +6,15 @@ micro-batches (torch seeded from (seed, step, group, micro-batch index in the gl
 average them across processes (one flat all-reduce), clip, set the warmup+cosine
 learning rate, step; update the EMA. A method with no optimizer groups is closed-form (EM): its
 `statistics` are summed over micro-batches and processes and passed to its `update`, with the learning
-rate as the step size. Data order and randomness are pure functions of the step, so
-a resumed run is identical to an uninterrupted one, and N processes x k accumulation steps match
-one process with N·k accumulation steps on the same global batch (up to float summation order).
+rate as the step size. A gradient method with statistics-driven buffers (a VQ EMA codebook) gathers
+them in its `loss` calls; after the optimizer steps the trainer sums its `pending_statistics` over
+processes and calls `update` once. Spectral-norm power iterations (weight-only buffers) also advance
+once per step, before the groups, never once per forward. So every stateful update follows the global
+batch: data order and randomness are pure functions of the step, a resumed run is identical to an
+uninterrupted one, and N processes x k accumulation steps match one process with N·k accumulation
+steps on the same global batch (up to float summation order).
+
+Files (metrics.jsonl, loss.png, sample grids) are written by rank 0 only, each atomically (genlab.atomic).
 
 Gradients are all-reduced explicitly rather than through DDP: methods call their networks in
 arbitrary ways (several groups, several networks) and DDP's forward hook would constrain that.
@@ -16,24 +22,32 @@ arbitrary ways (several groups, several networks) and DDP's forward hook would c
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from accelerate import Accelerator
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import _SpectralNorm
 from tqdm.auto import tqdm
 
 from genlab import checkpoint as ckpt_io
+from genlab.atomic import atomic_path, atomic_write_text
 from genlab.config import Recipe
 from genlab.data import Dataset, build_dataset
 from genlab.errors import GenlabError
-from genlab.methods import Method, build_method
+from genlab.methods import Method
 from genlab.plots import save_loss_curve, save_samples
+from genlab.runs import build_method
+from genlab.settings import SampleSettings
 
 # ----------------------------------------------------------------------------- recipe resolution
 
@@ -105,10 +119,73 @@ def _has_accelerator() -> bool:
     return torch.cuda.is_available() or torch.backends.mps.is_available()
 
 
+def _all_reduce_sum(tensors: dict[str, torch.Tensor], world: int) -> None:
+    if world > 1:
+        for v in tensors.values():
+            dist.all_reduce(v)
+
+
+# ----------------------------------------------------------------------------- power iterations
+
+
+def spectral_norms(module: nn.Module) -> list[tuple[nn.Module, nn.Parameter]]:
+    """(power-iteration parametrization, the weight it normalises) for every spectral norm in `module`."""
+    found = []
+    for m in module.modules():
+        if parametrize.is_parametrized(m):
+            for plist in m.parametrizations.values():
+                found += [(p, plist.original) for p in plist if isinstance(p, _SpectralNorm)]
+    return found
+
+
+@contextlib.contextmanager
+def one_power_iteration(norms: list[tuple[nn.Module, nn.Parameter]]) -> Iterator[None]:
+    """Advance every spectral norm's power iteration once, then hold u, v fixed for the block: forwards in
+    it read sigma from the stored u, v, however many micro-batches (and calls per micro-batch) there are."""
+    modes = [p.training for p, _ in norms]
+    with torch.no_grad():
+        for p, weight in norms:
+            p.train()(weight)  # training mode: one power iteration updates u, v in place
+    for p, _ in norms:
+        p.eval()
+    try:
+        yield
+    finally:
+        for (p, _), mode in zip(norms, modes):
+            p.train(mode)
+
+
+# ----------------------------------------------------------------------------- atomic, rank-0 files
+
+
+def append_metrics(file: Path, row: dict) -> None:
+    """metrics.jsonl plus one row, replaced whole (a reader or a crash never sees half a row)."""
+    old = file.read_text() if file.exists() else ""
+    atomic_write_text(file, old + json.dumps(row) + "\n")
+
+
+def write_loss_curve(metrics_file: Path, path: Path) -> None:
+    """loss.png from metrics.jsonl, atomically; nothing when no row holds a loss."""
+    rows = metrics_file.read_text().splitlines() if metrics_file.exists() else []
+    if not any(k.startswith("loss") for r in rows if r.strip() for k in json.loads(r)):
+        return
+    with atomic_path(path) as tmp:
+        save_loss_curve(metrics_file, tmp)
+
+
+def _accelerator(mixed_precision: str) -> Accelerator:
+    """An Accelerator for this run. accelerate keeps one process-wide state that refuses a second mixed-precision
+    setting, so its per-run part is reset first (the distributed part, PartialState, is kept): a notebook or a
+    test can train a bf16 recipe after an fp32 one in the same process."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(mixed_precision=mixed_precision, cpu=not _has_accelerator())
+
 
 class Trainer:
     def __init__(self, recipe: Recipe, out_dir: Path, *, accelerator: Accelerator | None = None):
-        self.acc = accelerator or Accelerator(mixed_precision=recipe.train.mixed_precision, cpu=not _has_accelerator())
+        self.acc = accelerator or _accelerator(recipe.train.mixed_precision)
         self.world, self.rank = self.acc.num_processes, self.acc.process_index
         cfg = recipe.train
         if cfg.batch_size % (self.world * cfg.grad_accum):
@@ -128,6 +205,7 @@ class Trainer:
             name: torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
             for name, params in self.groups.items()
         }
+        self.norms = spectral_norms(self.method)
         self.step = 0
         self.seconds = 0.0  # training wall time of this run, summed over resumes (train.time_limit_minutes)
         self._stop = False
@@ -143,17 +221,21 @@ class Trainer:
         self.seconds = float(trainer.get("seconds", 0.0))
 
     def save(self) -> None:
-        if hasattr(self.ema, "calibrate"):  # data-dependent buffers (a latent scale) from the EMA weights
-            self.ema.calibrate(self.data)
+        self.ema.calibrate(self.data)  # data-dependent buffers (a latent scale) from the EMA weights
         if self.acc.is_main_process:
             tensors, meta = ckpt_io.optimizer_to_tensors(self.optimizers)
             ckpt_io.save_checkpoint(
-                self.out, self.recipe, step=self.step,
-                model=self.method.state_dict(), ema=self.ema.state_dict(),
-                state={"optimizer": tensors,
-                       "trainer": {"step": self.step, "optimizers": meta, "seconds": self.seconds}},
+                self.out,
+                self.recipe,
+                step=self.step,
+                model=self.method.state_dict(),
+                ema=self.ema.state_dict(),
+                state={
+                    "optimizer": tensors,
+                    "trainer": {"step": self.step, "optimizers": meta, "seconds": self.seconds},
+                },
             )
-            save_loss_curve(self.out / "metrics.jsonl", self.out / "loss.png")
+            write_loss_curve(self.out / "metrics.jsonl", self.out / "loss.png")
         self.acc.wait_for_everyone()
 
     # -- one step
@@ -184,6 +266,20 @@ class Trainer:
         self.method.step = self.step
         if not self.optimizers:  # a closed-form method (EM): statistics summed, then one update
             logs.update(self._closed_form_step(batches, lr))
+        with one_power_iteration(self.norms):
+            logs.update(self._gradient_steps(batches, lr))
+        stats = self.method.pending_statistics()  # buffers driven by this step's statistics: one update
+        if stats:
+            _all_reduce_sum(stats, self.world)
+            logs.update(self.method.update(stats, rate=lr))
+        self._update_ema()
+        self.step += 1
+        logs["lr"] = lr
+        return logs
+
+    def _gradient_steps(self, batches: list[dict], lr: float) -> dict:
+        """Each optimizer group in turn: gradients accumulated over micro-batches, averaged over processes."""
+        logs: dict[str, float] = {}
         for gi, (name, opt) in enumerate(self.optimizers.items()):
             params = self.groups[name]
             opt.zero_grad(set_to_none=True)
@@ -201,9 +297,6 @@ class Trainer:
             for g in opt.param_groups:
                 g["lr"] = lr
             opt.step()
-        self._update_ema()
-        self.step += 1
-        logs["lr"] = lr
         return logs
 
     def _closed_form_step(self, batches: list[dict], rate: float) -> dict:
@@ -214,9 +307,7 @@ class Trainer:
             torch.manual_seed(micro_seed(self.recipe.seed, self.step, 0, self.rank * len(batches) + j))
             for k, v in self.method.statistics(mb).items():
                 sums[k] = sums[k] + v if k in sums else v
-        if self.world > 1:
-            for v in sums.values():
-                dist.all_reduce(v)
+        _all_reduce_sum(sums, self.world)
         return self.method.update(sums, rate=rate)
 
     @torch.no_grad()
@@ -236,8 +327,14 @@ class Trainer:
         metrics_file = self.out / "metrics.jsonl"
         window: dict[str, list[float]] = {}
         previous = signal.signal(signal.SIGINT, self._on_sigint)
-        bar = tqdm(total=self.cfg.steps, initial=self.step, disable=not (progress and self.acc.is_main_process),
-                   desc=self.recipe.name, mininterval=1.0, dynamic_ncols=True)
+        bar = tqdm(
+            total=self.cfg.steps,
+            initial=self.step,
+            disable=not (progress and self.acc.is_main_process),
+            desc=self.recipe.name,
+            mininterval=1.0,
+            dynamic_ncols=True,
+        )
         tick, tick_step = time.perf_counter(), self.step
         start, before = tick, self.seconds
         try:
@@ -252,8 +349,7 @@ class Trainer:
                     row = self._log_row(window, rate)
                     bar.set_postfix(loss=f"{row.get('loss', float('nan')):.4f}")
                     if self.acc.is_main_process:
-                        with open(metrics_file, "a") as f:
-                            f.write(json.dumps(row) + "\n")
+                        append_metrics(metrics_file, row)
                     window, tick, tick_step = {}, time.perf_counter(), self.step
                 if self.cfg.sample_every and self.step % self.cfg.sample_every == 0:
                     self.write_samples(self.out / "samples" / f"step_{self.step:07d}.png")
@@ -308,20 +404,21 @@ class Trainer:
 
 def write_sample_grid(method: Method, recipe: Recipe, data: Dataset | None, path: Path, *, seed: int = 0) -> None:
     """A grid with one row per class (or a scatter against the data for vector data)."""
-    device = next(iter(method.state_dict().values())).device  # closed-form methods hold only buffers
-    gen = torch.Generator(device=device).manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
     cols = recipe.train.grid_columns
-    classes = getattr(recipe.model, "num_classes", 0) or 0
+    classes = method.num_classes
     label = torch.arange(classes).repeat_interleave(cols) if classes else None
     n = classes * cols if classes else (cols * cols if data is None or data.is_image else 2000)
-    if getattr(method, "grid_shows_reconstructions", False) and data is not None:  # a tokenizer has no samples
-        real = data.x[: n // (2 * cols) * cols].to(gen.device)  # rows of real images over their reconstructions
+    if method.shows_reconstructions and data is not None:  # a tokenizer has no samples
+        real = data.x[: n // (2 * cols) * cols].to(method.device)  # rows of real images over their reconstructions
         pairs = torch.stack([real.unflatten(0, (-1, cols)), method.reconstruct(real).unflatten(0, (-1, cols))], 1)
-        return save_samples(pairs.flatten(0, 2).cpu(), path, nrow=cols)
-    opts = {k: getattr(recipe.sample, k) for k in ("sampler", "steps", "grid", "guidance_scale", "eta")}
-    x = method.sample(n, label=label, generator=gen, **opts)
+        with atomic_path(path) as tmp:
+            save_samples(pairs.flatten(0, 2).cpu(), tmp, nrow=cols)
+        return
+    x = method.sample(n, cond=label, settings=SampleSettings.from_config(recipe.sample), generator=gen).x
     names = data.class_names if data is not None and classes and len(data.class_names) == classes else None
-    save_samples(x.cpu(), path, nrow=cols, reference=None if data is None else data.x[:2000], row_labels=names)
+    with atomic_path(path) as tmp:
+        save_samples(x.cpu(), tmp, nrow=cols, reference=None if data is None else data.x[:2000], row_labels=names)
 
 
 def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, progress: bool = True) -> Path:
@@ -334,15 +431,17 @@ def train(recipe: Recipe, out_dir: str | Path, *, resume: bool = False, progress
     trainer = Trainer(recipe, out_dir)
     if resume:
         trainer.resume_from(ckpt)
-        _truncate_metrics(out_dir / "metrics.jsonl", trainer.step)
+        if trainer.acc.is_main_process:
+            truncate_metrics(out_dir / "metrics.jsonl", trainer.step)
+        trainer.acc.wait_for_everyone()
     trainer.fit(progress=progress)
     return out_dir
 
 
-def _truncate_metrics(file: Path, step: int) -> None:
-    """Drop log rows written after the checkpoint we resume from."""
+def truncate_metrics(file: Path, step: int) -> None:
+    """Drop log rows written after the checkpoint we resume from (the file is replaced whole; rank 0 calls it)."""
     if not file.exists():
         return
     rows = [line for line in file.read_text().splitlines() if line.strip()]
     kept = [r for r in rows if json.loads(r).get("step", 0) <= step]
-    file.write_text("".join(r + "\n" for r in kept))
+    atomic_write_text(file, "".join(r + "\n" for r in kept))

@@ -5,21 +5,31 @@ p(x) = Σ_y p(y) p(x | y). E-step: responsibilities r_nk ∝ π_k N(x_n; μ_k, �
 statistics Σ_n r_nk, Σ_n r_nk x_n, Σ_n r_nk x_n x_nᵀ (diagonal: x_n²) are summed by the trainer over micro-batches
 and processes; M-step: running statistics s ← (1 − ρ)s + ρ·ŝ with ρ = the trainer's learning rate, then
 π, μ, Σ from s (+ min_variance on the diagonal). ρ = 1 on the full data set is classical EM; ρ < 1 on
-mini-batches is online EM (Cappé & Moulines 2009). Initialisation: k-means++ seeds in the first batch.
+mini-batches is online EM (Cappé & Moulines 2009).
+
+Initialisation (the first update), a function of the global batch only, so that it is identical on every rank
+and for any split into micro-batches and processes: each point x goes to bucket h(x) mod B of its class, h an
+integer hash of x on the 8-bit grid (vectors: on a 2⁻¹⁶ grid), and the statistics are per-bucket counts and sums
+(additive); k-means++ (Arthur & Vassilvitskii 2007) over the bucket means, weighted by their counts, with a
+fixed generator, picks each class's K means; every component starts with its class's covariance and the weight
+of the buckets nearest to it. EM proper starts at the second update.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
 
+from genlab.constraints import PositiveFloat, PositiveInt
 from genlab.errors import GenlabError
-from genlab.methods.base import Method
+from genlab.methods.base import Method, no_options
 from genlab.methods.discretized import discretized_gaussian_log_prob
 from genlab.models import data_shape
+from genlab.settings import DEFAULT_SETTINGS, Callback, Samples, SampleSettings
 
 COVARIANCES = ("diag", "full")
 
@@ -27,13 +37,15 @@ COVARIANCES = ("diag", "full")
 @dataclass
 class GMMConfig:
     kind: str = "gmm"
-    components: int = 10  # K, per class when per_class and the data is labelled
-    covariance: str = "diag"  # diag | full
+    components: PositiveInt = 10  # K, per class when per_class and the data is labelled
+    covariance: Literal["diag", "full"] = "diag"  # COVARIANCES
     per_class: bool = True  # one mixture per class (conditional sampling) when the data has labels
-    min_variance: float = 1e-3  # added to every variance (keeps constant pixels finite)
+    min_variance: PositiveFloat = 1e-3  # added to every variance (keeps constant pixels finite)
 
 
 class GMMMethod(Method):
+    sampled_by = "ancestral sampling (closed form)"
+
     def __init__(self, cfg: GMMConfig, model_cfg):
         super().__init__()
         if model_cfg.kind != "none":
@@ -93,8 +105,10 @@ class GMMMethod(Method):
         return torch.where(mine, comp + self.log_weights.flatten()[None], torch.full_like(comp, -math.inf))
 
     @torch.no_grad()
-    def log_likelihood(self, x: Tensor, label: Tensor | None = None) -> Tensor:
-        """log p(x | y) (log p(x) for label None) in nats, (B,): images the exact mass of the 8-bit bins."""
+    def log_likelihood(self, x: Tensor, cond: Tensor | None = None, *, stats: dict | None = None, **opts) -> Tensor:
+        """log p(x | y) (log p(x) for cond None) in nats, (B,): images the exact mass of the 8-bit bins."""
+        no_options(self, opts)
+        label = cond
         if self.likelihood is None:
             raise GenlabError("a full-covariance GMM has no exact 8-bit image likelihood: use covariance: diag")
         x = x.flatten(1).double().to(self.means.device)
@@ -109,47 +123,84 @@ class GMMMethod(Method):
 
     @torch.no_grad()
     def statistics(self, batch: dict) -> dict[str, Tensor]:
-        """E-step sums over the batch (k-means++ hard assignments before the first update)."""
+        """E-step sums over the batch (before the first update: the bucket sums that seed the mixture)."""
         x = batch["x"].flatten(1).double()
         label = batch.get("label")
         groups = self._groups(label, len(x), x.device)
         joint = self._joint(self.component_log_prob(x), label)  # (B, n)
-        resp = torch.softmax(joint, dim=1) if self.initialized else self._seed(x, groups)
+        out = {
+            "n": torch.tensor(float(len(x)), dtype=x.dtype, device=x.device),
+            "s_count": torch.nn.functional.one_hot(groups, len(self.s_count)).sum(0).double(),
+            "log_lik": torch.logsumexp(joint, dim=1).sum(),
+        }
+        if not self.initialized:
+            return {**out, **self._seed_statistics(x, groups)}
+        resp = torch.softmax(joint, dim=1)
         second = torch.einsum("bn,bd,be->nde", resp, x, x) if self.cfg.covariance == "full" else resp.T @ x**2
-        return {"n": torch.tensor(float(len(x)), dtype=x.dtype, device=x.device),
-                "s_count": torch.nn.functional.one_hot(groups, len(self.s_count)).sum(0).double(),
-                "s0": resp.sum(0), "s1": resp.T @ x, "s2": second,
-                "log_lik": torch.logsumexp(joint, dim=1).sum()}
+        return {**out, "s0": resp.sum(0), "s1": resp.T @ x, "s2": second}
 
-    def _seed(self, x: Tensor, groups: Tensor) -> Tensor:
-        """One-hot responsibilities to the nearest of K k-means++ seeds (Arthur & Vassilvitskii 2007) per class."""
-        k = self.cfg.components
-        resp = torch.zeros(len(x), len(self.s0), dtype=x.dtype, device=x.device)
-        for g in range(len(self.s_count)):
-            idx = (groups == g).nonzero().squeeze(1)
-            if len(idx) == 0:
-                continue
-            pts = x[idx]
-            seeds = pts[torch.randint(len(pts), (1,), device=x.device)]  # (1, D)
-            for _ in range(k - 1):
-                d2 = torch.cdist(pts, seeds).min(1).values ** 2 + 1e-12  # (P,)
-                seeds = torch.cat([seeds, pts[torch.multinomial(d2 / d2.sum(), 1)]])
-            resp[idx, g * k + torch.cdist(pts, seeds).argmin(1)] = 1.0
-        return resp
+    def _buckets(self) -> int:
+        """Hash buckets per class: about 4M numbers of bucket sums in all, between 256 and 8192 per class."""
+        return max(256, min(8192, 2**22 // (len(self.s_count) * self.means.shape[1])))
+
+    def _seed_statistics(self, x: Tensor, groups: Tensor) -> dict[str, Tensor]:
+        """Per-(class, bucket) counts and sums of x, and per-class second moments (all additive)."""
+        grid = (x + 1) * 127.5 if self.is_image else x * 2.0**16
+        coef = torch.randint(1, 2**31 - 1, (x.shape[1],), generator=torch.Generator().manual_seed(0))
+        h = (grid.round().long() * coef.to(x.device)).sum(1)  # exact integer arithmetic (wraps identically)
+        nb = self._buckets()
+        slot = groups * nb + torch.remainder(h, 2**31 - 1) % nb  # (B,)
+        onehot = torch.nn.functional.one_hot(slot, len(self.s_count) * nb).to(x.dtype)  # (B, G·nb)
+        member = torch.nn.functional.one_hot(groups, len(self.s_count)).to(x.dtype)  # (B, G)
+        second = torch.einsum("bg,bd,be->gde", member, x, x) if self.cfg.covariance == "full" else member.T @ x**2
+        return {"b_count": onehot.sum(0), "b_sum": onehot.T @ x, "c_sum": member.T @ x, "c_sq": second}
 
     @torch.no_grad()
     def update(self, stats: dict[str, Tensor], *, rate: float) -> dict[str, float]:
-        """M-step from running statistics s ← (1 − ρ)s + ρ·stats/n; ρ = rate (1 on the first update)."""
+        """M-step from running statistics s ← (1 − ρ)s + ρ·stats/n; ρ = rate (the first update seeds instead)."""
         if not 0 < rate <= 1:
-            raise GenlabError(f"gmm: train.lr is the EM step size and must be in (0, 1], got {rate}: use "
-                              "lr: 1.0 (classical EM) with schedule: constant and warmup_steps: 0")
-        rho = rate if self.initialized else 1.0
+            raise GenlabError(
+                f"gmm: train.lr is the EM step size and must be in (0, 1], got {rate}: use "
+                "lr: 1.0 (classical EM) with schedule: constant and warmup_steps: 0"
+            )
         n = float(stats["n"])
-        for name in ("s_count", "s0", "s1", "s2"):
-            getattr(self, name).mul_(1 - rho).add_(stats[name].to(self.s0) / n, alpha=rho)
+        if self.initialized:
+            for name in ("s_count", "s0", "s1", "s2"):
+                getattr(self, name).mul_(1 - rate).add_(stats[name].to(self.s0) / n, alpha=rate)
+        else:
+            self._seed(stats, n)
         self._m_step()
         self.initialized.fill_(1.0)
         return {"loss": -float(stats["log_lik"]) / (n * self.means.shape[1])}
+
+    def _seed(self, stats: dict[str, Tensor], n: float) -> None:
+        """Running statistics of the seeded mixture: k-means++ means over the bucket means, class covariances."""
+        k, nb, d = self.cfg.components, self._buckets(), self.means.shape[1]
+        gen = torch.Generator().manual_seed(0)
+        counts = stats["b_count"].double().cpu().view(-1, nb)  # (G, nb)
+        sums = stats["b_sum"].double().cpu().view(-1, nb, d)
+        self.s_count.copy_(stats["s_count"].to(self.s0) / n)
+        for g in range(len(self.s_count)):
+            total = float(stats["s_count"][g])
+            if total == 0:
+                continue
+            live = counts[g] > 0
+            w, pts = counts[g][live], sums[g][live] / counts[g][live][:, None]  # (P,), (P, D)
+            seeds = pts[torch.multinomial(w, 1, generator=gen)]  # (1, D)
+            for _ in range(k - 1):
+                d2 = torch.cdist(pts, seeds).min(1).values ** 2 + 1e-12  # (P,)
+                seeds = torch.cat([seeds, pts[torch.multinomial(w * d2, 1, generator=gen)]])
+            share = torch.zeros(k, dtype=torch.float64).index_add_(0, torch.cdist(pts, seeds).argmin(1), w)
+            mean = stats["c_sum"][g].to(self.s0) / total
+            second = stats["c_sq"][g].to(self.s0) / total  # E[x²] (diag) or E[x xᵀ] (full)
+            cov = second - (mean[:, None] * mean[None] if self.cfg.covariance == "full" else mean**2)
+            s0 = (share / total * self.s_count[g].cpu()).to(self.s0)  # (K,)
+            mu = seeds.to(self.s0)  # (K, D)
+            outer = mu[:, :, None] * mu[:, None] if self.cfg.covariance == "full" else mu**2
+            rows = slice(g * k, (g + 1) * k)
+            self.s0[rows] = s0
+            self.s1[rows] = s0[:, None] * mu
+            self.s2[rows] = s0.view(-1, *[1] * (outer.dim() - 1)) * (cov[None] + outer)
 
     def _m_step(self) -> None:
         """π, μ, Σ from the running statistics; components that own no data keep their parameters."""
@@ -169,13 +220,22 @@ class GMMMethod(Method):
         self.covariances[alive] = cov[alive]
 
     @torch.no_grad()
-    def sample(self, n: int, *, label: Tensor | None = None, generator: torch.Generator | None = None,
-               stats: dict | None = None, **_) -> Tensor:
+    def sample(
+        self,
+        n: int,
+        *,
+        cond: Tensor | None = None,
+        settings: SampleSettings = DEFAULT_SETTINGS,
+        generator: torch.Generator | None = None,
+        callback: Callback | None = None,
+    ) -> Samples:
         """Class (from p(y) when label is None), then component, then x ~ N(μ_k, Σ_k); no network (0 NFE)."""
         where = {"generator": generator, "device": generator.device if generator is not None else self.means.device}
+        label = cond
         if label is None:
-            groups = torch.multinomial(self.class_log_prior.exp().to(where["device"]), n, replacement=True,
-                                       generator=generator)
+            groups = torch.multinomial(
+                self.class_log_prior.exp().to(where["device"]), n, replacement=True, generator=generator
+            )
         else:
             groups = self._groups(label, n, where["device"])
         comp = torch.multinomial(self.log_weights.exp().to(where["device"])[groups], 1, generator=generator)[:, 0]
@@ -185,7 +245,5 @@ class GMMMethod(Method):
             x = self.means[comp] + self.covariances[comp].sqrt() * eps
         else:
             x = self.means[comp] + (torch.linalg.cholesky(self.covariances)[comp] @ eps[:, :, None])[:, :, 0]
-        if stats is not None:
-            stats.update(nfe=0, sampler="ancestral (closed form)")
         x = x.float().view(n, *self.shape)
-        return x.clamp(-1, 1) if self.is_image else x
+        return Samples(x.clamp(-1, 1) if self.is_image else x, 0, self.sampled_by)

@@ -3,14 +3,14 @@ import json
 
 import pytest
 import torch
-from tests.ar_helpers import assert_resume_identical, assert_round_trip
-from tests.conftest import write_recipe
 
-from genlab.checkpoint import load_method
 from genlab.config import load_recipe
 from genlab.errors import GenlabError
 from genlab.methods.gmm import GMMConfig, GMMMethod
 from genlab.models.none import NoModelConfig
+from genlab.runs import load_run
+from tests.ar_helpers import assert_resume_identical, assert_round_trip
+from tests.conftest import write_recipe
 
 TINY_GMM = {
     "name": "tiny-gmm",
@@ -18,8 +18,16 @@ TINY_GMM = {
     "data": {"kind": "digits"},
     "model": {"kind": "none"},
     "method": {"kind": "gmm", "components": 2},
-    "train": {"steps": 6, "batch_size": 479, "lr": 0.7, "schedule": "constant", "warmup_steps": 0,
-              "log_every": 2, "checkpoint_every": 3, "ema_decay": 0.0},
+    "train": {
+        "steps": 6,
+        "batch_size": 479,
+        "lr": 0.7,
+        "schedule": "constant",
+        "warmup_steps": 0,
+        "log_every": 2,
+        "checkpoint_every": 3,
+        "ema_decay": 0.0,
+    },
 }
 MEANS = torch.tensor([[-4.0, 0.0], [3.0, 3.0], [2.0, -3.0]], dtype=torch.float64)
 WEIGHTS = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
@@ -57,7 +65,8 @@ def test_full_covariance_density_matches_torch():
     x = torch.randn(7, 2, dtype=torch.float64)
     mix = torch.distributions.MixtureSameFamily(
         torch.distributions.Categorical(logits=gmm.log_weights[0]),
-        torch.distributions.MultivariateNormal(gmm.means, gmm.covariances))
+        torch.distributions.MultivariateNormal(gmm.means, gmm.covariances),
+    )
     assert torch.allclose(gmm.log_likelihood(x), mix.log_prob(x), atol=1e-9)
 
 
@@ -81,9 +90,8 @@ def test_per_class_sampling_uses_that_class():
     label = torch.cat([torch.zeros(50), torch.ones(50)]).long()
     torch.manual_seed(0)
     gmm.update(gmm.statistics({"x": x, "label": label}), rate=1.0)
-    stats = {}
-    s = gmm.sample(20, label=torch.ones(20, dtype=torch.long), generator=torch.Generator().manual_seed(0), stats=stats)
-    assert s.shape == (20, 1) and (s > 4).all() and stats["nfe"] == 0
+    s, nfe, _, _ = gmm.sample(20, cond=torch.ones(20, dtype=torch.long), generator=torch.Generator().manual_seed(0))
+    assert s.shape == (20, 1) and (s > 4).all() and nfe == 0
 
 
 def test_trainer_fits_saves_and_resumes_identically(tmp_path):
@@ -92,9 +100,9 @@ def test_trainer_fits_saves_and_resumes_identically(tmp_path):
     rows = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
     assert len(rows) == 3 and json.loads(rows[-1])["loss"] < json.loads(rows[0])["loss"]
     label = torch.arange(10)
-    draw = lambda m: m.sample(10, label=label, generator=torch.Generator().manual_seed(1))  # noqa: E731
+    draw = lambda m: m.sample(10, cond=label, generator=torch.Generator().manual_seed(1)).x  # noqa: E731
     assert_round_trip(recipe, tmp_path, draw)
-    x = draw(load_method(tmp_path / "full")[1])
+    x = draw(load_run(tmp_path / "full").method)
     assert x.shape == (10, 1, 8, 8) and x.min() >= -1 and x.max() <= 1
 
 
@@ -105,8 +113,7 @@ def test_loss_falls_on_digits_minibatches():
     data = build_digits(DigitsConfig())
     gmm = GMMMethod(GMMConfig(components=2), NoModelConfig(in_channels=1, image_size=8, num_classes=10))
     torch.manual_seed(0)
-    losses = [gmm.update(gmm.statistics(data.batch(torch.arange(i % 3, 1437, 3))), rate=0.7)["loss"]
-              for i in range(6)]
+    losses = [gmm.update(gmm.statistics(data.batch(torch.arange(i % 3, 1437, 3))), rate=0.7)["loss"] for i in range(6)]
     assert losses[-1] < losses[1]
 
 

@@ -2,10 +2,10 @@ import math
 
 import pytest
 import torch
-from tests.ar_helpers import assert_resume_identical, assert_round_trip, build, losses_fall, tiny_recipe
 
 from genlab.errors import GenlabError
 from genlab.models.vq import Quantizer, codebook_stats
+from tests.ar_helpers import assert_resume_identical, assert_round_trip, build, losses_fall, tiny_recipe
 
 MODEL = {"kind": "vq", "channels": 16, "downsample": 1, "num_res_blocks": 1, "codebook_size": 16, "code_dim": 4}
 METHOD = {"kind": "vqvae"}
@@ -56,26 +56,65 @@ def test_ema_update_formula():
     q.embed_sum.copy_(torch.tensor([[2.0, 0.0], [0.0, 1.0], [4.0, 4.0]]))
     z = torch.tensor([[1.0, 1.0], [3.0, 1.0], [0.0, 2.0]])
     codes = torch.tensor([0, 0, 1])
-    q.ema_update(z, codes)
+    q.gather(z[:2], codes[:2])  # two micro-batches: one update from their summed statistics
+    q.gather(z[2:], codes[2:])
+    q.apply_statistics(q.take_pending())
+    assert q.pending == {}
     n_new = 0.9 * torch.tensor([2.0, 1.0, 4.0]) + 0.1 * torch.tensor([2.0, 1.0, 0.0])
-    m_new = 0.9 * torch.tensor([[2.0, 0.0], [0.0, 1.0], [4.0, 4.0]]) + 0.1 * torch.tensor([[4.0, 2.0], [0.0, 2.0],
-                                                                                         [0.0, 0.0]])
+    m_new = 0.9 * torch.tensor([[2.0, 0.0], [0.0, 1.0], [4.0, 4.0]]) + 0.1 * torch.tensor(
+        [[4.0, 2.0], [0.0, 2.0], [0.0, 0.0]]
+    )
     total = n_new.sum()
     smoothed = (n_new + 1e-5) / (total + 3 * 1e-5) * total
     assert torch.allclose(q.cluster_size, n_new) and torch.allclose(q.embed_sum, m_new)
     assert torch.allclose(q.codebook, m_new / smoothed[:, None])
 
 
-def test_dead_codes_restart_at_batch_encodings():
+def test_training_forward_only_gathers_statistics():
+    """The codebook moves once per optimizer step (the trainer's update), never inside a forward."""
     torch.manual_seed(0)
-    q = Quantizer(6, 2, ema=False, restart_threshold=0.5, usage_decay=0.0)
-    q.codebook.data.copy_(torch.tensor([[0.0, 0.0]] + [[100.0 + i, 100.0] for i in range(5)]))
-    z = torch.randn(2, 2, 3, 3) * 0.1  # all near code 0: codes 1..5 are dead after one count
-    q.train()(z)
-    flat = z.permute(0, 2, 3, 1).reshape(-1, 2)
-    for code in q.codebook[1:]:
-        assert (flat == code).all(1).any()  # every dead code now sits on one of the batch's encodings
-    assert torch.equal(q.codebook[0], torch.zeros(2)) and torch.equal(q.usage[1:], torch.ones(5))
+    q = Quantizer(4, 2).train()
+    before = q.codebook.clone()
+    q(torch.randn(2, 2, 3, 3))
+    assert torch.equal(q.codebook, before) and q.pending["count"].sum() == 18
+
+
+def test_dead_codes_split_the_clusters_of_largest_error():
+    """Dead codes restart at mean + std * r of the clusters with the largest squared error, from global sums."""
+    q = Quantizer(4, 2, ema=False, restart_threshold=0.5, usage_decay=0.0)
+    q.codebook.data.copy_(torch.tensor([[0.0, 0.0], [10.0, 10.0], [100.0, 100.0], [200.0, 200.0]]))
+    tight = torch.tensor([[0.0, 0.1], [0.0, -0.1]])  # code 0: small error
+    wide = torch.tensor([[7.0, 10.0], [13.0, 10.0], [10.0, 10.0]])  # code 1: large error
+    z = torch.cat([tight, wide])
+    q.gather(z, q.nearest(z))
+    assert q.apply_statistics(q.take_pending()) == 2  # codes 2 and 3 were never used
+    mean, std = wide.mean(0), wide.var(0, unbiased=False).sqrt()
+    for code in (2, 3):  # the wide cluster is split first, then (its error halved: 9 > 0.02) again
+        r = torch.randn(2, generator=torch.Generator().manual_seed(code))
+        assert torch.allclose(q.codebook[code], mean + std * r)
+    assert torch.equal(q.usage[2:], torch.ones(2)) and torch.equal(q.codebook[0], torch.zeros(2))
+
+
+def test_bf16_training_keeps_the_quantizer_in_fp32(tmp_path):
+    """Mixed precision: a few bf16 steps train, codebook buffers stay fp32, distances are fp32 (regression: the
+    bf16 counts were lerp_'ed into the fp32 EMA buffers and crashed)."""
+    from accelerate.state import AcceleratorState
+
+    from genlab.train import Trainer
+
+    try:
+        trainer = Trainer(tiny_recipe(tmp_path, MODEL, METHOD, mixed_precision="bf16"), tmp_path / "bf16")
+        losses = [trainer.train_step()["loss"] for _ in range(3)]
+    finally:
+        AcceleratorState._reset_state()  # later trainers in this process use their own precision
+    q = trainer.method.model.quantizer
+    assert all(math.isfinite(v) for v in losses)
+    assert {t.dtype for t in (q.codebook, q.cluster_size, q.embed_sum, q.usage)} == {torch.float32}
+    q.codebook.data.zero_()
+    q.codebook.data[0, 0], q.codebook.data[1, 0] = 1.0, 1.0 + 2**-8  # one bf16 value apart (spacing 2^-7 at 1)
+    z = torch.tensor([[1.0 + 3 * 2**-10, 0.0, 0.0, 0.0]])  # nearer e_1 in fp32; bf16 rounds z, e_1 to 1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert q.nearest(z).item() == 1
 
 
 def test_tokens_round_trip_shapes_and_sample_refuses(tmp_path):
