@@ -1,4 +1,4 @@
-"""Shared helpers for the benchmark scripts: JSON output with the machine it ran on."""
+"""Shared helpers for the benchmark scripts: JSON output (written atomically) with the machine it ran on."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from genlab.atomic import atomic_write_text
 
 
 def machine() -> dict:
@@ -22,8 +24,9 @@ def machine() -> dict:
     }
 
 
-def write_json(path: str | Path, result: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"machine": machine(), **result}, indent=2) + "\n")
+def write_json(path: str | Path, result: dict, *, with_machine: bool = True, **dumps) -> Path:
+    """Write `result` (after a "machine" entry unless with_machine=False) as indented JSON, atomically."""
+    body = {"machine": machine(), **result} if with_machine else result
+    atomic_write_text(path, json.dumps(body, indent=2, **dumps) + "\n")
     print(f"wrote {path}")
+    return Path(path)

@@ -26,15 +26,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_json  # noqa: E402
-from genlab.checkpoint import find_checkpoint, load_method  # noqa: E402
+from genlab.atomic import atomic_path  # noqa: E402
+from genlab.checkpoint import find_checkpoint  # noqa: E402
 from genlab.config import load_recipe  # noqa: E402
 from genlab.data import build_dataset  # noqa: E402
 from genlab.errors import GenlabError  # noqa: E402
 from genlab.metrics.classes import class_metrics  # noqa: E402
 from genlab.metrics.features import digits_feature_net, extract  # noqa: E402
 from genlab.metrics.fid import frechet_distance  # noqa: E402
+from genlab.runs import Run, load_run  # noqa: E402
 from genlab.samplers import sample  # noqa: E402
-from genlab.sampling import load_classifier, sample_with_classifier  # noqa: E402
 from genlab.train import train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,15 +54,23 @@ def ensure_run(run: Path, recipe: Path) -> dict:
         return {"run": str(run), "trained_here": True, "train_minutes": round((time.perf_counter() - start) / 60, 2)}
 
 
-def budget_steps(method, settings: dict, sampler: str) -> dict[int, int | None]:
+def budget_steps(method, grid: str, sampler: str) -> dict[int, int | None]:
     """For each budget, the most steps whose NFE ≤ budget. NFE does not depend on the network, so it is
     counted on a zero model (NFE is nondecreasing in steps)."""
     nfe, steps = {}, 0
     while not nfe or nfe[steps] <= max(BUDGETS):
         steps += 1
         stats: dict = {}
-        sample(lambda x, t: torch.zeros_like(x), torch.zeros(1, 1), sampler=sampler, steps=steps, path=method.path,
-               target=method.cfg.target, grid=settings["grid"], stats=stats)
+        sample(
+            lambda x, t: torch.zeros_like(x),
+            torch.zeros(1, 1),
+            sampler=sampler,
+            steps=steps,
+            path=method.path,
+            target=method.cfg.target,
+            grid=grid,
+            stats=stats,
+        )
         nfe[steps] = stats["nfe"]
     return {b: max((s for s, n in nfe.items() if n <= b), default=None) for b in BUDGETS}
 
@@ -75,26 +84,37 @@ class Scorer:
 
     def __call__(self, x: torch.Tensor, labels: torch.Tensor) -> dict:
         feats, logits = extract(self.net, x.clamp(-1, 1))
-        return {"class_accuracy": class_metrics(logits, labels=labels)["class_accuracy"],
-                "fd": frechet_distance(feats, self.ref)}
+        return {
+            "class_accuracy": class_metrics(logits, labels=labels)["class_accuracy"],
+            "fd": frechet_distance(feats, self.ref),
+        }
 
 
-def sweep(draw, steps_of: dict, score, labels) -> list[dict]:
-    """One line: for each budget, draw(steps) -> (samples, nfe), scored."""
+def sweep(draw, steps_of: dict, score) -> list[dict]:
+    """One line: for each budget, draw(steps) -> Samples (labels in .cond), scored."""
     rows = []
     for budget, steps in steps_of.items():
         if steps is None:
             continue
         start = time.perf_counter()
-        x, nfe = draw(steps)
-        rows.append({"budget": budget, "steps": steps, "nfe": nfe, **score(x, labels),
-                     "seconds": round(time.perf_counter() - start, 2)})
+        out = draw(steps)
+        nfe = out.nfe
+        rows.append(
+            {
+                "budget": budget,
+                "steps": steps,
+                "nfe": nfe,
+                **score(out.x, out.cond),
+                "seconds": round(time.perf_counter() - start, 2),
+            }
+        )
         print(f"    NFE {nfe:2d}: {rows[-1]}", flush=True)
     return rows
 
 
-def sampler_lines(method, settings: dict, labels, score, samplers) -> dict:
-    """One line per sampler name, or name[grid] for another grid than the recipe's."""
+def sampler_lines(run: Run, settings: dict, n: int, score, samplers) -> dict:
+    """One line per sampler name, or name[grid] for another grid than the recipe's. Settings go to `Run.sample` as
+    keywords, so each one given here is used as is (classes cycled, seed 0)."""
     lines = {}
     for label in samplers:
         print(label, flush=True)
@@ -102,29 +122,26 @@ def sampler_lines(method, settings: dict, labels, score, samplers) -> dict:
         opts = {**settings, "sampler": name, "grid": grid or settings["grid"]}
 
         def draw(steps, opts=opts):
-            stats: dict = {}
-            x = method.sample(len(labels), label=labels, generator=torch.Generator().manual_seed(0), stats=stats,
-                              **{**opts, "steps": steps})
-            return x, stats["nfe"]
+            return run.sample(n, seed=0, **{**opts, "steps": steps})
 
-        lines[label] = sweep(draw, budget_steps(method, opts, name), score, labels)
+        lines[label] = sweep(draw, budget_steps(run.method, opts["grid"], name), score)
     return lines
 
 
-def guidance_lines(method, classifier, settings: dict, labels, score, *, sampler: str, scale: float) -> dict:
-    """The null-label (unconditional) model without and with classifier guidance."""
+def guidance_lines(run: Run, classifier: Run, settings: dict, n: int, score, *, sampler: str, scale: float) -> dict:
+    """The null-label (unconditional) model without and with classifier guidance. The null-label prediction is CFG
+    at s = 0 (uncond + 0·(cond − uncond)): the same batched cond+uncond network call per NFE as the CFG lines."""
     out = {}
     for label, s in ((f"uncond {sampler}", 0.0), (f"uncond {sampler} + classifier s={scale:g}", scale)):
         print(label, flush=True)
+        guide = {"classifier": classifier, "classifier_scale": s} if s else {}
 
-        def draw(steps, s=s):
-            stats: dict = {}
-            x = sample_with_classifier(method, classifier, len(labels), label=labels, scale=s, model_label=None,
-                                       generator=torch.Generator().manual_seed(0), stats=stats,
-                                       **{**settings, "sampler": sampler, "steps": steps, "guidance_scale": 1.0})
-            return x, stats["nfe"]
+        def draw(steps, guide=guide):
+            return run.sample(
+                n, seed=0, **{**settings, "sampler": sampler, "steps": steps, "guidance_scale": 0.0}, **guide
+            )
 
-        out[label] = sweep(draw, budget_steps(method, settings, sampler), score, labels)
+        out[label] = sweep(draw, budget_steps(run.method, settings["grid"], sampler), score)
     return out
 
 
@@ -144,7 +161,9 @@ def plot(lines: dict, floor: dict, path: Path) -> None:
     axes[0].legend(fontsize=7)
     fig.suptitle("digits-flow (rectified, CFG) — samplers vs NFE")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
     print(f"wrote {path}")
 
 
@@ -161,21 +180,46 @@ def main() -> None:
     torch.manual_seed(0)
     run = Path(args.run)
     provenance = {"flow": ensure_run(run, ROOT / "recipes" / "digits-flow.yaml")}
-    recipe, method, step = load_method(run)
-    settings = {k: getattr(recipe.sample, k) for k in ("grid", "guidance_scale", "eta")}
-    data = build_dataset(recipe.data, split="train")
+    flow = load_run(run)
+    settings = {k: getattr(flow.settings, k) for k in ("grid", "guidance_scale", "eta")}
+    data = build_dataset(flow.recipe.data, split="train")
     score = Scorer(data.x)
-    held = build_dataset(recipe.data, split="test")
+    held = build_dataset(flow.recipe.data, split="test")
     floor = score(held.x, held.labels)
-    labels = torch.arange(args.n) % recipe.model.num_classes
-    lines = sampler_lines(method, settings, labels, score, args.samplers)
+    lines = sampler_lines(flow, settings, args.n, score, args.samplers)
     if args.classifier:
         provenance["classifier"] = ensure_run(Path(args.classifier), ROOT / "recipes" / "digits-classifier.yaml")
-        classifier = load_classifier(args.classifier, like=method)
-        lines.update(guidance_lines(method, classifier, settings, labels, score, sampler=args.classifier_sampler,
-                                    scale=args.classifier_scale))
-    write_json(args.out, {"runs": provenance, "step": step, "n": args.n, "settings": settings,
-                          "real_heldout_vs_train": {**floor, "n": len(held.x)}, "lines": lines})
+        lines.update(
+            guidance_lines(
+                flow,
+                load_run(args.classifier),
+                settings,
+                args.n,
+                score,
+                sampler=args.classifier_sampler,
+                scale=args.classifier_scale,
+            )
+        )
+    uncond = (
+        {
+            "uncond_lines": "null-label prediction = CFG at guidance_scale 0 (same network call per NFE as the CFG "
+            "lines); + classifier: the classifier run's guidance added to it"
+        }
+        if args.classifier
+        else {}
+    )
+    write_json(
+        args.out,
+        {
+            "runs": provenance,
+            "step": flow.step,
+            "n": args.n,
+            "settings": settings,
+            **uncond,
+            "real_heldout_vs_train": {**floor, "n": len(held.x)},
+            "lines": lines,
+        },
+    )
     plot(lines, floor, Path(args.out).with_suffix(".png"))
 
 

@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_json  # noqa: E402
 from genlab.config import load_recipe  # noqa: E402
 from genlab.data import build_dataset  # noqa: E402
-from genlab.methods import build_method  # noqa: E402
 from genlab.methods.gan import gen_loss  # noqa: E402
+from genlab.runs import build_method  # noqa: E402
 from genlab.train import resolve  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,8 +53,9 @@ def run(spectral_norm: bool, checkpoints: list[int], batch: int) -> list[dict]:
         with torch.no_grad():
             d_fake = float(torch.sigmoid(method.nets.discriminator(method.nets.generator(z, label), label)).mean())
         norms = {kind: g_grad_norm(method, z, label, kind) for kind in ("minimax", "non_saturating")}
-        rows.append({"d_steps": k, "d_fake": round(d_fake, 5),
-                     **{f"grad_g_{n}": round(v, 6) for n, v in norms.items()}})
+        rows.append(
+            {"d_steps": k, "d_fake": round(d_fake, 5), **{f"grad_g_{n}": round(v, 6) for n, v in norms.items()}}
+        )
         print(spectral_norm, rows[-1])
     return rows
 
@@ -66,8 +67,15 @@ def main() -> None:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "gan_gradients.json"))
     args = p.parse_args()
     ks = [int(k) for k in args.checkpoints.split(",")]
-    write_json(args.out, {"recipe": "recipes/digits-gan.yaml", "batch": args.batch,
-                          "spectral_norm": run(True, ks, args.batch), "no_spectral_norm": run(False, ks, args.batch)})
+    write_json(
+        args.out,
+        {
+            "recipe": "recipes/digits-gan.yaml",
+            "batch": args.batch,
+            "spectral_norm": run(True, ks, args.batch),
+            "no_spectral_norm": run(False, ks, args.batch),
+        },
+    )
 
 
 if __name__ == "__main__":

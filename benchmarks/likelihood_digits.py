@@ -18,9 +18,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_json  # noqa: E402
-from genlab.checkpoint import load_method  # noqa: E402
 from genlab.data import build_dataset  # noqa: E402
 from genlab.likelihood import bits_per_dim  # noqa: E402
+from genlab.runs import load_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,8 +29,13 @@ def measure(method, x: torch.Tensor, **opts) -> tuple[dict, torch.Tensor]:
     stats: dict = {}
     start = time.perf_counter()
     bpd = bits_per_dim(method.log_likelihood(x, None, stats=stats, **opts).double(), math.prod(x.shape[1:]))
-    row = {"n": len(x), "bits_per_dim": float(bpd.mean()), "std_err": float(bpd.std() / math.sqrt(len(x))),
-           **stats, "seconds": round(time.perf_counter() - start, 1)}
+    row = {
+        "n": len(x),
+        "bits_per_dim": float(bpd.mean()),
+        "std_err": float(bpd.std() / math.sqrt(len(x))),
+        **stats,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
     print(row, flush=True)
     return row, bpd
 
@@ -43,8 +48,11 @@ def main() -> None:
     p.add_argument("--exact-steps", type=int, default=8)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "likelihood_digits.json"))
     args = p.parse_args()
-    recipe, method, step = load_method(args.run)
-    test = build_dataset(recipe.data, split="test")
+    if min(args.n, args.n_exact) < 2:
+        p.error("--n and --n-exact must be >= 2 (standard errors need two items)")
+    run = load_run(args.run)
+    method, step = run.method, run.step
+    test = build_dataset(run.recipe.data, split="test")
     x = test.x[torch.randperm(len(test), generator=torch.Generator().manual_seed(0))[: args.n]]
     solvers = [measure(method, x, divergence="hutchinson", steps=s)[0] for s in (8, 16, 32)]
     solvers.append(measure(method, x, divergence="hutchinson", solver="dopri5", rtol=1e-4, atol=1e-4)[0])
@@ -52,9 +60,21 @@ def main() -> None:
     exact, e = measure(method, few, divergence="exact", steps=args.exact_steps)
     hutch, h = measure(method, few, divergence="hutchinson", steps=args.exact_steps)
     diff = h - e
-    write_json(args.out, {"run": args.run, "step": step, "solvers": solvers, "exact": exact, "hutchinson": hutch,
-                          "hutchinson_minus_exact": {"mean": float(diff.mean()), "std": float(diff.std()),
-                                                     "std_err": float(diff.std() / math.sqrt(len(diff)))}})
+    write_json(
+        args.out,
+        {
+            "run": args.run,
+            "step": step,
+            "solvers": solvers,
+            "exact": exact,
+            "hutchinson": hutch,
+            "hutchinson_minus_exact": {
+                "mean": float(diff.mean()),
+                "std": float(diff.std()),
+                "std_err": float(diff.std() / math.sqrt(len(diff))),
+            },
+        },
+    )
 
 
 if __name__ == "__main__":

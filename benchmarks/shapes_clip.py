@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
+from pathlib import Path
 
-from common import write_json
-from genlab.data.images import tensor_to_uint8
-from genlab.data.shapes import sample_pairs
-from genlab.metrics.t2i import check
-from genlab.text.clip import clip_score, load_clip, retrieve
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_json  # noqa: E402
+from genlab.data.images import tensor_to_uint8  # noqa: E402
+from genlab.data.shapes import sample_pairs  # noqa: E402
+from genlab.metrics.t2i import check  # noqa: E402
+from genlab.text.clip import clip_score, load_clip, retrieve  # noqa: E402
 
 
 def split_report(clip, split: str, n: int) -> dict:
@@ -29,7 +32,8 @@ def split_report(clip, split: str, n: int) -> dict:
     shuffled = rng.sample(texts, len(texts))
     random_true = [check(p, rng.choice(candidates))["all"] for p in pixels for _ in range(3)]
     return {
-        "images": n, "distinct_captions": len(candidates),
+        "images": n,
+        "distinct_captions": len(candidates),
         "retrieval_exact": sum(b == t for b, t in zip(best, texts)) / n,
         "chance_exact": 1 / len(candidates),
         "retrieval_true": sum(check(p, b)["all"] for p, b in zip(pixels, best)) / n,

@@ -22,12 +22,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from genlab.checkpoint import load_method  # noqa: E402
+from genlab.atomic import atomic_path, atomic_write_text  # noqa: E402
 from genlab.data.shapes import ShapesConfig, build_shapes  # noqa: E402
 from genlab.generate import shipped_run  # noqa: E402
 from genlab.metrics.features import pixel_feature_net  # noqa: E402
 from genlab.metrics.t2i import SHAPES_ASSET, evaluate_t2i, prompt_set  # noqa: E402
 from genlab.models.autoencoder import psnr  # noqa: E402
+from genlab.runs import Run, load_run  # noqa: E402
 
 
 def diversity(images: torch.Tensor, per_prompt: int) -> float:
@@ -43,8 +44,12 @@ def autoencoder_psnr(method, n: int = 500) -> dict:
     """PSNR (dB) of the frozen autoencoder's reconstructions (posterior mean) of the shapes 'test' split."""
     x = build_shapes(ShapesConfig(n_test=n), split="test").x
     values = torch.cat([psnr(method.from_latent(method.to_latent(b)), b) for b in x.split(100)])
-    return {"images": n, "split": "test", "psnr_mean": round(float(values.mean()), 2),
-            "psnr_median": round(float(values.median()), 2)}
+    return {
+        "images": n,
+        "split": "test",
+        "psnr_mean": round(float(values.mean()), 2),
+        "psnr_median": round(float(values.median()), 2),
+    }
 
 
 def feature_net(spec: str | None):
@@ -54,13 +59,11 @@ def feature_net(spec: str | None):
     return spec
 
 
-def make_generator(method, *, scale: float, steps: int, sampler: str, store: dict, chunk: int = 64):
+def make_generator(run: Run, *, scale: float, steps: int, sampler: str, store: dict):
     def generate(prompts: list[str], seed: int) -> torch.Tensor:
-        gen = torch.Generator().manual_seed(seed)
-        out = [method.sample(len(p), prompts=p, steps=steps, sampler=sampler, guidance_scale=scale, generator=gen)
-               for p in (prompts[i : i + chunk] for i in range(0, len(prompts), chunk))]
-        store.setdefault("images", []).append(torch.cat(out))
-        return store["images"][-1]
+        x = run.sample(len(prompts), prompts=prompts, seed=seed, steps=steps, sampler=sampler, guidance_scale=scale).x
+        store.setdefault("images", []).append(x)
+        return x
 
     return generate
 
@@ -80,7 +83,8 @@ def plot(rows: list[dict], path: Path) -> None:
     ax2.set_ylabel("diversity (pairwise RMS, same prompt)", color="tab:red")
     fig.legend(loc="lower center", ncol=3, fontsize=6, bbox_to_anchor=(0.5, 0.0))
     fig.tight_layout(rect=(0, 0.14, 1, 1))
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
 
 
@@ -104,28 +108,61 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     run = args.run or shipped_run()
-    recipe, method, step = load_method(run)
+    t2i = load_run(run)
     seen, heldout = prompt_set("test", args.prompts), prompt_set("heldout", args.prompts)
-    ae = autoencoder_psnr(method)
+    ae = autoencoder_psnr(t2i.method)
     print(json.dumps({"autoencoder": ae}), flush=True)
     rows = []
     for s in args.scales:
         store: dict = {}
         start = time.perf_counter()
-        gen = make_generator(method, scale=s, steps=args.steps, sampler=args.sampler, store=store)
-        report = evaluate_t2i(gen, prompts_seen=seen, prompts_heldout=heldout, n_per_prompt=args.per_prompt,
-                              clip_run=args.clip_run, feature_net=feature_net(args.features))
+        gen = make_generator(t2i, scale=s, steps=args.steps, sampler=args.sampler, store=store)
+        report = evaluate_t2i(
+            gen,
+            prompts_seen=seen,
+            prompts_heldout=heldout,
+            n_per_prompt=args.per_prompt,
+            clip_run=args.clip_run,
+            feature_net=feature_net(args.features),
+        )
         for split, images in zip(("seen", "heldout"), store["images"]):
             report[split]["diversity"] = round(diversity(images, args.per_prompt), 4)
-        rows.append({"guidance_scale": s, "seconds": round(time.perf_counter() - start, 1),
-                     **{k: report[k] for k in ("seen", "heldout")}, "settings": report["settings"]})
-        print(json.dumps({"s": s, **{k: (report[k]["attributes"]["all"], report[k]["fd"], report[k]["diversity"])
-                                      for k in ("seen", "heldout")}}), flush=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"run": str(run), "step": step, "recipe": recipe.name, "sampler": args.sampler, "steps": args.steps,
-              "prompts_per_set": args.prompts, "images_per_prompt": args.per_prompt, "threads": args.threads,
-              "note": "CPU machine shared with other engineers", "autoencoder": ae, "sweep": rows}
-    out.write_text(json.dumps(result, indent=2, default=float))
+        rows.append(
+            {
+                "guidance_scale": s,
+                "seconds": round(time.perf_counter() - start, 1),
+                **{k: report[k] for k in ("seen", "heldout")},
+                "settings": report["settings"],
+            }
+        )
+        print(
+            json.dumps(
+                {
+                    "s": s,
+                    **{
+                        k: (report[k]["attributes"]["all"], report[k]["fd"], report[k]["diversity"])
+                        for k in ("seen", "heldout")
+                    },
+                }
+            ),
+            flush=True,
+        )
+    grid = t2i.resolve_settings(sampler=args.sampler, steps=args.steps).grid
+    result = {
+        "run": str(run),
+        "step": t2i.step,
+        "recipe": t2i.recipe.name,
+        "sampler": args.sampler,
+        "steps": args.steps,
+        "grid": grid,
+        "prompts_per_set": args.prompts,
+        "images_per_prompt": args.per_prompt,
+        "threads": args.threads,
+        "note": "CPU machine shared with other engineers",
+        "autoencoder": ae,
+        "sweep": rows,
+    }
+    atomic_write_text(out, json.dumps(result, indent=2, default=float))
     plot(rows, out.with_name("t2i_guidance_sweep.png"))
     print(f"written {out} and {out.with_name('t2i_guidance_sweep.png')}")
 

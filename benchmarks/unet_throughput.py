@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from genlab.atomic import atomic_write_text
 from genlab.models.unet import UNET_PRESETS, UNet, UNetConfig
 
 SETTINGS = {  # name: (genlab config, batch, train steps per timed repeat, steps in --quick mode)
@@ -234,9 +235,7 @@ def main(argv: list[str] | None = None) -> dict:
         "results": results,
         "min_speedup": min(r["speedup"] for r in results),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    out = atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")
     return report
 

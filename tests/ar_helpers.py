@@ -7,21 +7,33 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from tests.conftest import write_recipe
 
-from genlab.checkpoint import load_method
 from genlab.config import load_recipe
 from genlab.data import build_dataset
-from genlab.methods import build_method
+from genlab.runs import build_method, load_run
 from genlab.train import Trainer, resolve, train
+from tests.conftest import write_recipe
 
-TRAIN = {"steps": 6, "batch_size": 32, "warmup_steps": 1, "log_every": 2, "checkpoint_every": 3, "lr": 3e-3,
-         "grid_columns": 2}
+TRAIN = {
+    "steps": 6,
+    "batch_size": 32,
+    "warmup_steps": 1,
+    "log_every": 2,
+    "checkpoint_every": 3,
+    "lr": 3e-3,
+    "grid_columns": 2,
+}
 
 
 def tiny_recipe(tmp_path: Path, model: dict, method: dict, **train_overrides):
-    tree = {"name": f"tiny-{method['kind']}", "seed": 0, "data": {"kind": "digits"}, "model": model,
-            "method": method, "train": {**TRAIN, **train_overrides}}
+    tree = {
+        "name": f"tiny-{method['kind']}",
+        "seed": 0,
+        "data": {"kind": "digits"},
+        "model": model,
+        "method": method,
+        "train": {**TRAIN, **train_overrides},
+    }
     return load_recipe(write_recipe(tmp_path / f"{method['kind']}.yaml", tree))
 
 
@@ -45,12 +57,12 @@ def assert_round_trip(recipe, tmp_path: Path, fn) -> None:
     for _ in range(3):
         trainer.train_step()
     trainer.save()
-    _, loaded, step = load_method(tmp_path / "rt")
-    assert step == 3
+    loaded = load_run(tmp_path / "rt")
+    assert loaded.step == 3
     torch.manual_seed(0)
     expected = fn(trainer.ema.eval())
     torch.manual_seed(0)
-    assert torch.equal(fn(loaded), expected)
+    assert torch.equal(fn(loaded.method), expected)
 
 
 def assert_resume_identical(recipe, tmp_path: Path) -> None:

@@ -13,8 +13,7 @@ TINY_TOY = {
     "data": {"kind": "toy2d", "name": "moons", "n": 2000},
     "model": {"kind": "mlp", "hidden": 32, "depth": 1},
     "method": {"kind": "flow"},
-    "train": {"steps": 12, "batch_size": 64, "warmup_steps": 2, "log_every": 3, "checkpoint_every": 6,
-              "lr": 1e-3},
+    "train": {"steps": 12, "batch_size": 64, "warmup_steps": 2, "log_every": 3, "checkpoint_every": 6, "lr": 1e-3},
     "sample": {"sampler": "euler", "steps": 4},
 }
 TINY_DIGITS = {
@@ -40,6 +39,18 @@ def digits_run(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("digits")
     recipe = write_recipe(tmp / "digits.yaml", TINY_DIGITS)
+    assert main(["train", str(recipe), "--out", str(tmp / "run"), "--no-progress"]) == 0
+    return tmp / "run"
+
+
+@pytest.fixture(scope="session")
+def gan_run(tmp_path_factory):
+    """A tiny class-conditional DCGAN run trained for two steps (copy before changing)."""
+    from genlab.cli import main
+    from tests.methods.test_gan import TINY_GAN
+
+    tmp = tmp_path_factory.mktemp("gan")
+    recipe = write_recipe(tmp / "gan.yaml", {**TINY_GAN, "train": {**TINY_GAN["train"], "steps": 2}})
     assert main(["train", str(recipe), "--out", str(tmp / "run"), "--no-progress"]) == 0
     return tmp / "run"
 

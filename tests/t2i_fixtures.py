@@ -60,23 +60,40 @@ def use_hash_encoder(monkeypatch) -> None:
 
 def autoencoder_recipe(data: Path, **train) -> dict:
     return {
-        "name": "tiny-ae", "seed": 0,
+        "name": "tiny-ae",
+        "seed": 0,
         "data": {"kind": "npz", "path": str(data)},
         "model": {"kind": "autoencoder", "channels": [8, 16], "latent_channels": 4},
         "method": {"kind": "autoencoder", "disc_start": 10, "disc_channels": 8, "calibration_images": 1000},
-        "train": {"steps": 30, "batch_size": 16, "lr": 3e-3, "warmup_steps": 2, "log_every": 5,
-                  "checkpoint_every": 30, "grid_columns": 4, **train},
+        "train": {
+            "steps": 30,
+            "batch_size": 16,
+            "lr": 3e-3,
+            "warmup_steps": 2,
+            "log_every": 5,
+            "checkpoint_every": 30,
+            "grid_columns": 4,
+            **train,
+        },
     }
 
 
 def t2i_recipe(data: Path, ae_run: Path, **train) -> dict:
     return {
-        "name": "tiny-t2i", "seed": 0,
+        "name": "tiny-t2i",
+        "seed": 0,
         "data": {"kind": "npz", "path": str(data)},
         "model": {"kind": "dit", "size": "micro", "width": 32, "heads": 2, "patch_size": 2},
-        "method": {"kind": "latent_flow", "autoencoder": str(ae_run), "text_encoder": "hash", "text_dropout": 0.2},
-        "train": {"steps": 8, "batch_size": 16, "warmup_steps": 2, "log_every": 4, "checkpoint_every": 8,
-                  "grid_columns": 2, **train},
+        "method": {"kind": "latent_flow", "autoencoder": str(ae_run), "text_encoder": "minilm", "text_dropout": 0.2},
+        "train": {
+            "steps": 8,
+            "batch_size": 16,
+            "warmup_steps": 2,
+            "log_every": 4,
+            "checkpoint_every": 8,
+            "grid_columns": 2,
+            **train,
+        },
         "sample": {"sampler": "euler", "steps": 2, "guidance_scale": 2.0},
     }
 

@@ -11,20 +11,28 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
-from tests.conftest import TINY_DIGITS, TINY_TOY, write_recipe
 
 from genlab.cli import main
+from tests.conftest import TINY_DIGITS, TINY_TOY, write_recipe
 
 
 def run_cli(*args, timeout=300):
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
-    return subprocess.run([sys.executable, "-m", "genlab", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "genlab", *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def test_train_writes_grid_curve_metrics_checkpoint(digits_run):
-    for name in ("samples.png", "loss.png", "metrics.jsonl", "checkpoint/config.json",
-                 "checkpoint/model.safetensors", "checkpoint/ema.safetensors", "checkpoint/state/trainer.json"):
+    for name in (
+        "samples.png",
+        "loss.png",
+        "metrics.jsonl",
+        "checkpoint/config.json",
+        "checkpoint/model.safetensors",
+        "checkpoint/ema.safetensors",
+        "checkpoint/state/trainer.json",
+    ):
         assert (digits_run / name).is_file(), name
     with Image.open(digits_run / "samples.png") as im:  # one row per class: 10 rows of 8
         w, h = im.size
@@ -34,15 +42,45 @@ def test_train_writes_grid_curve_metrics_checkpoint(digits_run):
 
 
 def test_sample_png_and_npz(digits_run, tmp_path, capsys):
-    assert main(["sample", str(digits_run), "--n", "20", "--steps", "2", "--sampler", "euler",
-                 "-o", str(tmp_path / "s.npz")]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                str(digits_run),
+                "--n",
+                "20",
+                "--steps",
+                "2",
+                "--sampler",
+                "euler",
+                "-o",
+                str(tmp_path / "s.npz"),
+            ]
+        )
+        == 0
+    )
     assert "2 NFE" in capsys.readouterr().out
     with np.load(tmp_path / "s.npz", allow_pickle=False) as f:
         images, labels = f["images"], f["labels"]
     assert images.shape == (20, 8, 8, 1) and images.dtype == np.uint8
     assert labels.tolist() == [i % 10 for i in range(20)]  # classes cycled evenly
-    assert main(["sample", str(digits_run), "--n", "6", "--label", "3", "--guidance-scale", "3",
-                 "-o", str(tmp_path / "g.png")]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                str(digits_run),
+                "--n",
+                "6",
+                "--label",
+                "3",
+                "--guidance-scale",
+                "3",
+                "-o",
+                str(tmp_path / "g.png"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "g.png").is_file()
     a = tmp_path / "a.npz"
     main(["sample", str(digits_run), "--n", "4", "--seed", "7", "-o", str(a)])
@@ -72,8 +110,13 @@ def test_sigint_then_resume_equals_uninterrupted(tmp_path):
     tree = {**TINY_TOY, "train": {**TINY_TOY["train"], "steps": 150, "checkpoint_every": 1000, "log_every": 2}}
     recipe = write_recipe(tmp_path / "toy.yaml", tree)
     env = {**os.environ, "OMP_NUM_THREADS": "2"}  # same threads as run_cli: same float summation order
-    proc = subprocess.Popen([sys.executable, "-m", "genlab", "train", str(recipe), "--out", str(tmp_path / "cut"),
-                             "--no-progress"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "genlab", "train", str(recipe), "--out", str(tmp_path / "cut"), "--no-progress"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     metrics = tmp_path / "cut" / "metrics.jsonl"
     deadline = time.time() + 120
     while not (metrics.exists() and metrics.read_text().count("\n") >= 2) and time.time() < deadline:
@@ -130,8 +173,14 @@ def test_bad_image_folders(tmp_path, problem):
     _assert_clean_error(result, expected)
     assert not (tmp_path / "run").exists()  # nothing half-written
     if problem == "mixed":  # resizing by recipe option fixes it
-        result = run_cli("train", _folder_recipe(tmp_path, folder, size=8), "--out", tmp_path / "ok",
-                         "--train.steps=1", "--no-progress")
+        result = run_cli(
+            "train",
+            _folder_recipe(tmp_path, folder, size=8),
+            "--out",
+            tmp_path / "ok",
+            "--train.steps=1",
+            "--no-progress",
+        )
         assert result.returncode == 0, result.stderr
 
 

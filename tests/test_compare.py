@@ -1,14 +1,14 @@
 import json
 
 import pytest
-from tests.conftest import write_recipe
-from tests.test_gmm import TINY_GMM
-from tests.test_vae import TINY_VAE
 
 from genlab.cli import main
 from genlab.compare import budgeted, compare, plan, train_one
 from genlab.config import load_recipe
 from genlab.errors import GenlabError
+from tests.conftest import write_recipe
+from tests.methods.test_gmm import TINY_GMM
+from tests.methods.test_vae import TINY_VAE
 
 
 def test_plan_points_a_token_prior_at_its_tokenizer_and_trains_that_first(tmp_path):
@@ -72,8 +72,8 @@ def test_time_limit_stops_and_saves_and_counts_over_resumes(tmp_path, toy_recipe
 
 def test_tokenizer_is_trained_first_gets_no_row_and_adds_its_minutes_to_the_prior(tmp_path):
     from tests.ar_helpers import TRAIN
-    from tests.test_token_prior import PRIOR
-    from tests.test_vqvae import MODEL as VQ_MODEL
+    from tests.methods.test_token_prior import PRIOR
+    from tests.methods.test_vqvae import MODEL as VQ_MODEL
 
     def tiny(name: str, model: dict, method: dict) -> str:
         tree = {"name": name, "seed": 0, "data": {"kind": "digits"}, "model": model, "method": method, "train": TRAIN}

@@ -8,7 +8,7 @@ from PIL import Image
 
 from genlab.cli import main
 from genlab.generate import shipped_run
-from t2i_fixtures import tiny_t2i_runs, use_hash_encoder
+from tests.t2i_fixtures import tiny_t2i_runs, use_hash_encoder
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,8 @@ def test_generate_writes_a_png(run, tmp_path, monkeypatch, capsys):
     "argv, message",
     [
         (["generate", "  "], "non-empty prompt"),
-        (["generate", "a red square", "--n", "0"], "--n and --steps"),
+        (["generate", "a red square", "--n", "0"], "--n must be >= 1"),
+        (["generate", "a red square", "--steps", "0"], "steps must be >= 1"),
         (["generate", "a red square", "-o", "out.jpg"], ".png"),
         (["generate", "a red square", "--sampler", "nope"], "unknown sampler"),
         (["generate", "a red square", "--run", "no/such/run"], "does not exist"),
@@ -60,4 +61,4 @@ def test_shipped_checkpoint_is_small_and_self_describing():
     assert sum(files.values()) < 16 * 2**20
     recipe = json.loads((folder / "config.json").read_text())["recipe"]
     assert recipe["method"]["kind"] == "latent_flow" and recipe["method"]["text_encoder"] == "minilm"
-    assert recipe["method"]["autoencoder_model"] is not None  # the autoencoder travels inside the checkpoint
+    assert recipe["method"]["frozen"]["autoencoder"]["method"]["kind"] == "autoencoder"  # travels inside the run

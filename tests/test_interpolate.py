@@ -4,22 +4,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from tests.conftest import write_recipe
-from tests.test_gan import TINY_GAN
 
-from genlab.checkpoint import load_method
 from genlab.cli import main
 from genlab.errors import GenlabError
-from genlab.interpolate import interpolate_run, latent_decoder, lerp, slerp
+from genlab.interpolate import interpolate_run, lerp, slerp
 from genlab.methods import Method
-
-
-@pytest.fixture(scope="module")
-def gan_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("gan")
-    recipe = write_recipe(tmp / "gan.yaml", {**TINY_GAN, "train": {**TINY_GAN["train"], "steps": 2}})
-    assert main(["train", str(recipe), "--out", str(tmp / "run"), "--no-progress"]) == 0
-    return tmp / "run"
+from genlab.runs import load_run
 
 
 def test_slerp_endpoints_norms_and_angles():
@@ -55,11 +45,10 @@ def test_interpolate_cli_writes_a_png_grid(gan_run, tmp_path):
 def test_flow_runs_interpolate_their_initial_noise(digits_run):
     x = interpolate_run(digits_run, n_rows=2, steps=3, seed=0)
     assert x.shape == (6, 1, 8, 8) and torch.isfinite(x).all()
-    recipe, method, _ = load_method(digits_run)
+    run = load_run(digits_run)
     gen = torch.Generator().manual_seed(0)
     z_a = torch.randn((2, 1, 8, 8), generator=gen)
-    settings = {k: getattr(recipe.sample, k) for k in ("sampler", "steps", "grid", "guidance_scale", "eta")}
-    first = method.sample(2, label=torch.arange(2), noise=z_a, **settings)
+    first = run.method.sample(2, cond=torch.arange(2), noise=z_a, settings=run.settings).x
     torch.testing.assert_close(x.view(2, 3, 1, 8, 8)[:, 0], first)  # t = 0 is the sample from z_a
 
 
@@ -67,14 +56,13 @@ def test_interpolate_errors_are_user_errors(gan_run, digits_run, tmp_path):
     assert main(["interpolate", str(gan_run), "--label", "12", "-o", str(tmp_path / "x.png")]) == 2
     assert main(["interpolate", str(gan_run), "-o", str(tmp_path / "x.jpg")]) == 2
     assert main(["interpolate", str(gan_run), "--steps", "1", "-o", str(tmp_path / "x.png")]) == 2
-    recipe, method, _ = load_method(digits_run)
-    recipe.sample.sampler = "euler_maruyama"
+    run = load_run(digits_run)
+    run.recipe.sample = run.recipe.sample.replace(sampler="euler_maruyama")
     with pytest.raises(GenlabError, match="stochastic"):
-        latent_decoder(recipe, method)
+        interpolate_run(run)
 
     class NoLatent(Method):
-        def sample(self, n, *, label=None, **opts):
-            return torch.zeros(n, 2)
+        pass
 
     with pytest.raises(GenlabError, match="no latent space"):
-        latent_decoder(recipe, NoLatent())
+        interpolate_run(run.replace(method=NoLatent()))

@@ -10,7 +10,7 @@ from genlab.data.base import Dataset
 from genlab.errors import GenlabError
 from genlab.evaluate import evaluate, heldout_likelihood
 from genlab.likelihood import bits_per_dim, dequantize, log_likelihood
-from genlab.methods.base import Method
+from genlab.methods.base import Method, no_options
 from genlab.paths import get_path
 
 
@@ -28,8 +28,15 @@ def _model(gm: GaussianMixture, path, target: str):
     return lambda x_t, t: denoise(x_t, t)[0 if target == "x" else 1]
 
 
-@pytest.mark.parametrize("path_name, target, solver", [("rectified", "flow", "rk4"), ("rectified", "x", "dopri5"),
-                                                       ("vp_cosine", "eps", "dopri5"), ("vp_cosine", "flow", "rk4")])
+@pytest.mark.parametrize(
+    "path_name, target, solver",
+    [
+        ("rectified", "flow", "rk4"),
+        ("rectified", "x", "dopri5"),
+        ("vp_cosine", "eps", "dopri5"),
+        ("vp_cosine", "flow", "rk4"),
+    ],
+)
 def test_exact_trace_matches_mixture_density(path_name, target, solver):
     gm, path = _mixture(2), get_path(path_name)
     x = gm.sample(64, generator=torch.Generator().manual_seed(1))
@@ -95,7 +102,8 @@ def test_bits_per_dim_and_dequantization():
 class _Bound(Method):
     likelihood = "bound"
 
-    def log_likelihood(self, x, label=None):
+    def log_likelihood(self, x, cond=None, *, stats=None, **opts):
+        no_options(self, opts)
         return torch.full((len(x),), -2.0 * math.prod(x.shape[1:]) * math.log(2))  # exactly 2 bits/dim
 
 
@@ -111,8 +119,9 @@ def test_heldout_likelihood_is_generic_over_methods():
 
 
 def test_eval_writes_the_likelihood_column(digits_run, tmp_path):
-    out = evaluate(digits_run, n=20, steps=2, sampler="euler", likelihood_n=6, likelihood_opts={"steps": 2},
-                   out=tmp_path / "e")
+    out = evaluate(
+        digits_run, n=20, steps=2, sampler="euler", likelihood_n=6, likelihood_opts={"steps": 2}, out=tmp_path / "e"
+    )
     lik = json.loads(out.read_text())["likelihood"]
     assert lik["kind"] == "exact" and lik["divergence"] == "hutchinson" and lik["n"] == 6 and lik["nfe"] == 8
     assert 0 < lik["bits_per_dim"] < 12 and lik["bits_per_dim_std_err"] > 0 and lik["reason"] is None
@@ -122,9 +131,9 @@ def test_eval_writes_the_likelihood_column(digits_run, tmp_path):
 
 
 def test_flow_method_conditional_and_unconditional(digits_run):
-    from genlab.checkpoint import load_method
+    from genlab.runs import load_run
 
-    _, method, _ = load_method(digits_run)
+    method = load_run(digits_run).method
     x = torch.zeros(3, 1, 8, 8)
     stats: dict = {}
     uncond = method.log_likelihood(x, None, steps=2, divergence="hutchinson", probes=2, stats=stats)

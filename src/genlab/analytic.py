@@ -29,20 +29,28 @@ class GaussianMixture:
         return self.means.shape[1]
 
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
-        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)  # (n,)
-        z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
-        return self.means[k] + self.stds[k, None] * z
+        """n draws (n, D) in float64, on the generator's device (the CPU without one)."""
+        where = self.means.device if generator is None else generator.device
+        means, stds, weights = self._params(where)
+        k = torch.multinomial(weights, n, replacement=True, generator=generator)  # (n,)
+        z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64, device=where)
+        return means[k] + stds[k, None] * z
+
+    def _params(self, device) -> tuple[Tensor, Tensor, Tensor]:
+        """(means, stds, weights) in float64 on `device` (the mixture is stored on the CPU)."""
+        return self.means.to(device), self.stds.to(device), self.weights.to(device)
 
     def _log_components(self, x_t: Tensor, a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-        var = a[:, None] ** 2 * self.stds[None] ** 2 + b[:, None] ** 2  # (B, K)
-        sq = ((x_t[:, None, :] - a[:, None, None] * self.means[None]) ** 2).sum(-1)  # (B, K)
-        logp = torch.log(self.weights)[None] - 0.5 * sq / var - 0.5 * self.dim * torch.log(2 * math.pi * var)
+        means, stds, weights = self._params(x_t.device)
+        var = a[:, None] ** 2 * stds[None] ** 2 + b[:, None] ** 2  # (B, K)
+        sq = ((x_t[:, None, :] - a[:, None, None] * means[None]) ** 2).sum(-1)  # (B, K)
+        logp = torch.log(weights)[None] - 0.5 * sq / var - 0.5 * self.dim * torch.log(2 * math.pi * var)
         return logp, var
 
     def log_prob(self, x: Tensor) -> Tensor:
         """Exact log density of the data (t = 0)."""
         x = x.double()
-        one = torch.ones(x.shape[0], dtype=torch.float64)
+        one = torch.ones(x.shape[0], dtype=torch.float64, device=x.device)
         return torch.logsumexp(self._log_components(x, one, 0 * one)[0], dim=1)
 
     def denoiser(self, path: Path):
@@ -53,9 +61,10 @@ class GaussianMixture:
             x_t, t = x_t.double(), t.double()
             a, b = path.a(t), path.b(t)
             logp, var = self._log_components(x_t, a, b)
+            means, stds, _ = self._params(x_t.device)
             w = torch.softmax(logp, dim=1)  # (B, K)
-            gain = a[:, None] * self.stds[None] ** 2 / var  # (B, K)
-            x_k = self.means[None] + gain[..., None] * (x_t[:, None, :] - a[:, None, None] * self.means[None])
+            gain = a[:, None] * stds[None] ** 2 / var  # (B, K)
+            x_k = means[None] + gain[..., None] * (x_t[:, None, :] - a[:, None, None] * means[None])
             x_hat = (w[..., None] * x_k).sum(1)  # (B, D)
             eps_hat = (x_t - a[:, None] * x_hat) / b[:, None]
             return x_hat.to(dtype), eps_hat.to(dtype)
@@ -85,8 +94,9 @@ class GaussianMixture:
         """Exact probability-flow ODE solution at t = 0 from x_t at time t (one component only)."""
         if self.means.shape[0] != 1:
             raise ValueError("the closed-form ODE endpoint needs a single Gaussian")
-        tt = torch.tensor([t], dtype=torch.float64)
+        tt = torch.tensor([t], dtype=torch.float64, device=x_t.device)
         a, b = path.a(tt), path.b(tt)
-        mu, s = self.means[0], self.stds[0]
+        means, stds, _ = self._params(x_t.device)
+        mu, s = means[0], stds[0]
         z = (x_t.double() - a * mu) / torch.sqrt(a**2 * s**2 + b**2)
         return mu + s * z

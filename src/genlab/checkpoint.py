@@ -133,14 +133,3 @@ def load_state(ckpt: Path) -> tuple[dict, dict]:
         return load_file(str(state / "optimizer.safetensors")), json.loads((state / "trainer.json").read_text())
     except (SafetensorError, OSError, ValueError) as e:
         raise GenlabError(f"{state} is damaged ({e}): resume from an intact checkpoint") from None
-
-
-def load_method(path: str | Path, *, weights: str = "ema"):
-    """(recipe, method with EMA weights in eval mode, step) from a run or checkpoint folder."""
-    from genlab.methods import build_method
-
-    ckpt = find_checkpoint(path)
-    recipe, step = read_checkpoint_config(ckpt)
-    method = build_method(recipe)
-    load_weights(method, ckpt / f"{weights}.safetensors")
-    return recipe, method.eval(), step

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import torch
 
-from genlab.checkpoint import find_checkpoint, read_checkpoint_config
+from genlab.atomic import atomic_path, atomic_write_text
 from genlab.config import Recipe, read_yaml, recipe_from_dict
 from genlab.errors import GenlabError
+from genlab.runs import read_run, train_seconds
 
 SAFETY = 0.9  # fraction of the budget the planned steps may use (checkpoints, logging and jitter take the rest)
 CALIBRATION_SECONDS, CALIBRATION_STEPS = 5.0, 20
@@ -86,14 +87,9 @@ def budgeted(recipe: Recipe, *, minutes: float, per_step: float) -> Recipe:
 
 
 def _finished(run: Path) -> bool:
-    recipe, step = read_checkpoint_config(find_checkpoint(run))
+    recipe, step = read_run(run)
     limit = recipe.train.time_limit_minutes
-    return step >= recipe.train.steps or (limit > 0 and _train_seconds(run) >= 60 * limit)
-
-
-def _train_seconds(run: Path) -> float:
-    state = find_checkpoint(run) / "state" / "trainer.json"
-    return float(json.loads(state.read_text()).get("seconds", 0.0)) if state.is_file() else 0.0
+    return step >= recipe.train.steps or (limit > 0 and train_seconds(run) >= 60 * limit)
 
 
 def train_one(name: str, tree: dict, run: Path, *, minutes: float, progress: bool) -> dict:
@@ -103,30 +99,41 @@ def train_one(name: str, tree: dict, run: Path, *, minutes: float, progress: boo
     calibration = None
     if (run / "checkpoint").exists() or (run / "checkpoint.old").exists():
         if not _finished(run):
-            train(read_checkpoint_config(find_checkpoint(run))[0], run, resume=True, progress=progress)
+            train(read_run(run)[0], run, resume=True, progress=progress)
     else:
         recipe = recipe_from_dict(tree, name)
         calibration = seconds_per_step(recipe, max_seconds=min(CALIBRATION_SECONDS, 3 * minutes))  # ≤ 5 %
         run.mkdir(parents=True, exist_ok=True)
-        (run / "compare-calibration.json").write_text(json.dumps({"seconds_per_step": calibration}))
+        atomic_write_text(run / "compare-calibration.json", json.dumps({"seconds_per_step": calibration}))
         train(budgeted(recipe, minutes=minutes, per_step=calibration), run, progress=progress)
-    recipe, step = read_checkpoint_config(find_checkpoint(run))
+    recipe, step = read_run(run)
     record = run / "compare-calibration.json"
     if calibration is None and record.is_file():
         calibration = json.loads(record.read_text())["seconds_per_step"]
-    return {"method": recipe.method.kind, "model": recipe.model.kind, "steps": step,
-            "planned_steps": recipe.train.steps, "train_minutes": _train_seconds(run) / 60,
-            "calibrated_seconds_per_step": calibration}
+    return {
+        "method": recipe.method.kind,
+        "model": recipe.model.kind,
+        "steps": step,
+        "planned_steps": recipe.train.steps,
+        "train_minutes": train_seconds(run) / 60,
+        "calibrated_seconds_per_step": calibration,
+    }
 
 
 def row(name: str, record: dict, report: dict) -> dict:
     """One table row from the training record and eval.json."""
     metrics, settings, lik = report.get("metrics", {}), report.get("settings", {}), report.get("likelihood") or {}
     unit = "bits_per_dim" if "bits_per_dim" in lik else "nats_per_dim"
-    return {"name": name, **record, **{k: metrics.get(k) for k in COLUMNS},
-            "likelihood": lik.get(unit), "likelihood_unit": unit if lik.get(unit) is not None else None,
-            "likelihood_kind": lik.get("kind") if lik.get(unit) is not None else None,
-            "nfe": settings.get("nfe"), "ms_per_sample": settings.get("ms_per_sample")}
+    return {
+        "name": name,
+        **record,
+        **{k: metrics.get(k) for k in COLUMNS},
+        "likelihood": lik.get(unit),
+        "likelihood_unit": unit if lik.get(unit) is not None else None,
+        "likelihood_kind": lik.get("kind") if lik.get(unit) is not None else None,
+        "nfe": settings.get("nfe"),
+        "ms_per_sample": settings.get("ms_per_sample"),
+    }
 
 
 def _cell(value, digits: int = 3) -> str:
@@ -136,29 +143,51 @@ def _cell(value, digits: int = 3) -> str:
 
 
 def markdown(rows: list[dict], *, minutes: float, n: int, seed: int) -> str:
-    head = ("| run | method | FD ↓ | precision ↑ | recall ↑ | class acc. ↑ | likelihood ↓ | NFE | ms/sample | "
-            "train min | steps |")
-    lines = [f"# genlab compare: {minutes:g} CPU minutes per run, n = {n}, seed = {seed}", "", head,
-             "|" + " --- |" * head.count(" |")]
+    head = (
+        "| run | method | FD ↓ | precision ↑ | recall ↑ | class acc. ↑ | likelihood ↓ | NFE | ms/sample | "
+        "train min | steps |"
+    )
+    lines = [
+        f"# genlab compare: {minutes:g} CPU minutes per run, n = {n}, seed = {seed}",
+        "",
+        head,
+        "|" + " --- |" * head.count(" |"),
+    ]
     for r in rows:
-        lik = "—" if r["likelihood"] is None else (f"{r['likelihood']:.3f} {UNITS[r['likelihood_unit']]}"
-                                                     f"{' (bound)' if r['likelihood_kind'] == 'bound' else ''}")
-        cells = [r["name"], r["method"], *(_cell(r[k]) for k in COLUMNS), lik, _cell(r["nfe"]),
-                 _cell(r["ms_per_sample"]), _cell(r["train_minutes"], 2), f"{r['steps']}/{r['planned_steps']}"]
+        lik = (
+            "—"
+            if r["likelihood"] is None
+            else (
+                f"{r['likelihood']:.3f} {UNITS[r['likelihood_unit']]}"
+                f"{' (bound)' if r['likelihood_kind'] == 'bound' else ''}"
+            )
+        )
+        cells = [
+            r["name"],
+            r["method"],
+            *(_cell(r[k]) for k in COLUMNS),
+            lik,
+            _cell(r["nfe"]),
+            _cell(r["ms_per_sample"]),
+            _cell(r["train_minutes"], 2),
+            f"{r['steps']}/{r['planned_steps']}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "likelihood: bits/dim of held-out data (nats/dim for vectors), from eval.json; '(bound)' = an "
-              "upper bound on bits/dim (ELBO). steps: done / planned from the calibration; a token prior's train "
-              "minutes include its tokenizer's, which gets no row of its own. ms/sample includes "
-              f"loading the checkpoint. torch threads: {torch.get_num_threads()}."]
+    lines += [
+        "",
+        "likelihood: bits/dim of held-out data (nats/dim for vectors), from eval.json; '(bound)' = an "
+        "upper bound on bits/dim (ELBO). steps: done / planned from the calibration; a token prior's train "
+        "minutes include its tokenizer's, which gets no row of its own. ms/sample: sampling "
+        f"only (the run already loaded). torch threads: {torch.get_num_threads()}.",
+    ]
     return "\n".join(lines) + "\n"
 
 
 def plot(rows: list[dict], path: Path) -> None:
     """FD against ms per sample (log scale), one labelled point per run."""
-    import matplotlib.pyplot as plt
+    from genlab.plots import pyplot
 
-    from genlab import plots  # noqa: F401  (selects the Agg backend)
-
+    plt = pyplot()  # Agg backend
     fig, ax = plt.subplots(figsize=(5.5, 4), dpi=100)
     for r in rows:
         if r["fd"] is not None and r["ms_per_sample"]:
@@ -169,12 +198,20 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_ylabel("FD (genlab features, lower is better)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
 
 
-def compare(recipes: list[str], *, budget_minutes: float = 5.0, out: str | Path = "runs/compare", n: int = 1000,
-            seed: int = 0, progress: bool = True) -> Path:
+def compare(
+    recipes: list[str],
+    *,
+    budget_minutes: float = 5.0,
+    out: str | Path = "runs/compare",
+    n: int = 1000,
+    seed: int = 0,
+    progress: bool = True,
+) -> Path:
     """Train every recipe into OUT/<name> for the same budget, evaluate each alike; write OUT/compare.{md,json,png}."""
     from genlab.evaluate import evaluate
 
@@ -200,8 +237,10 @@ def compare(recipes: list[str], *, budget_minutes: float = 5.0, out: str | Path 
         torch.manual_seed(seed)  # bounds estimated by sampling (the VAE's ELBO) are reproducible
         report = json.loads(evaluate(run, out=run / "eval", n=n, seed=seed).read_text())
         rows.append(row(name, record, report))
-    (out / "compare.json").write_text(json.dumps({"budget_minutes": budget_minutes, "n": n, "seed": seed,
-                                                  "rows": rows}, indent=2) + "\n")
-    (out / "compare.md").write_text(markdown(rows, minutes=budget_minutes, n=n, seed=seed))
+    atomic_write_text(
+        out / "compare.json",
+        json.dumps({"budget_minutes": budget_minutes, "n": n, "seed": seed, "rows": rows}, indent=2) + "\n",
+    )
+    atomic_write_text(out / "compare.md", markdown(rows, minutes=budget_minutes, n=n, seed=seed))
     plot(rows, out / "compare.png")
     return out / "compare.md"

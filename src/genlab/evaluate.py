@@ -8,7 +8,6 @@ out). The maths lives in `genlab.metrics`; see `genlab.metrics.report` for what 
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from pathlib import Path
@@ -27,10 +26,12 @@ from genlab.data.shapes import ShapesConfig
 from genlab.data.toy2d import SAMPLERS as TOY_NAMES
 from genlab.data.toy2d import Toy2DConfig
 from genlab.errors import GenlabError
+from genlab.methods.base import Method
 from genlab.metrics.features import FeatureNet, accuracy, fit_feature_net, save_feature_net
 from genlab.metrics.inception import inception_feature_net
 from genlab.metrics.output import write_report
 from genlab.metrics.report import evaluate_sets
+from genlab.runs import Run, load_run
 
 HELDOUT_FRACTION = 0.1  # for folders and .npz files named by --data
 DATA_HELP = "digits, digits:SIZE, toy2d:NAME, shapes, shapes:N, an image folder or an .npz file"
@@ -45,14 +46,19 @@ def data_config(spec: str, *, like: torch.Tensor | None = None):
         return ShapesConfig(n=int(arg or 5000), labels=True)
     if name == "toy2d":
         if arg not in TOY_NAMES:
-            raise GenlabError(f"--data {spec}: unknown toy distribution; use toy2d:NAME with NAME one of "
-                              f"{', '.join(TOY_NAMES)}")
+            raise GenlabError(
+                f"--data {spec}: unknown toy distribution; use toy2d:NAME with NAME one of {', '.join(TOY_NAMES)}"
+            )
         return Toy2DConfig(name=arg)
     path = Path(spec).expanduser()
     if path.is_dir():
         image = like is not None and like.dim() == 4 and like.shape[1] in (1, 3)
-        return ImageFolderConfig(path=str(path), size=like.shape[-1] if image else None,
-                                 channels=like.shape[1] if image else 3, test_fraction=HELDOUT_FRACTION)
+        return ImageFolderConfig(
+            path=str(path),
+            size=like.shape[-1] if image else None,
+            channels=like.shape[1] if image else 3,
+            test_fraction=HELDOUT_FRACTION,
+        )
     if path.suffix == ".npz" and path.is_file():
         return ArraysConfig(path=str(path), test_fraction=HELDOUT_FRACTION)
     raise GenlabError(f"--data {spec}: unknown dataset (and no such folder or .npz file); use {DATA_HELP}")
@@ -71,13 +77,16 @@ def read_samples(path: str | Path, *, n: int | None) -> tuple[torch.Tensor, torc
         raise GenlabError(f"--samples {path}: file not found; write samples with 'genlab sample RUN -o FILE.npz'")
     arrays = read_npz(path)
     if ("images" in arrays) == ("x" in arrays):
-        raise GenlabError(f"{path}: needs exactly one of 'images' (uint8 N,H,W,C) or 'x' (float N,D); "
-                          f"has {sorted(arrays)}; write it with 'genlab sample -o FILE.npz'")
+        raise GenlabError(
+            f"{path}: needs exactly one of 'images' (uint8 N,H,W,C) or 'x' (float N,D); "
+            f"has {sorted(arrays)}; write it with 'genlab sample -o FILE.npz'"
+        )
     data = arrays["images"] if "images" in arrays else arrays["x"]
     data = data[..., None] if "images" in arrays and data.ndim == 3 else data
     if ("images" in arrays and (data.dtype != np.uint8 or data.ndim != 4)) or ("x" in arrays and data.ndim != 2):
-        raise GenlabError(f"{path}: 'images' must be uint8 (N, H, W, C) and 'x' float (N, D), got "
-                          f"{data.dtype} {data.shape}")
+        raise GenlabError(
+            f"{path}: 'images' must be uint8 (N, H, W, C) and 'x' float (N, D), got {data.dtype} {data.shape}"
+        )
     if data.dtype.kind == "f" and not np.isfinite(data).all():
         raise GenlabError(f"{path}: 'x' contains NaN or inf values; the sampler diverged, fix or drop those rows")
     if n is not None and n > len(data):
@@ -90,52 +99,63 @@ def read_samples(path: str | Path, *, n: int | None) -> tuple[torch.Tensor, torc
     return x, None if labels is None else torch.from_numpy(labels[:count].astype(np.int64))
 
 
-def sample_for_eval(run: str | Path, *, n: int, seed: int, **opts) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
+def sample_for_eval(run: Run, *, n: int, seed: int, **opts) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
     """(samples, labels, settings) from a run: classes cycled evenly; NFE and ms per sample measured."""
-    from genlab.checkpoint import find_checkpoint, read_checkpoint_config
-    from genlab.sampling import sample_run
-
-    _, step = read_checkpoint_config(find_checkpoint(run))
-    stats: dict = {}
     start = time.perf_counter()
-    x, labels = sample_run(run, n=n, seed=seed, stats=stats, **opts)
+    settings = run.resolve_settings(**opts)
+    samples = run.sample(n, seed=seed, settings=settings)
     ms = (time.perf_counter() - start) * 1000 / n
-    if not torch.isfinite(x).all():
-        raise GenlabError(f"{run}: the samples contain NaN/inf (the model diverged); retrain with a lower train.lr")
-    settings = {k: stats.get(k) for k in ("sampler", "steps", "grid", "guidance_scale", "eta", "nfe")}
-    return x.clamp(-1, 1) if x.dim() == 4 else x, labels, {
-        "source": "run", "run": str(run), "step": step, **settings, "ms_per_sample": round(ms, 3),
-        "ms_per_sample_note": "wall time of sample_run / n, including loading the checkpoint"}
+    x = samples.x
+    return (
+        x.clamp(-1, 1) if x.dim() == 4 else x,
+        samples.cond if torch.is_tensor(samples.cond) else None,
+        {
+            "source": "run",
+            "run": str(run.path),
+            "step": run.step,
+            **run.describe(settings, samples),
+            "ms_per_sample": round(ms, 3),
+            "ms_per_sample_note": "wall time of Run.sample / n (the run already loaded)",
+        },
+    )
 
 
-def heldout_likelihood(method, heldout: Dataset | None, *, n: int, seed: int = 0, **opts) -> dict:
+def heldout_likelihood(method: Method, heldout: Dataset | None, *, n: int, seed: int = 0, **opts) -> dict:
     """Mean log-likelihood of a seeded n-subset of the held-out split under `method`, in bits/dim for images
     (nats/dim for vectors), exact or a bound as the method says; {'kind': ..., 'reason': ...} when there is none.
-    opts go to `method.log_likelihood`, which also gets `stats` (a dict it may fill: nfe, estimator) if it takes it."""
-    kind = getattr(method, "likelihood", None)
-    for skip, reason in ((n == 0, "disabled (--likelihood-n 0)"), (kind is None, f"{type(method).__name__} defines "
-                         "no likelihood"), (heldout is None, "the data holds no test split")):
+    opts go to `method.log_likelihood`, which also fills `stats` (nfe, estimator)."""
+    kind = method.likelihood
+    for skip, reason in (
+        (n == 0, "disabled (--likelihood-n 0)"),
+        (kind is None, f"{method.kind} defines no likelihood"),
+        (heldout is None, "the data holds no test split"),
+    ):
         if skip:
             return {"kind": kind, "reason": reason}
     pick = torch.randperm(len(heldout), generator=torch.Generator().manual_seed(seed))[:n]
-    x, labels = heldout.x[pick], None  # unconditional density, also for class-conditional runs
+    x = heldout.x[pick]  # unconditional density, also for class-conditional runs
     stats: dict = {}
-    params = inspect.signature(method.log_likelihood).parameters
-    unknown = [k for k in opts if k not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values())]
-    if unknown:
-        raise GenlabError(f"{type(method).__name__}.log_likelihood takes no option {unknown[0]!r}; drop it")
-    extra = {"stats": stats} if "stats" in params else {}
     start = time.perf_counter()
-    lp = method.log_likelihood(x, labels, **extra, **opts).double().cpu()
+    lp = method.log_likelihood(x, None, stats=stats, **opts).double().cpu()
     per_dim = -lp / (math.prod(x.shape[1:]) * (math.log(2) if heldout.is_image else 1.0))
     unit = "bits_per_dim" if heldout.is_image else "nats_per_dim"
-    return {"kind": kind, unit: float(per_dim.mean()), f"{unit}_std_err": float(per_dim.std() / math.sqrt(len(lp))),
-            "nats": float(lp.mean()), "n": len(lp), "split": "test", "seed": seed, "conditioning": "unconditional",
-            "seconds": round(time.perf_counter() - start, 2), **stats, "reason": None}
+    return {
+        "kind": kind,
+        unit: float(per_dim.mean()),
+        f"{unit}_std_err": float(per_dim.std() / math.sqrt(len(lp))),
+        "nats": float(lp.mean()),
+        "n": len(lp),
+        "split": "test",
+        "seed": seed,
+        "conditioning": "unconditional",
+        "seconds": round(time.perf_counter() - start, 2),
+        **stats,
+        "reason": None,
+    }
 
 
 def evaluate(
-    run: str | Path | None = None,
+    run: str | Path | Run | None = None,
     *,
     samples: str | Path | None = None,
     data: str | None = None,
@@ -164,11 +184,12 @@ def evaluate(
     if run is not None:
         if data is not None:
             raise GenlabError("--data is for --samples; a run is always measured against its own dataset")
-        from genlab.checkpoint import find_checkpoint, read_checkpoint_config
-
-        cfg = read_checkpoint_config(find_checkpoint(run))[0].data
+        run = run if isinstance(run, Run) else load_run(run)
+        cfg = run.recipe.data
+        out = out or run.path / "eval"
+        if not run.method.generates or run.method.shows_reconstructions:
+            return evaluate_heldout(run, out=out, seed=seed, sampler_opts=sampler_opts)
         x, labels, settings = sample_for_eval(run, n=n or 1000, seed=seed, **sampler_opts)
-        out = out or Path(run) / "eval"
     else:
         if data is None:
             raise GenlabError(f"--samples needs --data DATASET ({DATA_HELP})")
@@ -178,13 +199,36 @@ def evaluate(
     report = evaluate_sets(x, labels, train=train, heldout=heldout, seed=seed, feature_net=features)
     report["settings"].update(settings)
     if run is not None:
-        from genlab.checkpoint import load_method
-
-        report["likelihood"] = heldout_likelihood(load_method(run)[1], heldout, n=likelihood_n, seed=seed,
-                                                  **(likelihood_opts or {}))
+        report["likelihood"] = heldout_likelihood(
+            run.method, heldout, n=likelihood_n, seed=seed, **(likelihood_opts or {})
+        )
     else:
         report["likelihood"] = {"kind": None, "reason": "samples file: no model to score the held-out data"}
     return write_report(report, x=x, labels=labels, train=train, out=out)
+
+
+def evaluate_heldout(run: Run, *, out: str | Path, seed: int, sampler_opts: dict) -> Path:
+    """eval.json / eval.md of a run that makes no samples (a tokenizer, a noisy classifier, a CLIP): the method's
+    own `heldout_metrics` on the test split of its data."""
+    given = sorted(k for k, v in sampler_opts.items() if v is not None)
+    if given:
+        raise GenlabError(f"a {run.method.kind} run makes no samples: --{given[0].replace('_', '-')} does not apply")
+    train, heldout = load_splits(run.recipe.data)
+    metrics = run.method.heldout_metrics(heldout if heldout is not None else train, seed=seed)
+    split = "test" if heldout is not None else "train (the data holds no test split)"
+    report = {
+        "settings": {
+            "source": "run",
+            "run": str(run.path),
+            "step": run.step,
+            "data": train.name,
+            "split": split,
+            "n": metrics.pop("n", None),
+            "seed": seed,
+        },
+        "metrics": metrics,
+    }
+    return write_report(report, x=None, labels=None, train=train, out=out)
 
 
 def train_features(data: str, *, out: str | Path | None = None, epochs: int = 40, seed: int = 0) -> tuple[Path, float]:
@@ -195,10 +239,19 @@ def train_features(data: str, *, out: str | Path | None = None, epochs: int = 40
     start = time.perf_counter()
     net = fit_feature_net(train.x, train.labels, num_classes=train.num_classes, epochs=epochs, seed=seed)
     acc = accuracy(net, heldout.x, heldout.labels)
-    info = {"name": f"{train.name}-cnn{net.num_features}", "dataset": data, "heldout_accuracy": acc,
-            "train_accuracy": accuracy(net, train.x, train.labels), "heldout_size": len(heldout),
-            "num_features": net.num_features, "feature": "penultimate layer (ReLU of linear 4w -> num_features)",
-            "parameters": sum(p.numel() for p in net.parameters()), "epochs": epochs, "seed": seed,
-            "train_seconds": round(time.perf_counter() - start, 1), "class_names": train.class_names}
+    info = {
+        "name": f"{train.name}-cnn{net.num_features}",
+        "dataset": data,
+        "heldout_accuracy": acc,
+        "train_accuracy": accuracy(net, train.x, train.labels),
+        "heldout_size": len(heldout),
+        "num_features": net.num_features,
+        "feature": "penultimate layer (ReLU of linear 4w -> num_features)",
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "epochs": epochs,
+        "seed": seed,
+        "train_seconds": round(time.perf_counter() - start, 1),
+        "class_names": train.class_names,
+    }
     path = save_feature_net(net, out or f"features-{train.name}.safetensors", info=info)
     return path, acc

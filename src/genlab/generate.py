@@ -10,10 +10,9 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-import torch
-
-from genlab.checkpoint import load_method
 from genlab.errors import GenlabError
+from genlab.runs import Run, load_run
+from genlab.settings import Samples
 
 SHIPPED = "shapes-t2i"
 
@@ -23,24 +22,21 @@ def shipped_run() -> Path:
     return Path(str(resources.files("genlab") / "assets" / SHIPPED))
 
 
-def generate(
-    prompt: str,
-    *,
-    n: int = 4,
-    steps: int = 16,
-    guidance_scale: float = 4.0,
-    seed: int = 0,
-    sampler: str | None = None,
-    run: str | Path | None = None,
-) -> torch.Tensor:
-    """n images (n, C, H, W) in [-1, 1] for `prompt` from `run` (default: the shipped checkpoint)."""
-    if not prompt.strip():
+def text_run(run: str | Path | Run | None = None) -> Run:
+    """A text-to-image run (default: the shipped checkpoint)."""
+    loaded = run if isinstance(run, Run) else load_run(run or shipped_run())
+    if not loaded.text_conditional:
+        raise GenlabError(f"{loaded.path} is a {loaded.recipe.method.kind!r} run, not text-to-image: use genlab sample")
+    return loaded
+
+
+def generate(prompt: str, *, n: int = 4, seed: int = 0, run: str | Path | Run | None = None, **settings) -> Samples:
+    """n images (n, C, H, W) in [-1, 1] for `prompt` from `run` (default: the shipped checkpoint); `settings` are
+    SampleSettings fields (steps, guidance_scale, sampler, ...), None keeps the run's recipe value."""
+    check_prompt(prompt)
+    return text_run(run).generate(prompt, n, seed=seed, **settings)
+
+
+def check_prompt(prompt: str) -> None:
+    if not isinstance(prompt, str) or not prompt.strip():
         raise GenlabError('give a non-empty prompt, e.g. genlab generate "a red circle above a blue square"')
-    if n < 1 or steps < 1:
-        raise GenlabError(f"--n and --steps must be >= 1, got n={n}, steps={steps}")
-    recipe, method, _ = load_method(run or shipped_run())
-    if recipe.method.kind != "latent_flow":
-        raise GenlabError(f"{run} is a {recipe.method.kind!r} run, not text-to-image: use genlab sample")
-    gen = torch.Generator().manual_seed(seed)
-    return method.sample(n, prompts=[prompt] * n, steps=steps, guidance_scale=guidance_scale,
-                         sampler=sampler or recipe.sample.sampler, grid=recipe.sample.grid, generator=gen)

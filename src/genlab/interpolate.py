@@ -10,16 +10,13 @@ function of the noise).
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from genlab.checkpoint import load_method
 from genlab.errors import GenlabError
-from genlab.models import data_shape
-from genlab.sampling import class_labels, write_samples
+from genlab.runs import Run, load_run, write_samples
 
 MODES = ("slerp", "lerp")
 STOCHASTIC = ("euler_maruyama", "edm")  # samplers that draw fresh noise on the way
@@ -47,45 +44,43 @@ def slerp(a: Tensor, b: Tensor, t: Tensor, *, eps: float = 1e-7) -> Tensor:
 
 
 def interpolate_run(
-    run: str | Path, *, n_rows: int = 6, steps: int = 8, label: int | None = None, mode: str = "slerp", seed: int = 0,
+    run: str | Path | Run,
+    *,
+    n_rows: int = 6,
+    steps: int = 8,
+    label: int | None = None,
+    mode: str = "slerp",
+    seed: int = 0,
 ) -> Tensor:
     """(n_rows * steps, C, H, W) images: row i decodes the path from z_a[i] to z_b[i] in `steps` points."""
     if mode not in MODES:
         raise GenlabError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     if n_rows < 1 or steps < 2:
         raise GenlabError(f"need --n-rows >= 1 and --steps >= 2, got {n_rows} and {steps}")
-    recipe, method, _ = load_method(run)
-    decode, draw = latent_decoder(recipe, method)
-    gen = torch.Generator(device=next(method.parameters()).device).manual_seed(seed)
-    z_a, z_b = draw(n_rows, gen), draw(n_rows, gen)
+    run = run if isinstance(run, Run) else load_run(run)
+    method, settings = run.method, run.settings
+    if not method.has_latent:
+        raise GenlabError(
+            f"method.kind={method.kind!r} has no latent space to interpolate: use a GAN, VAE, flow or diffusion run"
+        )
+    if "sampler" in method.sample_settings and (
+        settings.sampler in STOCHASTIC or (settings.sampler == "ddim" and settings.eta > 0)
+    ):
+        raise GenlabError(
+            f"sampler {settings.sampler!r} (eta={settings.eta}) is stochastic: "
+            "interpolation needs a deterministic one (set sample.sampler, e.g. heun)"
+        )
+    gen = torch.Generator().manual_seed(seed)
+    z_a, z_b = method.sample_latent(n_rows, gen), method.sample_latent(n_rows, gen)
     t = torch.linspace(0, 1, steps, device=z_a.device)
     z = (slerp if mode == "slerp" else lerp)(z_a, z_b, t).flatten(0, 1)  # (n_rows * steps, ...)
-    labels = class_labels(n_rows, getattr(recipe.model, "num_classes", 0) or 0, label)
+    labels = run.conditions(n_rows, label=label)
+    cond = labels.repeat_interleave(steps) if torch.is_tensor(labels) else None
     with torch.no_grad():
-        return decode(z, None if labels is None else labels.repeat_interleave(steps))
+        return method.decode(z, cond, settings=settings)
 
 
-def latent_decoder(recipe, method):
-    """(decode(z, label) -> images, draw(n, generator) -> z) for a method with a Gaussian latent or initial noise."""
-    if all(hasattr(method, a) for a in ("latent_shape", "sample_latent", "decode")):
-        return method.decode, method.sample_latent
-    if "noise" not in inspect.signature(method.sample).parameters:
-        raise GenlabError(
-            f"method.kind={recipe.method.kind!r} has no latent space to interpolate: "
-            "use a GAN, VAE, flow or diffusion run"
-        )
-    settings = {k: getattr(recipe.sample, k) for k in ("sampler", "steps", "grid", "guidance_scale", "eta")}
-    if settings["sampler"] in STOCHASTIC or (settings["sampler"] == "ddim" and settings["eta"] > 0):
-        raise GenlabError(f"sampler {settings['sampler']!r} (eta={settings['eta']}) is stochastic: "
-                          "interpolation needs a deterministic one (set sample.sampler, e.g. heun)")
-    shape = data_shape(recipe.model)
-    return (
-        lambda z, label: method.sample(len(z), label=label, noise=z, **settings),
-        lambda n, gen: torch.randn((n, *shape), generator=gen, device=gen.device),
-    )
-
-
-def write_interpolation(run: str | Path, out: str | Path, *, steps: int = 8, **opts) -> Path:
+def write_interpolation(run: str | Path | Run, out: str | Path, *, steps: int = 8, **opts) -> Path:
     """Render `interpolate_run` as a PNG grid, one interpolation per row."""
     if Path(out).suffix != ".png":
         raise GenlabError(f"-o {out}: interpolations are written as a .png grid")

@@ -100,13 +100,18 @@ def _dopri5(f: Callable, x: Tensor, ts: Tensor, *, rtol: float, atol: float) -> 
 
 
 def _check(solver: str, divergence: str, probe: str, probes: int, t_min: float, steps: int) -> None:
-    for name, value, allowed in (("solver", solver, SOLVERS), ("divergence", divergence, DIVERGENCES),
-                                 ("probe", probe, PROBES)):
+    for name, value, allowed in (
+        ("solver", solver, SOLVERS),
+        ("divergence", divergence, DIVERGENCES),
+        ("probe", probe, PROBES),
+    ):
         if value not in allowed:
             raise GenlabError(f"likelihood {name} {value!r} is unknown: use one of {', '.join(allowed)}")
     if probes < 1 or steps < 1 or not 0.0 <= t_min < 1.0:
-        raise GenlabError(f"likelihood needs probes >= 1, steps >= 1 and 0 <= t_min < 1; got probes={probes}, "
-                          f"steps={steps}, t_min={t_min}")
+        raise GenlabError(
+            f"likelihood needs probes >= 1, steps >= 1 and 0 <= t_min < 1; got probes={probes}, "
+            f"steps={steps}, t_min={t_min}"
+        )
 
 
 def log_likelihood(
@@ -139,9 +144,11 @@ def log_likelihood(
     kind = divergence if divergence != "auto" else ("exact" if dim <= EXACT_MAX_DIM else "hutchinson")
     denoise = as_denoiser(fn, path, target)
     vel = lambda x_t, t: velocity(path, t, *denoise(x_t, t))  # noqa: E731
-    div_fn = divergence_fn(vel, divergence=kind, probes=probes, probe=probe,
-                           generator=torch.Generator().manual_seed(seed))
-    counted = CountNFE(lambda x_t, t: div_fn(x_t, t.to(x_t.dtype).expand(x_t.shape[0])))
+    div_fn = divergence_fn(
+        vel, divergence=kind, probes=probes, probe=probe, generator=torch.Generator().manual_seed(seed)
+    )
+    # the grid stays in float64 on the CPU (exact step sizes); each time becomes a batch on x's device and dtype
+    counted = CountNFE(lambda x_t, t: div_fn(x_t, t.to(x_t.device, x_t.dtype).expand(x_t.shape[0])))
     ts = torch.linspace(t_min, 1.0, steps + 1, dtype=torch.float64)
     if solver == "rk4":
         x1, integral = _rk4(counted, x, ts)
@@ -150,9 +157,14 @@ def log_likelihood(
     b1 = float(path.b(torch.ones(1, dtype=torch.float64)))
     prior = -0.5 * (x1.double().flatten(1) ** 2).sum(1) / b1**2 - dim * math.log(b1 * math.sqrt(2 * math.pi))
     if stats is not None:
-        stats.update(nfe=counted.nfe, divergence=kind, solver=solver, t_min=t_min,
-                     **({"probes": probes, "probe": probe} if kind == "hutchinson" else {}),
-                     **({"steps": steps} if solver == "rk4" else {"rtol": rtol, "atol": atol}))
+        stats.update(
+            nfe=counted.nfe,
+            divergence=kind,
+            solver=solver,
+            t_min=t_min,
+            **({"probes": probes, "probe": probe} if kind == "hutchinson" else {}),
+            **({"steps": steps} if solver == "rk4" else {"rtol": rtol, "atol": atol}),
+        )
     return prior + integral
 
 

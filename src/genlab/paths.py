@@ -6,6 +6,12 @@
 Any prediction turns into (x̂, ε̂) by inverting [[a, b], [c, d]]; samplers need only (x̂, ε̂).
 Presets: rectified (CondOT), VP cosine, VP with DDPM's discrete linear-β table, VE (EDM σ range).
 Time sampling for training and loss weights live here too, chosen by name.
+
+Training times: t = shift(g(u)) with u ~ U(0, 1), g = identity (uniform) or g(u) = σ(m + s·Φ⁻¹(u)) (logit-normal)
+and SD3's shift(t) = k·t / (1 + (k − 1)·t). g and shift increase, so F(t) = P(T ≤ t) = G(shift⁻¹(t)) with G the
+CDF of g(u), and the law restricted to [t_min, t_max] is t = shift(g(u)) with u ~ U(F(t_min), F(t_max)): the
+density inside is the untruncated one renormalised, with no point mass at the ends (a clamp would put all the
+mass outside at t_min and t_max).
 """
 
 from __future__ import annotations
@@ -233,24 +239,49 @@ class TimeSampling:
     mean: float = 0.0
     std: float = 1.0
     shift: float = 1.0  # t ↦ s·t / (1 + (s − 1)·t); s > 1 moves mass towards noise (Esser et al. 2024)
-    t_min: float = 0.0  # clamp, e.g. to keep VP ε-prediction away from t = 0
-    t_max: float = 1.0
+    t_min: float = 0.0  # the law is truncated to [t_min, t_max] (renormalised), e.g. to keep VP ε-prediction
+    t_max: float = 1.0  # away from t = 0
 
 
 def shift_time(t: Tensor, shift: float) -> Tensor:
     return shift * t / (1 + (shift - 1) * t)
 
 
-def sample_time(cfg: TimeSampling, n: int, *, generator: torch.Generator | None = None, device=None) -> Tensor:
+def unshift_time(t: Tensor, shift: float) -> Tensor:
+    """The inverse of shift_time: t = k·t₀ / (1 + (k − 1)·t₀)  ⇔  t₀ = t / (k − (k − 1)·t)."""
+    return t / (shift - (shift - 1) * t)
+
+
+def time_cdf(cfg: TimeSampling, t: Tensor) -> Tensor:
+    """F(t) = P(T ≤ t) of the untruncated training-time law (t in [0, 1])."""
+    t0 = unshift_time(t, cfg.shift)
     if cfg.kind == "uniform":
-        t = torch.rand(n, generator=generator, device=device)
-    elif cfg.kind == "logit_normal":
-        t = torch.sigmoid(cfg.mean + cfg.std * torch.randn(n, generator=generator, device=device))
-    else:
+        return t0
+    z = (torch.logit(t0) - cfg.mean) / cfg.std  # logit(0) = −inf, logit(1) = +inf: F = 0 and 1
+    return 0.5 * (1 + torch.erf(z / math.sqrt(2)))
+
+
+def _from_quantile(cfg: TimeSampling, u: Tensor) -> Tensor:
+    """F⁻¹(u): the time at quantile u."""
+    t0 = u if cfg.kind == "uniform" else torch.sigmoid(cfg.mean + cfg.std * math.sqrt(2) * torch.erfinv(2 * u - 1))
+    return shift_time(t0, cfg.shift)
+
+
+def sample_time(cfg: TimeSampling, n: int, *, generator: torch.Generator | None = None, device=None) -> Tensor:
+    """n training times (float32, on `device`) from the law of `cfg`, truncated to [t_min, t_max]."""
+    if cfg.kind not in ("uniform", "logit_normal"):
         raise GenlabError(f"method.time.kind: unknown {cfg.kind!r}, use 'uniform' or 'logit_normal'")
-    if cfg.shift != 1.0:
-        t = shift_time(t, cfg.shift)
-    return t.clamp(cfg.t_min, cfg.t_max)
+    where = device if generator is None else generator.device  # drawn on the generator's device, then moved
+    if cfg.t_min <= 0.0 and cfg.t_max >= 1.0:  # no truncation: the direct draw
+        if cfg.kind == "uniform":
+            t = torch.rand(n, generator=generator, device=where).to(device)
+        else:
+            t = torch.sigmoid(cfg.mean + cfg.std * torch.randn(n, generator=generator, device=where).to(device))
+        return shift_time(t, cfg.shift) if cfg.shift != 1.0 else t
+    ends = torch.tensor([cfg.t_min, cfg.t_max], dtype=torch.float64, device=device)
+    lo, hi = time_cdf(cfg, ends).unbind()
+    u = lo + (hi - lo) * torch.rand(n, generator=generator, device=where, dtype=torch.float64).to(device)
+    return _from_quantile(cfg, u).clamp(cfg.t_min, cfg.t_max).float()  # the clamp only absorbs rounding
 
 
 # ----------------------------------------------------------------------------- loss weights

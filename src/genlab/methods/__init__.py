@@ -13,19 +13,33 @@ from genlab.methods.token_prior import TokenPriorConfig, TokenPriorMethod
 from genlab.methods.vae import VAEConfig, VAEMethod
 from genlab.methods.vqvae import VQVAEConfig, VQVAEMethod
 
-METHOD_CONFIGS = {"gan": GANConfig, "flow": FlowConfig, "noisy_classifier": NoisyClassifierConfig,
-                  "pixelcnn": PixelCNNMethodConfig, "vqvae": VQVAEConfig, "token_prior": TokenPriorConfig,
-                  "vae": VAEConfig, "gmm": GMMConfig,
-                  "autoencoder": AutoencoderMethodConfig, "latent_flow": LatentFlowConfig, "clip": ClipMethodConfig}
-METHODS = {"gan": GANMethod, "flow": FlowMethod, "noisy_classifier": NoisyClassifier,
-           "pixelcnn": PixelCNNMethod, "vqvae": VQVAEMethod, "token_prior": TokenPriorMethod,
-           "vae": VAEMethod, "gmm": GMMMethod,
-           "autoencoder": AutoencoderMethod, "latent_flow": LatentFlowMethod, "clip": ClipMethod}
+METHOD_CONFIGS = {
+    "gan": GANConfig,
+    "flow": FlowConfig,
+    "noisy_classifier": NoisyClassifierConfig,
+    "pixelcnn": PixelCNNMethodConfig,
+    "vqvae": VQVAEConfig,
+    "token_prior": TokenPriorConfig,
+    "vae": VAEConfig,
+    "gmm": GMMConfig,
+    "autoencoder": AutoencoderMethodConfig,
+    "latent_flow": LatentFlowConfig,
+    "clip": ClipMethodConfig,
+}
+METHODS = {
+    "gan": GANMethod,
+    "flow": FlowMethod,
+    "noisy_classifier": NoisyClassifier,
+    "pixelcnn": PixelCNNMethod,
+    "vqvae": VQVAEMethod,
+    "token_prior": TokenPriorMethod,
+    "vae": VAEMethod,
+    "gmm": GMMMethod,
+    "autoencoder": AutoencoderMethod,
+    "latent_flow": LatentFlowMethod,
+    "clip": ClipMethod,
+}
 
+# methods are built by genlab.runs.build_method, which also hands them their frozen parts
 
-def build_method(recipe) -> Method:
-    """The method a resolved recipe describes (its networks built from recipe.model)."""
-    return METHODS[recipe.method.kind](recipe.method, recipe.model)
-
-
-__all__ = ["METHOD_CONFIGS", "METHODS", "Method", "build_method"]
+__all__ = ["METHOD_CONFIGS", "METHODS", "Method"]

@@ -15,26 +15,30 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from genlab.constraints import Count, NonNegFloat, PositiveInt
 from genlab.errors import GenlabError
-from genlab.methods.base import Method
+from genlab.methods.base import Method, randn
 from genlab.methods.gan import disc_loss, frozen, gen_loss
 from genlab.models.autoencoder import Autoencoder, PatchDiscriminator, kl_to_standard, latent_scale, psnr
+from genlab.settings import DEFAULT_SETTINGS, Callback, Samples, SampleSettings
 
 
 @dataclass
 class AutoencoderMethodConfig:
     kind: str = "autoencoder"
     reconstruction: Literal["l1", "l2"] = "l1"
-    kl_weight: float = 1e-4  # on the KL in nats per pixel
-    adv_weight: float = 0.05
+    kl_weight: NonNegFloat = 1e-4  # on the KL in nats per pixel
+    adv_weight: NonNegFloat = 0.05
     adv_loss: Literal["hinge", "non_saturating"] = "hinge"
-    disc_start: int = 500  # trainer step at which the adversarial terms switch on
-    disc_channels: int = 32
-    disc_layers: int = 2
-    calibration_images: int = 2048  # training images used for the latent scale factor
+    disc_start: Count = 500  # trainer step at which the adversarial terms switch on
+    disc_channels: PositiveInt = 32
+    disc_layers: PositiveInt = 2
+    calibration_images: PositiveInt = 2048  # training images used for the latent scale factor
 
 
 class AutoencoderMethod(Method):
+    sampled_by = "decoding prior draws (one pass)"
+
     def __init__(self, cfg: AutoencoderMethodConfig, model_cfg):
         super().__init__()
         if model_cfg.kind != "autoencoder":
@@ -52,7 +56,7 @@ class AutoencoderMethod(Method):
         return self.cfg.adv_weight > 0 and self.step >= self.cfg.disc_start
 
     def _posterior_sample(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        mean, logvar = self.ae.encode(x)
+        mean, logvar = (v.float() for v in self.ae.encode(x))  # fp32 under bf16 autocast (noise, KL)
         return mean + (0.5 * logvar).exp() * torch.randn_like(mean), mean, logvar
 
     def loss(self, batch: dict, group: str = "model") -> tuple[Tensor, dict]:
@@ -93,9 +97,15 @@ class AutoencoderMethod(Method):
         return self.ae(x).clamp(-1, 1)
 
     @torch.no_grad()
-    def sample(self, n: int, *, label: Tensor | None = None, generator: torch.Generator | None = None,
-               **opts) -> Tensor:
+    def sample(
+        self,
+        n: int,
+        *,
+        cond: Tensor | None = None,
+        settings: SampleSettings = DEFAULT_SETTINGS,
+        generator: torch.Generator | None = None,
+        callback: Callback | None = None,
+    ) -> Samples:
         """Decodes of z ~ N(0, I) / scale_factor (the latent prior a second stage is fitted to)."""
-        device = self.ae.scale_factor.device
-        z = torch.randn((n, *self.latent_shape), generator=generator, device=device)
-        return self.ae.decode(z / self.ae.scale_factor).clamp(-1, 1)
+        z = randn((n, *self.latent_shape), generator=generator, device=self.device)
+        return Samples(self.ae.decode(z / self.ae.scale_factor).clamp(-1, 1), 1, self.sampled_by)

@@ -1,14 +1,28 @@
-"""The contract every family implements, so that one trainer serves them all.
+"""The contract every family implements, so that one trainer, one run layer and one evaluator serve them all.
 
 A method owns its networks and says how they learn (`loss` per optimizer group, which the trainer
-steps in turn) and how they sample. Randomness comes from torch's global generator, which the
-trainer seeds from (seed, step, group, micro-batch) before each loss call.
+steps in turn) and how they sample (`sample(n, cond=..., settings=...) -> Samples`). Randomness comes from
+torch's global generator, which the trainer seeds from (seed, step, group, micro-batch) before each loss call.
+Everything the trainer, the run layer, the evaluator and the CLI ask of a method is declared here, with a
+default: nobody probes a method with `hasattr`. A method builds on frozen parts (a tokenizer, an autoencoder,
+a text encoder run) only through `frozen_parts`: the run layer loads them and hands them to the constructor,
+so methods never read checkpoints or recipes themselves.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
+
+from genlab.errors import GenlabError
+from genlab.settings import DEFAULT_SETTINGS, Callback, Samples, SampleSettings
+
+#: the settings every ODE/SDE-sampled family reads
+ODE_SETTINGS = frozenset({"sampler", "steps", "grid", "guidance_scale", "eta"})
+#: the settings autoregressive families read
+AR_SETTINGS = frozenset({"temperature", "top_k", "top_p"})
 
 
 def drop_labels(label: Tensor | None, num_classes: int, p: float) -> Tensor | None:
@@ -20,13 +34,51 @@ def drop_labels(label: Tensor | None, num_classes: int, p: float) -> Tensor | No
     return torch.where(drop, torch.full_like(label, num_classes), label)
 
 
+def randn(shape: tuple[int, ...], *, generator: torch.Generator | None, device) -> Tensor:
+    """Standard normal noise drawn from `generator` on the generator's own device, then moved to `device`: a
+    CPU generator gives the same noise whether the method runs on the CPU or a GPU."""
+    where = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=where).to(device)
+
+
 class Method(nn.Module):
     #: what `log_likelihood` returns: "exact", "bound" (a lower bound such as the ELBO) or None (undefined)
     likelihood: str | None = None
     #: False for auxiliary methods that make no data (a noisy classifier): the trainer writes no sample grid
     generates: bool = True
+    #: the SampleSettings fields `sample` reads; the run layer refuses any other setting a user sets
+    sample_settings: frozenset[str] = frozenset()
+    #: how `sample` works, in words, when it uses no ODE/SDE sampler ("generator (one pass)")
+    sampled_by: str = ""
+    #: the trainer's grid shows real images over their `reconstruct`ions (a tokenizer makes no samples)
+    shows_reconstructions: bool = False
+    #: the method has a Gaussian latent (or initial noise) that `sample_latent` draws and `decode` maps to data
+    has_latent: bool = False
+    #: classes of a class-conditional method (0: unconditional); `cond` then holds labels in [0, num_classes)
+    num_classes: int = 0
     #: the trainer's step, set before each step (warm-ups such as an adversarial term's start read it)
     step: int = 0
+
+    @classmethod
+    def frozen_parts(cls, cfg: Any) -> dict[str, tuple[str, str]]:
+        """{name: (run folder, method kind)} of the genlab runs this method builds on, read from its config.
+
+        The run layer loads each one when a run is created, hands the methods to the constructor as `parts`, and
+        records their recipes in `cfg.frozen[name]`, so that a saved run rebuilds them from its own checkpoint."""
+        return {}
+
+    @property
+    def device(self) -> torch.device:
+        """Where the method's tensors live (its first parameter or buffer)."""
+        for t in (*self.parameters(), *self.buffers()):
+            return t.device
+        return torch.device("cpu")
+
+    @property
+    def kind(self) -> str:
+        return getattr(getattr(self, "cfg", None), "kind", type(self).__name__)
+
+    # -- learning
 
     def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
         """{'model': [...]} or several groups (e.g. {'gen': ..., 'disc': ...}), stepped in order.
@@ -43,19 +95,80 @@ class Method(nn.Module):
         """Closed-form methods: update the buffers from the summed statistics (step size `rate`); logs."""
         raise NotImplementedError
 
+    # -- buffers that follow batch statistics in a gradient method (a VQ-VAE's EMA codebook)
+    def pending_statistics(self) -> dict[str, Tensor]:
+        """Additive statistics this step's training `loss` calls gathered (then cleared); {} for none. The trainer
+        sums them over processes and calls `update(sums, rate=lr)` once per optimizer step, after the groups."""
+        return {}
+
     def loss(self, batch: dict, group: str) -> tuple[Tensor, dict]:
         """Scalar loss for `group` on one micro-batch, plus detached scalars to log."""
         raise NotImplementedError
 
-    def sample(self, n: int, *, label: Tensor | None = None, **opts) -> Tensor:
-        """n samples (images in [-1, 1] as (n, C, H, W), vectors as (n, D))."""
-        raise NotImplementedError
+    def calibrate(self, data: Any) -> None:
+        """Set data-dependent buffers (an autoencoder's latent scale) before a checkpoint is saved; default none."""
 
-    def log_likelihood(self, x: Tensor, label: Tensor | None = None) -> Tensor:
+    # -- sampling
+
+    def sample(
+        self,
+        n: int,
+        *,
+        cond: Any = None,
+        settings: SampleSettings = DEFAULT_SETTINGS,
+        generator: torch.Generator | None = None,
+        callback: Callback | None = None,
+    ) -> Samples:
+        """n samples (images in [-1, 1] as (n, C, H, W), vectors as (n, D)) and the NFE they took.
+
+        `cond`: class labels (n,) for class-conditional methods (None: unconditional / the method's choice),
+        prompts (a list of n strings) for text-conditional ones."""
+        raise GenlabError(f"a {self.kind} run makes no samples")
+
+    def check_settings(self, names: set[str] | frozenset[str]) -> None:
+        """Refuse sample settings the user set that `sample` does not read."""
+        unused = sorted(set(names) - self.sample_settings)
+        if unused:
+            how = f"samples by {self.sampled_by}" if self.sampled_by else "takes no such setting"
+            flag = "--" + unused[0].replace("_", "-")
+            raise GenlabError(f"{self.kind} {how}: {flag} does not apply (drop it)")
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """The latent (or initial noise) z of n samples (has_latent methods)."""
+        raise GenlabError(f"method.kind={self.kind!r} has no latent space: use a GAN, VAE, flow or diffusion run")
+
+    def decode(self, z: Tensor, cond: Any = None, *, settings: SampleSettings = DEFAULT_SETTINGS) -> Tensor:
+        """The samples that latents z map to (has_latent methods; deterministic)."""
+        raise GenlabError(f"method.kind={self.kind!r} has no latent space: use a GAN, VAE, flow or diffusion run")
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """x through the method's encoder and decoder (shows_reconstructions methods)."""
+        raise GenlabError(f"method.kind={self.kind!r} does not reconstruct its input")
+
+    @torch.no_grad()
+    def heldout_metrics(self, data: Any, *, seed: int = 0) -> dict[str, float]:
+        """What `genlab eval` measures on held-out data for a method that makes no samples (generates=False or
+        shows_reconstructions): by default the reconstruction PSNR (dB, images in [-1, 1])."""
+        if not self.shows_reconstructions:
+            return {}
+        x = data.x[:1000].to(self.device)
+        mse = torch.cat([(self.reconstruct(c) - c).pow(2).flatten(1).mean(1) for c in x.split(256)])
+        return {"psnr_db": float(10 * torch.log10(4.0 / mse.clamp_min(1e-12)).mean()), "n": len(x)}
+
+    # -- likelihood
+
+    def log_likelihood(self, x: Tensor, cond: Any = None, *, stats: dict | None = None, **opts: Any) -> Tensor:
         """log p(x) in nats, one value per sample (a lower bound when `likelihood == "bound"`).
 
         Images (x in [-1, 1] on the 8-bit grid): the log-probability of x's 8-bit bin, so that
         bits/dim = -value / (D·ln 2) compares across families; a continuous density p adds
         D·log(2/255), the bin width of pixel u at x = u/127.5 − 1 (uniform dequantization). Vectors: the log-density.
+        `stats`, when a dict, receives how the value was computed (NFE, estimator); `opts` are method options.
         """
-        raise NotImplementedError(f"{type(self).__name__} defines no likelihood")
+        raise GenlabError(f"{self.kind} defines no likelihood")
+
+
+def no_options(method: Method, opts: dict) -> None:
+    """For methods whose log_likelihood takes no options."""
+    if opts:
+        raise GenlabError(f"{method.kind}'s likelihood takes no option {next(iter(opts))!r}; drop it")

@@ -10,25 +10,28 @@ encoder (recipe `model.kind: unet`; its `num_classes` is the number of outputs) 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genlab.constraints import PositiveFloat
 from genlab.errors import GenlabError
 from genlab.methods.base import Method
 from genlab.models import data_shape
 from genlab.models.layers import ConditionEmbedding
 from genlab.models.unet import Block, UNetConfig
 from genlab.paths import TimeSampling, bcast, get_path, sample_time
+from genlab.settings import Samples
 
 
 @dataclass
 class NoisyClassifierConfig:
     kind: str = "noisy_classifier"
-    path: str = "rectified"  # rectified | vp_cosine | vp_ddpm | ve: must match the runs it guides
+    path: Literal["rectified", "vp_cosine", "vp_ddpm", "ve"] = "rectified"  # must match the runs it guides
     time: TimeSampling = field(default_factory=TimeSampling)
-    sigma_data: float = 0.5
+    sigma_data: PositiveFloat = 0.5
 
 
 class EncoderClassifier(nn.Module):
@@ -79,6 +82,21 @@ class NoisyClassifier(Method):
         self.shape = data_shape(model_cfg)
         self.num_classes = model_cfg.num_classes
 
+    @torch.no_grad()
+    def heldout_metrics(self, data, *, seed: int = 0) -> dict[str, float]:
+        """Held-out accuracy of the labels from x_t at t = 0, 0.2, ..., 1 (one seeded noise draw per t)."""
+        if data.labels is None:
+            raise GenlabError("the held-out data has no labels: a noisy classifier is measured on labelled data")
+        gen = torch.Generator().manual_seed(seed)
+        x, y = data.x[:2000].to(self.device), data.labels[:2000].to(self.device)
+        out: dict[str, float] = {"n": len(x)}
+        for t_value in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
+            t = torch.full((len(x),), t_value, device=x.device)
+            eps = torch.randn(x.shape, generator=gen).to(x.device)
+            x_t = bcast(self.path.a(t), x) * x + bcast(self.path.b(t), x) * eps
+            out[f"accuracy_t{t_value:g}"] = float((self.logits(x_t, t).argmax(1) == y).float().mean())
+        return out
+
     def logits(self, x_t: Tensor, t: Tensor) -> Tensor:
         """Unnormalised log p(y | x_t) (B, num_classes) at path time t (B,)."""
         a, b = self.path.a(t), self.path.b(t)
@@ -96,6 +114,8 @@ class NoisyClassifier(Method):
         accuracy = (logits.argmax(1) == label).float().mean()
         return loss, {"loss": loss.detach(), "accuracy": accuracy.detach()}
 
-    def sample(self, n: int, *, label: Tensor | None = None, **opts) -> Tensor:
-        raise GenlabError("a noisy_classifier run makes no samples: pass it to 'genlab sample RUN --classifier "
-                          "THIS_RUN' to guide a diffusion/flow run")
+    def sample(self, n: int, **_) -> Samples:
+        raise GenlabError(
+            "a noisy_classifier run makes no samples: pass it to 'genlab sample RUN --classifier "
+            "THIS_RUN' to guide a diffusion/flow run"
+        )

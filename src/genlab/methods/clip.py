@@ -16,16 +16,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genlab.constraints import PositiveFloat
 from genlab.errors import GenlabError
 from genlab.methods.base import Method
 from genlab.models.clip import CLIP, ClipConfig
+from genlab.settings import Samples
 
 
 @dataclass
 class ClipMethodConfig:
     kind: str = "clip"
-    init_temperature: float = 0.07
-    max_logit_scale: float = 100.0
+    init_temperature: PositiveFloat = 0.07
+    max_logit_scale: PositiveFloat = 100.0
 
 
 class ClipMethod(Method):
@@ -47,6 +49,28 @@ class ClipMethod(Method):
         """Unit text embeddings (B, width)."""
         return F.normalize(self.model.text(*self.model.text.tokenize(list(texts)))[1], dim=-1)
 
+    @torch.no_grad()
+    def heldout_metrics(self, data, *, seed: int = 0) -> dict[str, float]:
+        """Image→text top-1 over the distinct held-out captions and the mean CLIP score 100·max(cos, 0) of true
+        pairs vs seeded shuffled pairs."""
+        if data.texts is None:
+            raise GenlabError("the held-out data has no captions: a CLIP is measured on captioned data")
+        x, texts = data.x[:1000].to(self.device), list(data.texts[:1000])
+        u = torch.cat([self.embed_images(c) for c in x.split(256)])  # (N, D)
+        candidates = sorted(set(texts))
+        v = torch.cat([self.embed_texts(candidates[i : i + 256]) for i in range(0, len(candidates), 256)])
+        best = (u @ v.T).argmax(1).tolist()
+        true = torch.cat([self.embed_texts(texts[i : i + 256]) for i in range(0, len(texts), 256)])
+        perm = torch.randperm(len(texts), generator=torch.Generator().manual_seed(seed)).to(self.device)
+        score = lambda a, b: float(100 * (a * b).sum(-1).clamp_min(0).mean())  # noqa: E731
+        return {
+            "retrieval_top1": sum(candidates[b] == t for b, t in zip(best, texts)) / len(texts),
+            "candidates": len(candidates),
+            "clip_score_true": score(u, true),
+            "clip_score_shuffled": score(u, true[perm]),
+            "n": len(texts),
+        }
+
     def logits(self, u: Tensor, v: Tensor) -> Tensor:
         scale = self.logit_scale.clamp(max=math.log(self.cfg.max_logit_scale)).exp()
         return scale * u @ v.T  # (B_images, B_texts)
@@ -60,5 +84,5 @@ class ClipMethod(Method):
         acc = (logits.argmax(1) == target).float().mean()
         return loss, {"loss": loss.detach(), "acc_i2t": acc.detach(), "logit_scale": self.logit_scale.detach().exp()}
 
-    def sample(self, n: int, **opts) -> Tensor:
+    def sample(self, n: int, **_) -> Samples:
         raise GenlabError("a clip run is not generative: use it as a text encoder ('clip:RUN') or for CLIP score")

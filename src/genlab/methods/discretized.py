@@ -36,6 +36,7 @@ def discretized_gaussian_log_prob(x: Tensor, mean: Tensor, log_scale: Tensor) ->
     a = (x - HALF_BIN - mean) * inv  # standardised lower bin edge
     b = (x + HALF_BIN - mean) * inv  # standardised upper bin edge
     interior = _log_diff_ndtr(a, b)
-    out = torch.where(lower_edge, torch.special.log_ndtr(b), torch.where(upper_edge, torch.special.log_ndtr(-a),
-                                                                          interior))
+    out = torch.where(
+        lower_edge, torch.special.log_ndtr(b), torch.where(upper_edge, torch.special.log_ndtr(-a), interior)
+    )
     return out

@@ -11,31 +11,36 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import Tensor
 
+from genlab.constraints import PositiveFloat, Probability
+from genlab.errors import GenlabError
 from genlab.likelihood import dequantize, log_likelihood
-from genlab.methods.base import Method, drop_labels
+from genlab.methods.base import ODE_SETTINGS, Method, drop_labels, randn
 from genlab.models import build_model, data_shape
-from genlab.paths import TimeSampling, bcast, from_x_eps, get_path, loss_weight, sample_time
+from genlab.paths import TimeSampling, bcast, from_x_eps, get_path, loss_weight, sample_time, to_x_eps
 from genlab.samplers import guided, sample
+from genlab.settings import DEFAULT_SETTINGS, Callback, Samples, SampleSettings, StepInfo
 
 
 @dataclass
 class FlowConfig:
     kind: str = "flow"
-    path: str = "rectified"  # rectified | vp_cosine | vp_ddpm | ve
-    target: str = "flow"  # x | eps | v | flow
+    path: Literal["rectified", "vp_cosine", "vp_ddpm", "ve"] = "rectified"  # genlab.paths.PATHS
+    target: Literal["x", "eps", "v", "flow"] = "flow"  # genlab.paths.TARGETS
     time: TimeSampling = field(default_factory=TimeSampling)
-    loss_weight: str = "uniform"  # uniform | min_snr | edm
-    label_dropout: float = 0.1
-    sigma_data: float = 0.5
-
+    loss_weight: Literal["uniform", "min_snr", "edm"] = "uniform"
+    label_dropout: Probability = 0.1
+    sigma_data: PositiveFloat = 0.5
 
 
 class FlowMethod(Method):
     likelihood = "exact"
+    sample_settings = ODE_SETTINGS
+    has_latent = True
 
     def __init__(self, cfg: FlowConfig, model_cfg):
         super().__init__()
@@ -68,51 +73,79 @@ class FlowMethod(Method):
         """CFG label dropout (subclasses conditioned on other things, such as text, override this)."""
         return drop_labels(label, self.num_classes, self.cfg.label_dropout)
 
+    # -- sampling
+
+    def guidance_inputs(self, n: int, cond, device) -> tuple[Callable, Tensor | None, Tensor | None]:
+        """(net(x_t, t, c), c, null c) for classifier-free guidance of n samples conditioned on `cond` (labels)."""
+        if cond is None:
+            return self.net, None, None
+        if not self.num_classes:
+            raise GenlabError("this run is unconditional: drop the label")
+        label = torch.as_tensor(cond, device=device)
+        return self.net, label, torch.full_like(label, self.num_classes)
+
+    def finish(self, x: Tensor) -> Tensor:
+        """The sampler's output as data: images clamped to [-1, 1], vectors as they are (a latent method decodes)."""
+        return x.clamp(-1, 1) if x.dim() == 4 else x
+
     @torch.no_grad()
     def sample(
         self,
         n: int,
         *,
-        label: Tensor | None = None,
-        sampler: str = "heun",
-        steps: int = 16,
-        grid: str = "uniform",
-        guidance_scale: float = 1.0,
-        eta: float = 0.0,
+        cond=None,
+        settings: SampleSettings = DEFAULT_SETTINGS,
         generator: torch.Generator | None = None,
-        stats: dict | None = None,
+        callback: Callback | None = None,
         noise: Tensor | None = None,
         wrap: Callable[[Callable], Callable] | None = None,
-    ) -> Tensor:
+    ) -> Samples:
         """n samples from the initial `noise` (n, *shape) if given (latent interpolation), else fresh noise.
         `wrap` maps the (CFG-guided) prediction callable to another one, e.g. classifier guidance."""
-        device = next(self.parameters()).device
-        noise = torch.randn((n, *self.shape), generator=generator, device=device) if noise is None else noise.to(device)
-        if label is not None:
-            label = label.to(device)
-        null = None if label is None else torch.full_like(label, self.num_classes)
-        fn = guided(self.net, label, scale=guidance_scale, null_cond=null)
+        device = self.device
+        noise = randn((n, *self.shape), generator=generator, device=device) if noise is None else noise.to(device)
+        net, c, null = self.guidance_inputs(n, cond, device)
+        fn = guided(net, c, scale=settings.guidance_scale, null_cond=null)
         fn = fn if wrap is None else wrap(fn)
-        return sample(
-            fn, noise, sampler=sampler, steps=steps, path=self.path, target=self.cfg.target,
-            grid=grid, stats=stats, eta=eta, generator=generator,
+        if callback is not None:
+            fn = with_callback(fn, callback, path=self.path, target=self.cfg.target)
+        stats: dict = {}
+        x = sample(
+            fn,
+            noise,
+            sampler=settings.sampler,
+            steps=settings.steps,
+            path=self.path,
+            target=self.cfg.target,
+            grid=settings.grid,
+            stats=stats,
+            eta=settings.eta,
+            generator=generator,
         )
+        return Samples(self.finish(x), stats["nfe"])
+
+    def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """The initial noise of n samples: the latent of a deterministic sampler."""
+        return randn((n, *self.shape), generator=generator, device=self.device)
+
+    def decode(self, z: Tensor, cond=None, *, settings: SampleSettings = DEFAULT_SETTINGS) -> Tensor:
+        return self.sample(len(z), cond=cond, settings=settings, noise=z).x
 
     def log_likelihood(
         self,
         x: Tensor,
-        label: Tensor | None = None,
+        cond: Tensor | None = None,
         *,
         seed: int = 0,
         stats: dict | None = None,
         **opts,
     ) -> Tensor:
         """log p(x) (nats, (B,)) through the probability-flow ODE of the unguided model (genlab.likelihood;
-        opts: solver, steps, divergence, probes, ...). Unconditional (null class) unless `label` is given.
+        opts: solver, steps, divergence, probes, ...). Unconditional (null class) unless `cond` is given.
         Images: x plus uniform noise over its 8-bit bin (one seeded draw), + D·log(2/255)."""
-        device = next(self.parameters()).device
+        device = self.device
         x = x.to(device)
-        label = None if label is None else label.to(device)
+        label = None if cond is None else cond.to(device)
 
         def fn(x_t: Tensor, t: Tensor) -> Tensor:  # x_t holds k copies of the batch, stacked
             return self.net(x_t, t, None if label is None else label.repeat(len(x_t) // len(label)))
@@ -122,5 +155,19 @@ class FlowMethod(Method):
             x, offset = dequantize(x, generator=torch.Generator().manual_seed(seed))
             if stats is not None:
                 stats["dequantization"] = "uniform over the 8-bit bin (width 2/255), one draw, + D·log(2/255)"
-        return offset + log_likelihood(fn, x, path=self.path, target=self.cfg.target, seed=seed, stats=stats,
-                                       **opts)
+        return offset + log_likelihood(fn, x, path=self.path, target=self.cfg.target, seed=seed, stats=stats, **opts)
+
+
+def with_callback(fn: Callable, callback: Callback, *, path, target: str) -> Callable:
+    """`fn(x_t, t)` that also reports each evaluation to `callback` as a StepInfo (x̂ from the prediction)."""
+    count = 0
+
+    def reporting(x_t: Tensor, t: Tensor) -> Tensor:
+        nonlocal count
+        pred = fn(x_t, t)
+        x_hat = to_x_eps(path, target, x_t, t, pred)[0]
+        callback(StepInfo(step=count, total=None, t=float(t.reshape(-1)[0]), x_t=x_t, x_hat=x_hat))
+        count += 1
+        return pred
+
+    return reporting

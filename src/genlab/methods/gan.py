@@ -17,16 +17,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from genlab.constraints import NonNegFloat
 from genlab.errors import GenlabError
-from genlab.methods.base import Method
+from genlab.methods.base import Method, randn
 from genlab.models import build_model, data_shape
+from genlab.settings import DEFAULT_SETTINGS, Callback, Samples, SampleSettings
 
 
 @dataclass
 class GANConfig:
     kind: str = "gan"
     loss: Literal["non_saturating", "minimax", "hinge"] = "non_saturating"
-    r1_gamma: float = 0.0  # weight of the R1 penalty on real data (Mescheder et al. 2018); 0 disables
+    r1_gamma: NonNegFloat = 0.0  # weight of the R1 penalty on real data (Mescheder et al. 2018); 0 disables
 
 
 def disc_loss(kind: str, real: Tensor, fake: Tensor) -> Tensor:
@@ -58,6 +60,9 @@ def frozen(module: nn.Module):
 
 
 class GANMethod(Method):
+    sampled_by = "the generator (one pass)"
+    has_latent = True
+
     def __init__(self, cfg: GANConfig, model_cfg):
         super().__init__()
         if model_cfg.kind not in ("dcgan", "stylegan"):
@@ -91,8 +96,11 @@ class GANMethod(Method):
         x = x.detach().requires_grad_(self.cfg.r1_gamma > 0)
         real, fake = disc(x, label), disc(fake_x, label)  # (B,) logits each
         loss = disc_loss(self.cfg.loss, real, fake)
-        info = {"loss/disc": loss.detach(), "d_real": torch.sigmoid(real).mean().detach(),
-                "d_fake": torch.sigmoid(fake).mean().detach()}
+        info = {
+            "loss/disc": loss.detach(),
+            "d_real": torch.sigmoid(real).mean().detach(),
+            "d_fake": torch.sigmoid(fake).mean().detach(),
+        }
         if self.cfg.r1_gamma > 0:
             penalty = r1_penalty(real, x)
             loss = loss + 0.5 * self.cfg.r1_gamma * penalty
@@ -102,11 +110,11 @@ class GANMethod(Method):
     # -- the latent interface (shared with the VAE): z ~ sample_latent, x = decode(z, label)
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        device = next(self.parameters()).device
-        return torch.randn((n, *self.latent_shape), generator=generator, device=device)
+        return randn((n, *self.latent_shape), generator=generator, device=self.device)
 
-    def decode(self, z: Tensor, label: Tensor | None = None) -> Tensor:
+    def decode(self, z: Tensor, cond: Tensor | None = None, *, settings: SampleSettings = DEFAULT_SETTINGS) -> Tensor:
         """Images in [-1, 1] (n, C, H, W) for latents z (n, latent_dim)."""
+        label = cond
         if self.num_classes and label is None:
             raise GenlabError("this GAN is class-conditional: pass a label")
         if not self.num_classes and label is not None:
@@ -114,15 +122,21 @@ class GANMethod(Method):
         return self.nets.generator(z, None if label is None else label.to(z.device))
 
     @torch.no_grad()
-    def sample(self, n: int, *, label: Tensor | None = None, generator: torch.Generator | None = None,
-               stats: dict | None = None, **_opts) -> Tensor:
+    def sample(
+        self,
+        n: int,
+        *,
+        cond: Tensor | None = None,
+        settings: SampleSettings = DEFAULT_SETTINGS,
+        generator: torch.Generator | None = None,
+        callback: Callback | None = None,
+    ) -> Samples:
         """n images from G (one network evaluation); a conditional G without labels draws them uniformly."""
         z = self.sample_latent(n, generator)
-        if self.num_classes and label is None:
-            label = torch.randint(self.num_classes, (n,), generator=generator, device=z.device)
-        if stats is not None:
-            stats.update(nfe=1, sampler="generator (one pass)")
-        return self.decode(z, label)
+        if self.num_classes and cond is None:
+            where = generator.device if generator is not None else z.device
+            cond = torch.randint(self.num_classes, (n,), generator=generator, device=where).to(z.device)
+        return Samples(self.decode(z, cond), 1, self.sampled_by)
 
 
 def r1_penalty(logits: Tensor, x: Tensor) -> Tensor:

@@ -4,8 +4,10 @@ z = scale_factor·μ(x) from a frozen KL autoencoder; the flow method's loss on 
 target eps − z, logit-normal t with shift) with a DiT reading text tokens (cross-attention or MM-DiT)
 and the pooled text; captions are replaced by the null text encode([""]) with probability `text_dropout`.
 Sampling integrates from noise with guidance uncond + s·(cond − uncond) (one batched call) and decodes
-D(z / scale_factor). The autoencoder's weights are copied into this method (the run folder is
-self-contained); the text encoder is frozen, rebuilt by name and never saved.
+D(z / scale_factor). The autoencoder (and a genlab-trained CLIP text encoder, `clip:RUN`) are frozen parts: the
+run layer loads them when the run is created and their weights are saved with this run (the folder is
+self-contained; retraining that CLIP later changes nothing here). The packaged MiniLM is named, not copied.
+A density of the latent z is not a likelihood of the image x, so this method declares none.
 """
 
 from __future__ import annotations
@@ -13,37 +15,41 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import NamedTuple
+from typing import Annotated, Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
+from genlab.constraints import NonEmpty, Pattern, PositiveFloat, Probability
 from genlab.errors import GenlabError
 from genlab.methods.flow import FlowMethod
-from genlab.models.autoencoder import Autoencoder, AutoencoderConfig
 from genlab.paths import TimeSampling
-from genlab.samplers import guided, sample
 
 DEFAULT_PROMPTS = (
-    "a red circle", "a blue square", "a yellow triangle", "a large white circle",
-    "a red circle above a blue square", "a green square to the left of an orange circle",
-    "a small cyan circle", "a magenta triangle below a white square",
+    "a red circle",
+    "a blue square",
+    "a yellow triangle",
+    "a large white circle",
+    "a red circle above a blue square",
+    "a green square to the left of an orange circle",
+    "a small cyan circle",
+    "a magenta triangle below a white square",
 )
 
 
 @dataclass
 class LatentFlowConfig:
     kind: str = "latent_flow"
-    autoencoder: str = "runs/shapes-autoencoder"  # run folder of a trained `autoencoder` method
-    autoencoder_model: dict | None = None  # its model section; copied from the run when this run is created
-    text_encoder: str = "minilm"  # a genlab.text encoder name: minilm | clip:RUN
-    text_dropout: float = 0.1  # probability a caption becomes the null text "" (CFG training)
-    path: str = "rectified"
-    target: str = "flow"
+    autoencoder: Annotated[str, NonEmpty()] = "runs/shapes-autoencoder"  # run folder of a trained `autoencoder` method
+    # a genlab.text encoder name: minilm | clip:RUN (copied into this run)
+    text_encoder: Annotated[str, Pattern(r"[a-z0-9_]+|clip:.+", "an encoder name: 'minilm' or 'clip:RUN'")] = "minilm"
+    frozen: dict = field(default_factory=dict)  # recipes of the frozen parts, recorded when the run is created
+    text_dropout: Probability = 0.1  # probability a caption becomes the null text "" (CFG training)
+    path: Literal["rectified", "vp_cosine", "vp_ddpm", "ve"] = "rectified"
+    target: Literal["x", "eps", "v", "flow"] = "flow"
     time: TimeSampling = field(default_factory=lambda: TimeSampling(kind="logit_normal"))
-    loss_weight: str = "uniform"
-    sigma_data: float = 1.0  # latents are scaled to unit std
+    loss_weight: Literal["uniform", "min_snr", "edm"] = "uniform"
+    sigma_data: PositiveFloat = 1.0  # latents are scaled to unit std
 
 
 class Text(NamedTuple):
@@ -72,59 +78,55 @@ def stack_text(parts: list[Text]) -> Text:
 
 @functools.lru_cache(maxsize=4)
 def text_encoder(name: str):
-    """The frozen encoder `name`, built once per process (its weights are never part of a checkpoint)."""
+    """The frozen packaged encoder `name`, built once per process (its weights are never part of a checkpoint)."""
     from genlab.text import build_text_encoder
 
     return build_text_encoder(name).eval().requires_grad_(False)
 
 
-def _autoencoder_from_run(run: str) -> tuple[dict, dict]:
-    """(model section, autoencoder weights) of a trained `autoencoder` run folder."""
-    from safetensors.torch import load_file
-
-    from genlab.checkpoint import find_checkpoint, read_checkpoint_config
-    from genlab.config import recipe_to_dict
-
-    if not Path(run).exists():
-        raise GenlabError(f"method.autoencoder={run} does not exist: train it first "
-                          "(genlab train recipes/shapes-autoencoder.yaml)")
-    ckpt = find_checkpoint(run)
-    recipe, _ = read_checkpoint_config(ckpt)
-    if recipe.method.kind != "autoencoder":
-        raise GenlabError(f"method.autoencoder={run} is a {recipe.method.kind!r} run: name an autoencoder run")
-    weights = load_file(str(ckpt / "ema.safetensors"))
-    return recipe_to_dict(recipe)["model"], {k[3:]: v for k, v in weights.items() if k.startswith("ae.")}
-
-
-def _autoencoder_config(tree: dict) -> AutoencoderConfig:
-    from genlab.config import parse_dataclass
-
-    return parse_dataclass(AutoencoderConfig, tree, "method.autoencoder_model")
-
-
 class LatentFlowMethod(FlowMethod):
-    def __init__(self, cfg: LatentFlowConfig, model_cfg):
+    likelihood = None  # a density of latents is not an image likelihood
+
+    @classmethod
+    def frozen_parts(cls, cfg: LatentFlowConfig) -> dict[str, tuple[str, str]]:
+        parts = {"autoencoder": (cfg.autoencoder, "autoencoder")}
+        kind, _, run = cfg.text_encoder.partition(":")
+        if kind == "clip":
+            parts["text_encoder"] = (run, "clip")
+        return parts
+
+    def __init__(self, cfg: LatentFlowConfig, model_cfg, parts: dict):
         if model_cfg.kind != "dit":
             raise GenlabError(f"method.kind=latent_flow needs model.kind=dit, got {model_cfg.kind!r}")
-        weights = None
-        if cfg.autoencoder_model is None:  # a new run: copy the autoencoder in (the recipe records its model)
-            cfg.autoencoder_model, weights = _autoencoder_from_run(cfg.autoencoder)
-        ae_cfg = _autoencoder_config(cfg.autoencoder_model)
-        c, h, _ = ae_cfg.latent_shape()
-        dim = self.encoder_for(cfg).dim
-        super().__init__(cfg, dataclasses.replace(model_cfg, in_channels=c, image_size=h, num_classes=0, text_dim=dim))
-        self.autoencoder = Autoencoder(ae_cfg).requires_grad_(False).eval()
-        if weights is not None:
-            self.autoencoder.load_state_dict(weights)
+        ae = parts["autoencoder"].ae
+        c, h, _ = ae.cfg.latent_shape()
+        clip = parts.get("text_encoder")
+        if clip is None:
+            encoder = text_encoder(cfg.text_encoder)
+        else:
+            from genlab.text.clip import ClipTextEncoder
 
-    @staticmethod
-    def encoder_for(cfg: LatentFlowConfig):
-        return text_encoder(cfg.text_encoder)
+            encoder = ClipTextEncoder(clip, name=cfg.text_encoder)
+        super().__init__(
+            cfg, dataclasses.replace(model_cfg, in_channels=c, image_size=h, num_classes=0, text_dim=encoder.dim)
+        )
+        self.autoencoder = ae.requires_grad_(False).eval()
+        if clip is not None:  # saved with this run: a later retraining of that CLIP changes nothing here
+            clip.requires_grad_(False).eval()
+        self.text_clip = clip
+        object.__setattr__(self, "text_encoder", encoder)  # held outside the module tree (see text.base)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.autoencoder.eval()
+        if self.text_clip is not None:
+            self.text_clip.eval()
+        return self
 
     # -- text
 
     def encode_text(self, texts: list[str], device) -> Text:
-        emb = self.encoder_for(self.cfg).encode(list(texts))
+        emb = self.text_encoder.encode(list(texts))
         return Text(emb.tokens.to(device), emb.mask.to(device), emb.pooled.to(device))
 
     def null_text(self, n: int, device) -> Text:
@@ -142,7 +144,8 @@ class LatentFlowMethod(FlowMethod):
 
     @torch.no_grad()
     def to_latent(self, x: Tensor) -> Tensor:
-        return self.autoencoder.encode(x)[0] * self.autoencoder.scale_factor  # (B, c, h, w), unit scale
+        z = self.autoencoder.encode(x)[0].float()  # fp32 under bf16 autocast: the flow's noise and target stay fp32
+        return z * self.autoencoder.scale_factor  # (B, c, h, w), unit scale
 
     @torch.no_grad()
     def from_latent(self, z: Tensor) -> Tensor:
@@ -154,32 +157,15 @@ class LatentFlowMethod(FlowMethod):
         x = batch["x"]
         return super().loss({"x": self.to_latent(x), "label": self.encode_text(batch["text"], x.device)}, group)
 
-    @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        *,
-        label: Tensor | None = None,
-        prompts: list[str] | None = None,
-        sampler: str = "heun",
-        steps: int = 16,
-        grid: str = "uniform",
-        guidance_scale: float = 4.0,
-        eta: float = 0.0,
-        generator: torch.Generator | None = None,
-        stats: dict | None = None,
-    ) -> Tensor:
-        """n images for `prompts` (n of them; default: a fixed set, one per block of rows); `label` is ignored."""
-        device = next(self.parameters()).device
-        if prompts is None:
-            prompts = [DEFAULT_PROMPTS[i * len(DEFAULT_PROMPTS) // n] for i in range(n)]
-        if len(prompts) != n:
-            raise GenlabError(f"give one prompt per image: {len(prompts)} prompts for n={n}")
+    def guidance_inputs(self, n: int, cond, device):
+        """Prompts (n strings; None: a fixed set, one per block of rows) as rows of one text table + the null text:
+        the guided network reads row i for sample i and row n for the unconditional half."""
+        prompts = [DEFAULT_PROMPTS[i * len(DEFAULT_PROMPTS) // n] for i in range(n)] if cond is None else list(cond)
+        if len(prompts) != n or not all(isinstance(p, str) for p in prompts):
+            raise GenlabError(f"give one prompt (a string) per image: got {len(prompts)} items for n={n}")
         table = stack_text([self.encode_text(prompts, device), self.null_text(1, device)])  # rows: prompts, null
-        noise = torch.randn((n, *self.shape), generator=generator, device=device)
         idx = torch.arange(n, device=device)
-        fn = guided(lambda x_t, t, i: self.net(x_t, t, table.take(i)), idx, scale=guidance_scale,
-                    null_cond=torch.full_like(idx, n))
-        z = sample(fn, noise, sampler=sampler, steps=steps, path=self.path, target=self.cfg.target,
-                   grid=grid, stats=stats, eta=eta, generator=generator)
+        return (lambda x_t, t, i: self.net(x_t, t, table.take(i))), idx, torch.full_like(idx, n)
+
+    def finish(self, z: Tensor) -> Tensor:
         return self.from_latent(z)

@@ -15,22 +15,26 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from genlab.methods.base import Method, drop_labels
+from genlab.constraints import Count, PositiveFloat, Probability, TopP
+from genlab.methods.base import AR_SETTINGS, Method, drop_labels, no_options
 from genlab.models import build_model
 from genlab.models.transformer import sample_logits
+from genlab.settings import DEFAULT_SETTINGS, Callback, Samples, SampleSettings, StepInfo
 
 
 @dataclass
 class PixelCNNMethodConfig:
     kind: str = "pixelcnn"
-    label_dropout: float = 0.1
-    temperature: float = 1.0  # sampling defaults
-    top_k: int = 0
-    top_p: float = 1.0
+    label_dropout: Probability = 0.1
+    temperature: PositiveFloat = 1.0  # sampling defaults
+    top_k: Count = 0  # 0: all levels
+    top_p: TopP = 1.0
 
 
 class PixelCNNMethod(Method):
     likelihood = "exact"
+    sample_settings = AR_SETTINGS
+    sampled_by = "ancestral sampling (one sub-pixel per pass)"
 
     def __init__(self, cfg: PixelCNNMethodConfig, model_cfg):
         super().__init__()
@@ -47,8 +51,9 @@ class PixelCNNMethod(Method):
         return u.float() / ((self.levels - 1) / 2) - 1  # for 256 levels exactly uint8_to_tensor
 
     @torch.no_grad()
-    def log_likelihood(self, x: Tensor, label: Tensor | None = None) -> Tensor:
-        return self.log_prob(x, label)
+    def log_likelihood(self, x: Tensor, cond: Tensor | None = None, *, stats: dict | None = None, **opts) -> Tensor:
+        no_options(self, opts)
+        return self.log_prob(x.to(self.device), None if cond is None else cond.to(self.device))
 
     def log_prob(self, x: Tensor, label: Tensor | None = None) -> Tensor:
         """Differentiable log p(x | label) in nats, (B,): the 8-bit bin's exact probability."""
@@ -66,21 +71,26 @@ class PixelCNNMethod(Method):
         return bpd, {"loss": bpd.detach(), "bits_per_dim": bpd.detach(), "nll_nats": nll.detach()}
 
     @torch.no_grad()
-    def sample(self, n: int, *, label: Tensor | None = None, generator: torch.Generator | None = None,
-               temperature: float | None = None, top_k: int | None = None, top_p: float | None = None,
-               stats: dict | None = None, **_) -> Tensor:
-        """n images, pixel by pixel; sampler options of other families (steps, guidance, ...) are ignored."""
-        device = next(self.parameters()).device
+    def sample(
+        self,
+        n: int,
+        *,
+        cond: Tensor | None = None,
+        settings: SampleSettings = DEFAULT_SETTINGS,
+        generator: torch.Generator | None = None,
+        callback: Callback | None = None,
+    ) -> Samples:
+        """n images, pixel by pixel (None settings: the recipe's temperature / top_k / top_p)."""
+        device = self.device
         c, h, w = self.shape
-        label = None if label is None else label.to(device)
-        opts = dict(temperature=self.cfg.temperature if temperature is None else temperature,
-                    top_k=self.cfg.top_k if top_k is None else top_k, top_p=self.cfg.top_p if top_p is None else top_p)
+        label = None if cond is None else cond.to(device)
+        opts = {k: getattr(self.cfg, k) if v is None else v for k, v in settings.as_dict(AR_SETTINGS).items()}
         u = torch.zeros(n, c, h, w, dtype=torch.long, device=device)
         for i in range(h):
             for j in range(w):
                 for ch in range(c):
                     logits = self.model(self.to_image(u), label)[:, ch, :, i, j]  # (n, L)
                     u[:, ch, i, j] = sample_logits(logits, generator=generator, **opts)
-        if stats is not None:
-            stats.update(nfe=h * w * c, sampler="ancestral (one sub-pixel per pass)", **opts)
-        return self.to_image(u)
+            if callback is not None:
+                callback(StepInfo(step=i, total=h, t=None, x_t=None, x_hat=self.to_image(u)))
+        return Samples(self.to_image(u), h * w * c, self.sampled_by)

@@ -17,11 +17,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from genlab.constraints import Count, NonNegFloat, PositiveInt, Probability
 from genlab.errors import GenlabError
-from genlab.methods.base import Method, drop_labels
+from genlab.methods.base import Method, drop_labels, no_options, randn
 from genlab.methods.discretized import discretized_gaussian_log_prob
 from genlab.models import build_model, data_shape
 from genlab.models.autoencoder import kl_to_standard
+from genlab.settings import DEFAULT_SETTINGS, Callback, Samples, SampleSettings
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -29,10 +31,10 @@ LOG_2PI = math.log(2 * math.pi)
 @dataclass
 class VAEConfig:
     kind: str = "vae"
-    beta: float = 1.0  # weight of the KL term (β-VAE); the reported ELBO always uses β = 1
-    kl_warmup: int = 0  # trainer steps over which β ramps linearly from 0 (0: no warm-up)
-    label_dropout: float = 0.1  # probability of training on the null class (unconditional model)
-    iw_samples: int = 1  # K of log_likelihood: 1 = ELBO, > 1 = importance-weighted bound
+    beta: NonNegFloat = 1.0  # weight of the KL term (β-VAE); the reported ELBO always uses β = 1
+    kl_warmup: Count = 0  # trainer steps over which β ramps linearly from 0 (0: no warm-up)
+    label_dropout: Probability = 0.1  # probability of training on the null class (unconditional model)
+    iw_samples: PositiveInt = 1  # K of log_likelihood: 1 = ELBO, > 1 = importance-weighted bound
 
 
 def gaussian_log_prob(x: Tensor, mean: Tensor, log_scale: Tensor) -> Tensor:
@@ -42,12 +44,15 @@ def gaussian_log_prob(x: Tensor, mean: Tensor, log_scale: Tensor) -> Tensor:
 
 class VAEMethod(Method):
     likelihood = "bound"
+    sampled_by = "the decoder mean (one pass)"
+    has_latent = True
 
     def __init__(self, cfg: VAEConfig, model_cfg):
         super().__init__()
         if model_cfg.kind not in ("conv_vae", "mlp_vae"):
-            raise GenlabError(f"method.kind=vae needs model.kind conv_vae (images) or mlp_vae (vectors), "
-                              f"got {model_cfg.kind!r}")
+            raise GenlabError(
+                f"method.kind=vae needs model.kind conv_vae (images) or mlp_vae (vectors), got {model_cfg.kind!r}"
+            )
         if cfg.beta < 0 or cfg.kl_warmup < 0 or cfg.iw_samples < 1 or not 0 <= cfg.label_dropout < 1:
             raise GenlabError("method: needs beta >= 0, kl_warmup >= 0, iw_samples >= 1, 0 <= label_dropout < 1")
         self.cfg = cfg
@@ -89,9 +94,10 @@ class VAEMethod(Method):
         return loss, logs
 
     @torch.no_grad()
-    def log_likelihood(self, x: Tensor, label: Tensor | None = None) -> Tensor:
+    def log_likelihood(self, x: Tensor, cond: Tensor | None = None, *, stats: dict | None = None, **opts) -> Tensor:
         """ELBO (K = 1) or the K-sample importance-weighted bound on log p(x | y), nats, (B,); y = None: log p(x)."""
-        k = self.cfg.iw_samples
+        no_options(self, opts)
+        x, label, k = x.to(self.device), None if cond is None else cond.to(self.device), self.cfg.iw_samples
         if k == 1:
             z, mu, logvar = self._encode(x, label)
             return self.log_px_given_z(x, z, label) - kl_to_standard(mu, logvar)
@@ -107,22 +113,26 @@ class VAEMethod(Method):
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """z ~ N(0, I), (n, latent_dim)."""
-        device = next(self.parameters()).device
-        return torch.randn((n, *self.latent_shape), generator=generator, device=device)
+        return randn((n, *self.latent_shape), generator=generator, device=self.device)
 
     @torch.no_grad()
-    def decode(self, z: Tensor, label: Tensor | None = None) -> Tensor:
-        """The decoder mean at z (images clamped to [-1, 1]); label None = the null class (unconditional)."""
+    def decode(self, z: Tensor, cond: Tensor | None = None, *, settings: SampleSettings = DEFAULT_SETTINGS) -> Tensor:
+        """The decoder mean at z (images clamped to [-1, 1]); cond None = the null class (unconditional)."""
+        label = cond
         if label is not None:
             label = label.to(z.device)
         mean, _ = self.model.decode(z, label)
         return mean.clamp(-1, 1) if self.is_image else mean
 
     @torch.no_grad()
-    def sample(self, n: int, *, label: Tensor | None = None, generator: torch.Generator | None = None,
-               stats: dict | None = None, **_) -> Tensor:
+    def sample(
+        self,
+        n: int,
+        *,
+        cond: Tensor | None = None,
+        settings: SampleSettings = DEFAULT_SETTINGS,
+        generator: torch.Generator | None = None,
+        callback: Callback | None = None,
+    ) -> Samples:
         """decode(z) for z ~ N(0, I): the decoder mean, not a draw of pixel noise (1 network evaluation)."""
-        x = self.decode(self.sample_latent(n, generator), label)
-        if stats is not None:
-            stats.update(nfe=1, sampler="decoder mean (one pass)")
-        return x
+        return Samples(self.decode(self.sample_latent(n, generator), cond), 1, self.sampled_by)

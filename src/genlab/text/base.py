@@ -5,16 +5,20 @@
 (<= max_length). Encoders are frozen and deterministic; results are cached per string, so a caption is
 encoded once per process. The null text for classifier-free guidance is `encode([""])` (it still has
 real tokens, e.g. [CLS] [SEP], so attention over it is never empty).
+A text longer than max_length tokens is cut to its first max_length tokens; `encode` says so with a
+UserWarning (once per distinct text) that names how many tokens were kept and how the ignored tail begins.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 CACHE_LIMIT = 100_000  # cached strings per encoder; the cache is cleared when it grows past this
+TAIL_WORDS = 8  # words of an ignored tail quoted in the truncation warning
 
 
 @dataclass
@@ -37,6 +41,7 @@ class TextEncoder(nn.Module):
         self.name, self.dim, self.max_length = name, dim, max_length
         object.__setattr__(self, "frozen", frozen.requires_grad_(False).eval())
         self._cache: dict[str, tuple[Tensor, Tensor]] = {}
+        self._warned: set[str] = set()  # texts whose truncation was already reported
 
     def __deepcopy__(self, memo: dict) -> TextEncoder:
         return self  # frozen and stateless apart from the cache: one shared instance is exact
@@ -57,6 +62,29 @@ class TextEncoder(nn.Module):
     def run(self, ids: Tensor) -> tuple[Tensor, Tensor]:
         """(per-token states (b, n, dim), pooled (b, dim)) of unpadded ids (b, n)."""
         raise NotImplementedError
+
+    def overflow(self, text: str) -> tuple[int, int, str] | None:
+        """(tokens kept, tokens of the whole text, the ignored tail as text) when `tokenize` cuts `text` to
+        max_length tokens; None when it fits. Subclasses that can truncate override this."""
+        return None
+
+    def _warn_truncated(self, texts: list[str]) -> None:
+        for text in texts:
+            if text in self._warned or (cut := self.overflow(text)) is None:
+                continue
+            if len(self._warned) >= CACHE_LIMIT:
+                self._warned.clear()
+            self._warned.add(text)
+            kept, total, tail = cut
+            words = tail.split()
+            start = " ".join(words[:TAIL_WORDS]) + (" ..." if len(words) > TAIL_WORDS else "")
+            warnings.warn(
+                f"text encoder {self.name!r} reads at most {self.max_length} tokens: kept the first {kept:,} "
+                f"of {total:,} tokens of a {len(text):,}-character text and ignored the rest, from "
+                f"{start!r} ({len(words):,} words); shorten the text",
+                UserWarning,
+                stacklevel=4,
+            )
 
     def _encode_batch(self, texts: list[str]) -> tuple[Tensor, Tensor, Tensor]:
         """Texts run in groups of equal token length (no padding inside the network), so a string's
@@ -79,6 +107,7 @@ class TextEncoder(nn.Module):
             texts = [texts]
         todo = list(dict.fromkeys(t for t in texts if t not in self._cache))
         if todo:
+            self._warn_truncated(todo)
             if len(self._cache) + len(todo) > CACHE_LIMIT:
                 self._cache.clear()
             tokens, mask, pooled = self._encode_batch(todo)

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from genlab.errors import GenlabError
 from genlab.methods.clip import ClipMethod
+from genlab.models.clip import words
 from genlab.text.base import TextEncoder
 
 
@@ -23,12 +24,12 @@ def load_clip(run: str | Path | ClipMethod) -> ClipMethod:
     """The EMA CLIP of a run folder (trained with method.kind: clip), in eval mode and frozen."""
     if isinstance(run, ClipMethod):
         return run
-    from genlab.checkpoint import load_method
+    from genlab.runs import load_run
 
-    recipe, method, _ = load_method(run)
-    if recipe.method.kind != "clip":
-        raise GenlabError(f"{run} is a {recipe.method.kind!r} run: name a run of recipes/shapes-clip.yaml")
-    return method.requires_grad_(False)
+    loaded = load_run(run)
+    if loaded.recipe.method.kind != "clip":
+        raise GenlabError(f"{run} is a {loaded.recipe.method.kind!r} run: name a run of recipes/shapes-clip.yaml")
+    return loaded.method
 
 
 class ClipTextEncoder(TextEncoder):
@@ -41,6 +42,12 @@ class ClipTextEncoder(TextEncoder):
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         return [self.frozen.token_ids(t) for t in texts]
 
+    def overflow(self, text: str) -> tuple[int, int, str] | None:
+        ws = words(text)  # one token per word after [BOS]
+        if 1 + len(ws) <= self.max_length:
+            return None
+        return self.max_length, 1 + len(ws), " ".join(ws[self.max_length - 1 :])
+
     def run(self, ids: Tensor) -> tuple[Tensor, Tensor]:
         tokens, pooled = self.frozen(ids, torch.ones_like(ids, dtype=torch.bool))
         return tokens, F.normalize(pooled, dim=-1)
@@ -51,8 +58,9 @@ def clip_text_encoder(run: str) -> ClipTextEncoder:
 
 
 @torch.no_grad()
-def clip_similarity(images: Tensor, texts: list[str], clip: str | Path | ClipMethod, *,
-                    batch_size: int = 256) -> Tensor:
+def clip_similarity(
+    images: Tensor, texts: list[str], clip: str | Path | ClipMethod, *, batch_size: int = 256
+) -> Tensor:
     """cos(u_i, v_i) for each (image, text) pair (N,), images (N, C, H, W) in [-1, 1]."""
     if len(images) != len(texts):
         raise GenlabError(f"CLIP score needs one caption per image, got {len(images)} images and {len(texts)} texts")

@@ -59,6 +59,12 @@ class MiniLMEncoder(TextEncoder):
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         return self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]  # [CLS] … [SEP]
 
+    def overflow(self, text: str) -> tuple[int, int, str] | None:
+        ids = self.tokenizer(text)["input_ids"]  # untruncated: [CLS] … [SEP]
+        if len(ids) <= self.max_length:
+            return None
+        return self.max_length, len(ids), self.tokenizer.decode(ids[self.max_length - 1 : -1])  # [SEP] is kept
+
     def run(self, ids: Tensor) -> tuple[Tensor, Tensor]:
         hidden = self.frozen(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state  # (b, n, 384)
         return hidden, hidden.mean(1)  # mean pooling over the (all real) tokens: (b, 384)

@@ -3,14 +3,14 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from tests.ar_helpers import assert_resume_identical, assert_round_trip
-from tests.conftest import write_recipe
 
 from genlab.config import load_recipe
 from genlab.data import build_dataset
 from genlab.methods.gan import GANConfig, GANMethod, gen_loss, r1_penalty
 from genlab.models.gan import AdaIN, DCGANConfig, Discriminator, StyleGANConfig
 from genlab.train import Trainer
+from tests.ar_helpers import assert_resume_identical, assert_round_trip
+from tests.conftest import write_recipe
 
 TINY_GAN = {
     "name": "tiny-gan",
@@ -18,8 +18,16 @@ TINY_GAN = {
     "data": {"kind": "digits"},
     "model": {"kind": "dcgan", "channels": 32, "latent_dim": 16},
     "method": {"kind": "gan", "loss": "non_saturating"},
-    "train": {"steps": 6, "batch_size": 32, "lr": 2e-4, "betas": [0.5, 0.999], "warmup_steps": 0,
-              "log_every": 2, "checkpoint_every": 3, "grad_clip": 100.0},
+    "train": {
+        "steps": 6,
+        "batch_size": 32,
+        "lr": 2e-4,
+        "betas": [0.5, 0.999],
+        "warmup_steps": 0,
+        "log_every": 2,
+        "checkpoint_every": 3,
+        "grad_clip": 100.0,
+    },
 }
 
 
@@ -47,7 +55,7 @@ def test_samples_shape_and_range(kind, size, channels, classes):
     torch.manual_seed(0)
     method = tiny_method(kind, size=size, channels=channels, classes=classes).eval()
     label = torch.arange(5) % 10 if classes else None
-    x = method.sample(5, label=label, generator=torch.Generator().manual_seed(0))
+    x = method.sample(5, cond=label, generator=torch.Generator().manual_seed(0)).x
     assert x.shape == (5, channels, size, size)
     assert x.min() >= -1 and x.max() <= 1 and x.std() > 0
     assert method.nets.discriminator(x, label).shape == (5,)
@@ -88,6 +96,7 @@ def test_each_phase_updates_only_its_own_parameters(tmp_path):
             assert moved and all(owner[n] == group for n in moved), (group, sorted(moved)[:3])
             seen.append((group, grads))
             return out
+
         return step
 
     for name, opt in trainer.optimizers.items():
@@ -165,7 +174,7 @@ def test_resume_is_identical_and_checkpoint_round_trips(tmp_path, kind):
     recipe = load_recipe(write_recipe(tmp_path / "gan.yaml", tree))
     assert_resume_identical(recipe, tmp_path)
     label = torch.arange(4)
-    assert_round_trip(recipe, tmp_path, lambda m: m.sample(4, label=label, generator=torch.Generator().manual_seed(3)))
+    assert_round_trip(recipe, tmp_path, lambda m: m.sample(4, cond=label, generator=torch.Generator().manual_seed(3)).x)
 
 
 def test_disc_loss_logs_probabilities(real_batch):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,16 +16,29 @@ from genlab.models.clip import ClipConfig, shapes_vocabulary, words
 from genlab.text import build_text_encoder
 from genlab.text.clip import clip_score, load_clip, retrieval_accuracy
 from genlab.train import train
+from tests.conftest import ROOT
 
 TINY = dict(in_channels=3, image_size=32, patch=8, width=32, image_depth=1, text_depth=1, heads=2)
-COMBOS = [("red", "circle"), ("blue", "square"), ("green", "circle"), ("white", "triangle"),
-          ("orange", "square"), ("cyan", "circle"), ("yellow", "triangle"), ("magenta", "triangle")]
+COMBOS = [
+    ("red", "circle"),
+    ("blue", "square"),
+    ("green", "circle"),
+    ("white", "triangle"),
+    ("orange", "square"),
+    ("cyan", "circle"),
+    ("yellow", "triangle"),
+    ("magenta", "triangle"),
+]
 
 
 def tiny_set(copies: int = 4):
     texts = [f"a large {c} {k}" for c, k in COMBOS for _ in range(copies)]
-    x = torch.stack([render(Scene((Shape(c, k, "large"),)), seed=i) for i, (c, k) in
-                     enumerate((c, k) for c, k in COMBOS for _ in range(copies))])
+    x = torch.stack(
+        [
+            render(Scene((Shape(c, k, "large"),)), seed=i)
+            for i, (c, k) in enumerate((c, k) for c, k in COMBOS for _ in range(copies))
+        ]
+    )
     return x, texts
 
 
@@ -84,10 +96,13 @@ def test_tokenizer_and_vocabulary_are_deterministic():
 
 
 def test_clip_run_round_trip_as_text_encoder(tmp_path):
-    tree = {"name": "tiny-clip", "data": {"kind": "shapes", "n": 64, "n_test": 8},
-            "model": {k: v for k, v in TINY.items() if k not in ("in_channels", "image_size")} | {"kind": "clip"},
-            "method": {"kind": "clip"},
-            "train": {"steps": 2, "batch_size": 16, "warmup_steps": 1, "log_every": 1, "checkpoint_every": 2}}
+    tree = {
+        "name": "tiny-clip",
+        "data": {"kind": "shapes", "n": 64, "n_test": 8},
+        "model": {k: v for k, v in TINY.items() if k not in ("in_channels", "image_size")} | {"kind": "clip"},
+        "method": {"kind": "clip"},
+        "train": {"steps": 2, "batch_size": 16, "warmup_steps": 1, "log_every": 1, "checkpoint_every": 2},
+    }
     run = train(recipe_from_dict(tree, "test"), tmp_path / "run", progress=False)
     assert not (run / "samples.png").exists()  # not generative: no grid
     config = json.loads((run / "checkpoint" / "config.json").read_text())
@@ -107,6 +122,6 @@ def test_clip_run_round_trip_as_text_encoder(tmp_path):
 def test_shipped_recipe_parses_and_round_trips():
     from genlab.config import load_recipe, recipe_to_dict
 
-    recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "shapes-clip.yaml")
+    recipe = load_recipe(ROOT / "recipes" / "shapes-clip.yaml")
     assert recipe.method.kind == recipe.model.kind == "clip" and recipe.data.kind == "shapes"
     assert recipe_from_dict(recipe_to_dict(recipe), "x") == recipe

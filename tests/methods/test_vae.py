@@ -2,8 +2,6 @@ import math
 
 import pytest
 import torch
-from tests.ar_helpers import assert_resume_identical, assert_round_trip
-from tests.conftest import write_recipe
 
 from genlab.config import load_recipe
 from genlab.errors import GenlabError
@@ -11,6 +9,8 @@ from genlab.methods.discretized import discretized_gaussian_log_prob
 from genlab.methods.vae import VAEConfig, VAEMethod
 from genlab.models.autoencoder import kl_to_standard
 from genlab.models.vae import ConvVAEConfig, MLPVAEConfig
+from tests.ar_helpers import assert_resume_identical, assert_round_trip
+from tests.conftest import write_recipe
 
 TINY_VAE = {
     "name": "tiny-vae",
@@ -38,8 +38,9 @@ def _digits_batch(n: int = 64) -> dict:
 def test_discretized_bins_sum_to_one_and_match_phi():
     x = (torch.arange(256, dtype=torch.float64) / 127.5 - 1).view(256, 1)  # every 8-bit value of one pixel
     for mean, log_scale in ((0.3, -2.0), (-1.2, -5.0), (0.99, 1.0), (0.0, -9.0)):
-        lp = discretized_gaussian_log_prob(x, torch.tensor(mean, dtype=torch.float64),
-                                           torch.tensor(log_scale, dtype=torch.float64))
+        lp = discretized_gaussian_log_prob(
+            x, torch.tensor(mean, dtype=torch.float64), torch.tensor(log_scale, dtype=torch.float64)
+        )
         assert lp.exp().sum().item() == pytest.approx(1.0, abs=1e-9)
     normal = torch.distributions.Normal(torch.tensor(0.1, dtype=torch.float64), math.exp(-2.0))
     u = 140
@@ -89,9 +90,8 @@ def test_loss_falls_over_a_few_steps():
 def test_samples_shape_range_and_latent_interface():
     method = _conv_vae().eval()
     gen = torch.Generator().manual_seed(0)
-    stats = {}
-    x = method.sample(12, label=torch.arange(12) % 10, generator=gen, stats=stats)
-    assert x.shape == (12, 1, 8, 8) and x.min() >= -1 and x.max() <= 1 and stats["nfe"] == 1
+    x, nfe, _, _ = method.sample(12, cond=torch.arange(12) % 10, generator=gen)
+    assert x.shape == (12, 1, 8, 8) and x.min() >= -1 and x.max() <= 1 and nfe == 1
     z = method.sample_latent(5, torch.Generator().manual_seed(1))
     assert z.shape == (5, *method.latent_shape) == (5, 4)
     assert method.decode(z).shape == (5, 1, 8, 8)  # label None: the null class
@@ -136,8 +136,12 @@ def test_checkpoint_round_trip_and_resume_identical(tmp_path):
     label, x = torch.arange(10), _digits_batch(10)["x"]
 
     def samples_and_elbo(m):
-        return torch.cat([m.sample(10, label=label, generator=torch.Generator().manual_seed(3)).flatten(),
-                          m.log_likelihood(x, label)])
+        return torch.cat(
+            [
+                m.sample(10, cond=label, generator=torch.Generator().manual_seed(3)).x.flatten(),
+                m.log_likelihood(x, label),
+            ]
+        )
 
     assert_round_trip(recipe, tmp_path, samples_and_elbo)
     assert_resume_identical(recipe, tmp_path)

@@ -5,12 +5,12 @@ import json
 import pytest
 import torch
 
-from genlab.checkpoint import load_method
 from genlab.data import build_dataset
 from genlab.errors import GenlabError
 from genlab.methods.autoencoder import AutoencoderMethod, AutoencoderMethodConfig
 from genlab.models.autoencoder import Autoencoder, AutoencoderConfig, PatchDiscriminator, kl_to_standard, psnr
-from t2i_fixtures import autoencoder_recipe, coloured_squares, train_recipe
+from genlab.runs import load_run
+from tests.t2i_fixtures import autoencoder_recipe, coloured_squares, train_recipe
 
 
 def test_round_trip_shapes_and_closed_forms():
@@ -30,8 +30,10 @@ def test_round_trip_shapes_and_closed_forms():
 
 
 def test_adversarial_terms_start_after_warmup():
-    m = AutoencoderMethod(AutoencoderMethodConfig(disc_start=3, disc_channels=8),
-                          AutoencoderConfig(in_channels=3, image_size=16, channels=(8, 16)))
+    m = AutoencoderMethod(
+        AutoencoderMethodConfig(disc_start=3, disc_channels=8),
+        AutoencoderConfig(in_channels=3, image_size=16, channels=(8, 16)),
+    )
     batch = {"x": torch.rand(4, 3, 16, 16) * 2 - 1}
     loss, logs = m.loss(batch, "disc")
     loss.backward()
@@ -48,7 +50,8 @@ def test_training_improves_reconstruction_and_stores_unit_latent_scale(tmp_path)
     assert rows[-1]["psnr"] > rows[0]["psnr"] + 2.0  # dB, over 30 steps
     assert "disc" in rows[-1] and "gen" in rows[-1]  # the PatchGAN terms ran after disc_start
     assert (run / "samples.png").is_file()  # the trainer's end-of-run grid: decodes of random latents
-    recipe, method, _ = load_method(run)
+    loaded = load_run(run)
+    recipe, method = loaded.recipe, loaded.method
     scale = method.ae.scale_factor
     assert float(scale) != 1.0  # calibrated and saved in ema.safetensors
     x = build_dataset(recipe.data, split="train").x

@@ -27,8 +27,17 @@ def test_eval_run_writes_report(digits_run, capsys):
     s = report["settings"]
     assert s["n"] == 60 and s["sampler"] == "euler" and s["steps"] == 2 and s["nfe"] == 2 and s["ms_per_sample"] > 0
     assert s["feature_net"] == "digits-cnn64" and s["feature_net_heldout_accuracy"] > 0.95 and s["seed"] == 0
-    for key in ("fd", "kid", "precision", "recall", "density", "coverage", "inception_score", "class_accuracy",
-                "class_entropy"):
+    for key in (
+        "fd",
+        "kid",
+        "precision",
+        "recall",
+        "density",
+        "coverage",
+        "inception_score",
+        "class_accuracy",
+        "class_entropy",
+    ):
         assert key in report["metrics"], key
     assert report["floor"]["n"] == 60 and set(report["floor"]["normalized"]) == {"fd", "kid"}
     assert "near_copy_fraction" in report["memorization"]
@@ -39,14 +48,17 @@ def test_eval_run_writes_report(digits_run, capsys):
 def test_eval_samples_npz_images_and_vectors(tmp_path, capsys):
     test = build_digits(DigitsConfig(), split="test")
     np.savez(tmp_path / "real.npz", images=tensor_to_uint8(test.x[:120]), labels=test.labels[:120].numpy())
-    assert main(["eval", "--samples", str(tmp_path / "real.npz"), "--data", "digits",
-                 "--out", str(tmp_path / "e")]) == 0
+    assert (
+        main(["eval", "--samples", str(tmp_path / "real.npz"), "--data", "digits", "--out", str(tmp_path / "e")]) == 0
+    )
     report = json.loads((tmp_path / "e" / "eval.json").read_text())
     assert report["settings"]["source"] == "samples" and report["metrics"]["class_accuracy"] > 0.9
     assert report["floor"]["normalized"]["fd"] < 0.2  # real held-out digits sit at the floor
     np.savez(tmp_path / "toy.npz", x=sample_toy2d("moons", 150, 5).numpy())
-    assert main(["eval", "--samples", str(tmp_path / "toy.npz"), "--data", "toy2d:moons",
-                 "--out", str(tmp_path / "t")]) == 0
+    assert (
+        main(["eval", "--samples", str(tmp_path / "toy.npz"), "--data", "toy2d:moons", "--out", str(tmp_path / "t")])
+        == 0
+    )
     toy = json.loads((tmp_path / "t" / "eval.json").read_text())
     assert {"w2", "w2_squared", "sliced_w2", "mmd2_rbf"} <= set(toy["floor"]["normalized"])
     assert (tmp_path / "t" / "samples.png").is_file() and not (tmp_path / "t" / "nearest.png").exists()
@@ -59,8 +71,20 @@ def test_eval_samples_against_image_folder(tmp_path):
         (tmp_path / "folder" / str(label)).mkdir(parents=True, exist_ok=True)
         Image.fromarray(image[:, :, 0]).save(tmp_path / "folder" / str(label) / f"{i}.png")
     np.savez(tmp_path / "s.npz", images=images[:40])
-    assert main(["eval", "--samples", str(tmp_path / "s.npz"), "--data", str(tmp_path / "folder"),
-                 "--out", str(tmp_path / "e")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--samples",
+                str(tmp_path / "s.npz"),
+                "--data",
+                str(tmp_path / "folder"),
+                "--out",
+                str(tmp_path / "e"),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "e" / "eval.json").read_text())
     assert report["settings"]["feature_net"] == "pixels-8x8" and report["floor"]["n"] == 15  # 10 % held out
     assert report["memorization"]["memorized"]  # the samples are the folder's own (mostly training) images
@@ -74,8 +98,10 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
         (["--samples", str(tmp_path / "big.npz"), "--data", "mnist"], "unknown dataset"),
         (["--samples", str(tmp_path / "big.npz"), "--data", "toy2d:nope"], "toy2d:NAME"),
         (["--samples", str(tmp_path / "big.npz")], "--data"),
-        (["--samples", str(tmp_path / "big.npz"), "--data", "digits:16", "--inception-weights", "w.pth"],
-         "needs an existing .safetensors file"),
+        (
+            ["--samples", str(tmp_path / "big.npz"), "--data", "digits:16", "--inception-weights", "w.pth"],
+            "needs an existing .safetensors file",
+        ),
     ]
     for args, words in cases:
         assert main(["eval", *args]) == 2, args
@@ -90,7 +116,21 @@ def test_features_train_and_use(tmp_path, capsys):
     assert meta["architecture"]["num_features"] == 64 and 0 <= meta["heldout_accuracy"] <= 1
     x = build_digits(DigitsConfig(), split="train").x[:50]
     np.savez(tmp_path / "s.npz", images=tensor_to_uint8(torch.flip(x, dims=[-1])))
-    assert main(["eval", "--samples", str(tmp_path / "s.npz"), "--data", "digits", "--features", str(path),
-                 "--out", str(tmp_path / "e")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--samples",
+                str(tmp_path / "s.npz"),
+                "--data",
+                "digits",
+                "--features",
+                str(path),
+                "--out",
+                str(tmp_path / "e"),
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "e" / "eval.json").read_text())["settings"]["feature_net"] == "digits-cnn64"
     assert main(["features", "train", "toy2d:moons"]) == 2 and "labelled images" in _error_line(capsys)

@@ -3,11 +3,12 @@ import itertools
 import numpy as np
 import pytest
 import torch
-from tests.ar_helpers import assert_resume_identical, assert_round_trip, build, losses_fall, tiny_recipe
 
 from genlab.data.images import tensor_to_uint8, uint8_to_tensor
 from genlab.methods.pixelcnn import PixelCNNMethod, PixelCNNMethodConfig
 from genlab.models.pixelcnn import PixelCNNConfig
+from genlab.settings import SampleSettings
+from tests.ar_helpers import assert_resume_identical, assert_round_trip, build, losses_fall, tiny_recipe
 
 MODEL = {"kind": "pixelcnn", "channels": 8, "layers": 2, "head_channels": 8}
 METHOD = {"kind": "pixelcnn"}
@@ -15,8 +16,15 @@ METHOD = {"kind": "pixelcnn"}
 
 def toy(colors: int, *, size: int = 4, levels: int = 4, layers: int = 4, classes: int = 0) -> PixelCNNMethod:
     torch.manual_seed(0)
-    cfg = PixelCNNConfig(in_channels=colors, image_size=size, num_classes=classes, channels=6, layers=layers,
-                         head_channels=6, levels=levels)
+    cfg = PixelCNNConfig(
+        in_channels=colors,
+        image_size=size,
+        num_classes=classes,
+        channels=6,
+        layers=layers,
+        head_channels=6,
+        levels=levels,
+    )
     return PixelCNNMethod(PixelCNNMethodConfig(), cfg).double()
 
 
@@ -72,10 +80,10 @@ def test_256_levels_are_the_uint8_grid():
 def test_samples_have_the_right_shape_range_and_grid(tmp_path):
     method = build(tiny_recipe(tmp_path, MODEL, METHOD))[0].eval()
     gen = torch.Generator().manual_seed(0)
-    x = method.sample(3, label=torch.tensor([0, 5, 9]), generator=gen, steps=7, temperature=0.8)
+    x = method.sample(3, cond=torch.tensor([0, 5, 9]), generator=gen, settings=SampleSettings(temperature=0.8)).x
     assert x.shape == (3, 1, 8, 8) and x.min() >= -1 and x.max() <= 1
     assert torch.equal(uint8_to_tensor(tensor_to_uint8(x)), x)
-    again = method.sample(3, label=torch.tensor([0, 5, 9]), generator=torch.Generator().manual_seed(0))
+    again = method.sample(3, cond=torch.tensor([0, 5, 9]), generator=torch.Generator().manual_seed(0)).x
     assert again.shape == x.shape
 
 

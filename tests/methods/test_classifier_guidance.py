@@ -1,20 +1,18 @@
 import json
 import shutil
-from types import SimpleNamespace
 
 import pytest
 import torch
-from tests.conftest import write_recipe
 
 from genlab.analytic import GaussianMixture
-from genlab.checkpoint import load_method
 from genlab.cli import main
 from genlab.config import load_recipe
 from genlab.errors import GenlabError
 from genlab.paths import from_x_eps, get_path
+from genlab.runs import load_run
 from genlab.samplers import classifier_guided, sample
-from genlab.sampling import load_classifier, sample_run
 from genlab.train import train
+from tests.conftest import write_recipe
 
 TINY_CLASSIFIER = {
     "name": "tiny-classifier",
@@ -23,8 +21,16 @@ TINY_CLASSIFIER = {
     "model": {"kind": "unet", "channels": 16, "channel_mults": [1, 2], "num_res_blocks": 1},
     # t clamped to 0.6 so that 30 steps visibly lower the loss (most of t > 0.6 is unclassifiable)
     "method": {"kind": "noisy_classifier", "path": "rectified", "time": {"kind": "uniform", "t_max": 0.6}},
-    "train": {"steps": 30, "batch_size": 64, "lr": 1e-2, "schedule": "constant", "warmup_steps": 2, "log_every": 10,
-              "checkpoint_every": 30, "ema_decay": 0.9},
+    "train": {
+        "steps": 30,
+        "batch_size": 64,
+        "lr": 1e-2,
+        "schedule": "constant",
+        "warmup_steps": 2,
+        "log_every": 10,
+        "checkpoint_every": 30,
+        "ema_decay": 0.9,
+    },
 }
 
 
@@ -62,8 +68,9 @@ def test_scale_one_on_the_unconditional_denoiser_is_the_exact_conditional(path_n
     t = 0.05 + 0.9 * torch.rand(64, generator=g, dtype=torch.float64)
     k = torch.arange(64) % 3
     with torch.no_grad():  # samplers run without grad: the wrapper must still differentiate the classifier
-        out = classifier_guided(_predictor(gm, path, target), gm.component_logits(path), k, scale=1.0,
-                                path=path, target=target)(x_t, t)
+        out = classifier_guided(
+            _predictor(gm, path, target), gm.component_logits(path), k, scale=1.0, path=path, target=target
+        )(x_t, t)
     for j in range(3):
         exact = _predictor(_component(gm, j), path, target)(x_t[k == j], t[k == j])
         torch.testing.assert_close(out[k == j], exact, rtol=1e-9, atol=1e-9)
@@ -92,20 +99,40 @@ def test_classifier_trains_logs_accuracy_and_writes_no_grid(classifier_run):
     assert [r["step"] for r in rows] == [10, 20, 30]
     assert rows[-1]["loss"] < rows[0]["loss"] - 0.3 and rows[-1]["accuracy"] > rows[0]["accuracy"]
     assert not (classifier_run / "samples.png").exists()
-    _, clf, _ = load_method(classifier_run)
+    clf = load_run(classifier_run).method
     with pytest.raises(GenlabError, match="makes no samples"):
         clf.sample(4)
 
 
 def test_sample_run_with_classifier(digits_run, classifier_run, tmp_path, capsys):
     opts = {"n": 12, "seed": 3, "steps": 3, "sampler": "heun"}
-    plain, labels = sample_run(digits_run, **opts)
-    same, same_labels = sample_run(digits_run, classifier=classifier_run, classifier_scale=0.0, **opts)
+    run = load_run(digits_run)
+    plain, _, _, labels = run.sample(**opts)
+    same, _, _, same_labels = run.sample(classifier=classifier_run, classifier_scale=0.0, **opts)
     assert torch.equal(plain, same) and torch.equal(labels, same_labels)  # scale 0: the run's own sampling
-    guided, _ = sample_run(digits_run, classifier=classifier_run, classifier_scale=4.0, **opts)
+    guided = run.sample(classifier=classifier_run, classifier_scale=4.0, **opts).x
     assert guided.shape == plain.shape and not torch.allclose(guided, plain)
-    assert main(["sample", str(digits_run), "--classifier", str(classifier_run), "--classifier-scale", "2",
-                 "--n", "4", "--label", "7", "--steps", "2", "-o", str(tmp_path / "g.npz")]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                str(digits_run),
+                "--classifier",
+                str(classifier_run),
+                "--classifier-scale",
+                "2",
+                "--n",
+                "4",
+                "--label",
+                "7",
+                "--steps",
+                "2",
+                "-o",
+                str(tmp_path / "g.npz"),
+            ]
+        )
+        == 0
+    )
 
 
 def test_classifier_mismatches_are_clear_errors(digits_run, classifier_run, tmp_path, capsys):
@@ -117,12 +144,13 @@ def test_classifier_mismatches_are_clear_errors(digits_run, classifier_run, tmp_
     config.write_text(json.dumps(tree))
     assert main(["sample", str(digits_run), "--classifier", str(bad), "-o", str(tmp_path / "x.png")]) == 2
     assert "retrain it with --method.path=rectified" in capsys.readouterr().err
+    run = load_run(digits_run)
     with pytest.raises(GenlabError, match="noisy_classifier run"):
-        sample_run(digits_run, n=2, classifier=digits_run)
-    _, flow, _ = load_method(digits_run)
+        run.sample(2, classifier=digits_run)
+    shape = run.method.shape
+    run.method.shape = (1, 16, 16)
     with pytest.raises(GenlabError, match="shape"):
-        load_classifier(classifier_run, like=SimpleNamespace(net=None, path=flow.path, shape=(1, 16, 16),
-                                                             num_classes=10))
+        run.sample(2, classifier=classifier_run)
+    run.method.shape, run.method.num_classes = shape, 5
     with pytest.raises(GenlabError, match="10 classes but the run has 5"):
-        load_classifier(classifier_run, like=SimpleNamespace(net=None, path=flow.path, shape=flow.shape,
-                                                             num_classes=5))
+        run.sample(2, classifier=classifier_run)

@@ -4,13 +4,14 @@ import shutil
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
-from genlab.checkpoint import load_method
 from genlab.config import recipe_from_dict
 from genlab.errors import GenlabError
-from genlab.methods import build_method
+from genlab.runs import build_method, load_run
+from genlab.settings import SampleSettings
 from genlab.train import resolve
-from t2i_fixtures import t2i_recipe, tiny_t2i_runs, use_hash_encoder
+from tests.t2i_fixtures import t2i_recipe, tiny_t2i_runs, train_recipe, use_hash_encoder
 
 
 @pytest.fixture(autouse=True)
@@ -47,8 +48,7 @@ def test_text_dropout_gives_the_null_embedding(runs):
 
 def test_autoencoder_is_frozen_copied_and_the_run_self_contained(runs, tmp_path):
     data, ae, t2i = runs
-    _, ae_method, _ = load_method(ae)
-    _, m, _ = load_method(t2i)
+    ae_method, m = load_run(ae).method, load_run(t2i).method
     assert torch.equal(m.autoencoder.scale_factor, ae_method.ae.scale_factor)
     for (name, p), q in zip(m.autoencoder.named_parameters(), ae_method.ae.parameters()):
         assert torch.equal(p, q), name
@@ -56,14 +56,15 @@ def test_autoencoder_is_frozen_copied_and_the_run_self_contained(runs, tmp_path)
     assert not any(id(p) in trainable for p in m.autoencoder.parameters())
     assert trainable == {id(p) for p in m.model.parameters()}
     gen = torch.Generator().manual_seed(0)
-    before = m.sample(2, prompts=["a red square", "a blue square"], steps=2, sampler="euler", generator=gen)
+    euler = SampleSettings(sampler="euler", steps=2)
+    before = m.sample(2, cond=["a red square", "a blue square"], settings=euler, generator=gen).x
     moved = shutil.copytree(t2i, tmp_path / "moved")
     shutil.rmtree(tmp_path / "moved" / "checkpoint" / "state")
     ae_copy = shutil.move(ae, tmp_path / "ae-away")  # the autoencoder's run folder is no longer there
     try:
-        _, m2, _ = load_method(moved)
+        m2 = load_run(moved).method
         gen = torch.Generator().manual_seed(0)
-        after = m2.sample(2, prompts=["a red square", "a blue square"], steps=2, sampler="euler", generator=gen)
+        after = m2.sample(2, cond=["a red square", "a blue square"], settings=euler, generator=gen).x
     finally:
         shutil.move(ae_copy, ae)
     assert before.shape == (2, 3, 16, 16) and before.abs().max() <= 1
@@ -72,14 +73,13 @@ def test_autoencoder_is_frozen_copied_and_the_run_self_contained(runs, tmp_path)
 
 def test_guidance_is_one_batched_call_per_step(runs):
     _, _, t2i = runs
-    _, m, _ = load_method(t2i)
+    m = load_run(t2i).method
     sizes = []
     m.model.register_forward_hook(lambda mod, args, out: sizes.append(args[0].shape[0]))
-    stats = {}
-    m.sample(3, prompts=["a red square"] * 3, steps=4, sampler="euler", guidance_scale=3.0, stats=stats)
-    assert sizes == [6] * 4 and stats["nfe"] == 4  # cond and uncond together, 3 + 3 rows
+    out = m.sample(3, cond=["a red square"] * 3, settings=SampleSettings(sampler="euler", steps=4, guidance_scale=3.0))
+    assert sizes == [6] * 4 and out.nfe == 4  # cond and uncond together, 3 + 3 rows
     sizes.clear()
-    m.sample(3, prompts=["a red square"] * 3, steps=4, sampler="euler", guidance_scale=1.0)
+    m.sample(3, cond=["a red square"] * 3, settings=SampleSettings(sampler="euler", steps=4, guidance_scale=1.0))
     assert sizes == [3] * 4  # s = 1 is the conditional model alone
 
 
@@ -104,5 +104,29 @@ def test_training_lowers_the_loss_and_needs_captions(runs, tmp_path):
     with pytest.raises(GenlabError, match="captioned"):
         m.loss(Dataset(x=d.x[:4]).batch(torch.arange(4)), "model")
     tree = t2i_recipe(data, tmp_path / "missing")
-    with pytest.raises(GenlabError, match="train it first"):
+    with pytest.raises(GenlabError, match="no such run folder"):
         build_method(recipe_from_dict(tree, "test"))
+
+
+def test_a_genlab_clip_text_encoder_is_copied_into_the_run(runs, tmp_path):
+    """text_encoder: clip:RUN is a frozen part: retraining (or deleting) that CLIP run later changes nothing."""
+    data, ae, _ = runs
+    clip_tree = {
+        "name": "tiny-clip",
+        "seed": 0,
+        "data": {"kind": "npz", "path": str(data)},
+        "model": {"kind": "clip", "patch": 8, "width": 16, "image_depth": 1, "text_depth": 1, "heads": 2},
+        "method": {"kind": "clip"},
+        "train": {"steps": 2, "batch_size": 16, "warmup_steps": 0, "log_every": 1, "checkpoint_every": 2},
+    }
+    clip_run = train_recipe(clip_tree, tmp_path, "clip")
+    tree = t2i_recipe(data, ae, steps=2, checkpoint_every=2)
+    tree["method"]["text_encoder"] = f"clip:{clip_run}"
+    t2i = train_recipe(tree, tmp_path, "t2i-clip")
+    prompts, euler = ["a red square", "a blue square"], SampleSettings(sampler="euler", steps=2)
+    before = load_run(t2i).method.sample(2, cond=prompts, settings=euler, generator=torch.Generator().manual_seed(0))
+    assert any(k.startswith("text_clip.") for k in load_file(str(t2i / "checkpoint" / "ema.safetensors")))
+    shutil.rmtree(clip_run)  # retrain the CLIP with another seed into the same folder
+    train_recipe({**clip_tree, "seed": 1}, tmp_path, "clip")
+    after = load_run(t2i).method.sample(2, cond=prompts, settings=euler, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(after.x, before.x)

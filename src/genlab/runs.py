@@ -1,0 +1,371 @@
+"""Runs: the one way a saved model comes back, and the Python API for notebooks.
+
+    run = genlab.load_run("runs/digits-flow")
+    out = run.sample(16, label=3, steps=8)        # Samples(x, nfe, sampler, cond)
+    run.evaluate(n=1000)                           # writes runs/digits-flow/eval/eval.{json,md}
+
+A run folder (recipe + weights + metrics, written by `genlab train`) is loaded once into a `Run`: its resolved
+recipe, its method with EMA weights, its step and its default `SampleSettings`. The CLI, the evaluator, `compare`,
+`generate` and `interpolate` go through it; nothing else reads checkpoints. Frozen parts a method builds on
+(a tokenizer, an autoencoder, a CLIP text encoder) are built here and handed to the method's constructor:
+from their run folders when a run is created (their recipes are then recorded in `method.frozen`), from that
+record when a saved run is loaded (their weights are part of the run's own checkpoint).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import math
+import shutil
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from genlab import checkpoint as ckpt_io
+from genlab.atomic import atomic_path
+from genlab.config import Recipe, recipe_from_dict, recipe_to_dict
+from genlab.errors import GenlabError
+from genlab.methods import METHODS, Method
+from genlab.settings import Callback, Samples, SampleSettings
+
+#: the recipe that trains a part of each kind, for error messages
+PART_RECIPES = {
+    "vqvae": "recipes/digits-vqvae.yaml",
+    "autoencoder": "recipes/shapes-autoencoder.yaml",
+    "clip": "recipes/shapes-clip.yaml",
+}
+CHUNK = 500  # samples drawn per batch: memory stays bounded for any n
+PNG_LIMIT = 4096  # images in one PNG grid
+
+
+def build_method(recipe: Recipe) -> Method:
+    """The method a resolved recipe describes, with its frozen parts (see the module docstring). A new run's
+    `recipe.method.frozen` is filled in place with the parts' recipes."""
+    cls = METHODS[recipe.method.kind]
+    wanted = cls.frozen_parts(recipe.method)
+    if not wanted:
+        return cls(recipe.method, recipe.model)
+    parts = {}
+    with torch.random.fork_rng(devices=[]):  # the method's initialisation does not depend on how parts are built
+        for name, (folder, kind) in wanted.items():
+            stored = recipe.method.frozen.get(name)
+            if stored is not None:  # a saved run: the weights follow from its own checkpoint
+                parts[name] = build_method(recipe_from_dict(stored, f"method.frozen.{name}"))
+            else:
+                run = _part_run(name, folder, kind)
+                parts[name] = run.method
+                recipe.method.frozen[name] = recipe_to_dict(run.recipe)
+    return cls(recipe.method, recipe.model, parts)
+
+
+def _part_run(name: str, folder: str, kind: str) -> Run:
+    hint = f"train one first (genlab train {PART_RECIPES[kind]})" if kind in PART_RECIPES else "train one first"
+    if not folder or not Path(folder).exists():
+        raise GenlabError(f"method.{name}={folder!r}: no such run folder; {hint}")
+    try:
+        run = load_run(folder)
+    except GenlabError as e:
+        raise GenlabError(f"method.{name}={folder}: {e}") from None
+    if run.recipe.method.kind != kind:
+        raise GenlabError(f"method.{name}={folder} is a {run.recipe.method.kind!r} run, not a {kind!r} run; {hint}")
+    return run
+
+
+def read_run(path: str | Path) -> tuple[Recipe, int]:
+    """(recipe, step) of a run folder without building its method."""
+    return ckpt_io.read_checkpoint_config(ckpt_io.find_checkpoint(path))
+
+
+def train_seconds(path: str | Path) -> float:
+    """Training wall time of a run, summed over resumes (0 when it kept no training state)."""
+    state = ckpt_io.find_checkpoint(path) / "state" / "trainer.json"
+    return float(json.loads(state.read_text()).get("seconds", 0.0)) if state.is_file() else 0.0
+
+
+def load_run(path: str | Path, *, device: str | torch.device | None = None, weights: str = "ema") -> Run:
+    """The run in folder `path` (or a checkpoint folder), its `weights` ("ema" or "model") in eval mode."""
+    ckpt = ckpt_io.find_checkpoint(path)
+    recipe, step = ckpt_io.read_checkpoint_config(ckpt)
+    method = build_method(recipe)
+    ckpt_io.load_weights(method, ckpt / f"{weights}.safetensors")
+    if device is not None:
+        method = method.to(device)
+    return Run(Path(path), recipe, method.eval(), step)
+
+
+def class_labels(n: int, num_classes: int, label: int | None, *, start: int = 0) -> torch.Tensor | None:
+    """`label` repeated n times, or the classes cycled evenly (start, start + 1, ...) mod num_classes."""
+    if not num_classes:
+        if label is not None:
+            raise GenlabError("this run is unconditional: drop --label")
+        return None
+    if label is not None and not 0 <= label < num_classes:
+        raise GenlabError(f"--label must be in [0, {num_classes - 1}], got {label}")
+    return torch.full((n,), label) if label is not None else torch.arange(start, start + n) % num_classes
+
+
+@dataclass
+class Run:
+    path: Path
+    recipe: Recipe
+    method: Method
+    step: int
+
+    @property
+    def settings(self) -> SampleSettings:
+        """The recipe's sample settings (the defaults of `sample`)."""
+        return SampleSettings.from_config(self.recipe.sample)
+
+    @property
+    def num_classes(self) -> int:
+        return self.method.num_classes
+
+    @property
+    def text_conditional(self) -> bool:
+        return self.recipe.method.kind == "latent_flow"
+
+    def resolve_settings(self, settings: SampleSettings | None = None, **overrides: Any) -> SampleSettings:
+        """`settings` (a whole SampleSettings; default: the recipe's) with the non-None `overrides` applied; an
+        override this method does not read is refused ("gan samples in one pass: --steps does not apply")."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        self.method.check_settings(set(given))
+        return (settings or self.settings).replace(**given)
+
+    def conditions(self, n: int, *, label: int | None = None, prompts: list[str] | None = None, start: int = 0):
+        """The `cond` of n samples: prompts for a text-to-image run, labels (cycled or fixed) otherwise."""
+        if self.text_conditional:
+            if label is not None:
+                raise GenlabError("a text-to-image run takes prompts, not --label")
+            return None if prompts is None else list(prompts)[start : start + n]
+        if prompts is not None:
+            raise GenlabError(f"a {self.recipe.method.kind} run is not text-conditional: drop the prompts")
+        return class_labels(n, self.num_classes, label, start=start)
+
+    def sample(self, n: int = 64, **opts: Any) -> Samples:
+        """n samples in memory (see `sample_to_file` for any n). Options as `sample_chunks`: label (default: the
+        classes cycled evenly), prompts (text-to-image runs), seed, settings, callback, classifier,
+        classifier_scale, and SampleSettings fields as overrides (steps=8, sampler="dpmpp_2m", ...)."""
+        chunks = list(self.sample_chunks(n, **opts))
+        cond = [c.cond for c in chunks]
+        joined = None if cond[0] is None else (sum(cond, []) if isinstance(cond[0], list) else torch.cat(cond))
+        return Samples(torch.cat([c.x for c in chunks]), chunks[0].nfe, chunks[0].sampler, joined)
+
+    def sample_chunks(
+        self,
+        n: int,
+        *,
+        label: int | None = None,
+        prompts: list[str] | None = None,
+        seed: int = 0,
+        settings: SampleSettings | None = None,
+        callback: Callback | None = None,
+        classifier: str | Path | Run | None = None,
+        classifier_scale: float = 1.0,
+        chunk: int = CHUNK,
+        **overrides: Any,
+    ) -> Iterator[Samples]:
+        """The samples of `sample`, `chunk` at a time (bounded memory), on the CPU; one seeded generator."""
+        if n < 1:
+            raise GenlabError(f"--n must be >= 1, got {n}")
+        if prompts is not None and len(prompts) != n:
+            raise GenlabError(f"give one prompt per sample: {len(prompts)} prompts for n={n}")
+        resolved = self.resolve_settings(settings, **overrides)
+        guide = None if classifier is None else self._classifier(classifier, classifier_scale)
+        gen = torch.Generator().manual_seed(seed)
+        for start in range(0, n, chunk):
+            size = min(chunk, n - start)
+            if guide is None:
+                cond = self.conditions(size, label=label, prompts=prompts, start=start)
+                out = self.method.sample(size, cond=cond, settings=resolved, generator=gen, callback=callback)
+            else:  # labels over the classifier's classes (the same as the model's when it has classes)
+                cond = class_labels(size, guide[1], label, start=start)
+                out = guide[0](size, cond, resolved, gen, callback)
+            if not torch.isfinite(out.x).all():
+                raise GenlabError(
+                    f"{self.path}: the samples contain NaN/inf (the model diverged); retrain with a lower train.lr"
+                )
+            yield Samples(out.x.cpu(), out.nfe, out.sampler, cond)
+
+    def _classifier(self, classifier: str | Path | Run, scale: float):
+        """A sampling function with classifier guidance towards the labels (the model gets them too when it is
+        class-conditional; guidance_scale 0 then makes it unconditional)."""
+        from genlab.methods.classifier import NoisyClassifier
+        from genlab.methods.flow import FlowMethod
+        from genlab.samplers import classifier_guided
+
+        clf_run = classifier if isinstance(classifier, Run) else load_run(classifier)
+        clf, flow = clf_run.method, self.method
+        if not isinstance(clf, NoisyClassifier):
+            raise GenlabError(
+                f"--classifier {clf_run.path} is a method.kind={clf_run.recipe.method.kind!r} run: pass "
+                "a noisy_classifier run (genlab train recipes/digits-classifier.yaml)"
+            )
+        if not isinstance(flow, FlowMethod) or self.text_conditional:
+            raise GenlabError("classifier guidance needs a diffusion/flow run (method.kind: flow)")
+        if clf.path.name != flow.path.name:
+            raise GenlabError(
+                f"the classifier was trained on path {clf.path.name!r} but the run uses "
+                f"{flow.path.name!r}: retrain it with --method.path={flow.path.name}"
+            )
+        if tuple(clf.shape) != tuple(flow.shape):
+            raise GenlabError(
+                f"the classifier takes data of shape {tuple(clf.shape)} but the run makes "
+                f"{tuple(flow.shape)}: retrain it on the run's data (data.size)"
+            )
+        if flow.num_classes and flow.num_classes != clf.num_classes:
+            raise GenlabError(
+                f"the classifier has {clf.num_classes} classes but the run has {flow.num_classes}: "
+                "train it on the run's dataset"
+            )
+
+        def draw(size, cond, settings, gen, callback):
+            labels = cond.to(flow.device)
+
+            def wrap(fn):
+                return classifier_guided(fn, clf.logits, labels, scale=scale, path=flow.path, target=flow.cfg.target)
+
+            return flow.sample(
+                size,
+                cond=labels if flow.num_classes else None,
+                settings=settings,
+                generator=gen,
+                callback=callback,
+                wrap=wrap,
+            )
+
+        return draw, clf.num_classes
+
+    def describe(self, settings: SampleSettings, samples: Samples) -> dict:
+        """The settings that made `samples`, as a report records them (only those the method reads)."""
+        used = settings.as_dict(self.method.sample_settings)
+        return {**used, "sampler": used.get("sampler", samples.sampler), "nfe": samples.nfe}
+
+    def sample_to_file(self, out: str | Path, n: int = 64, *, nrow: int | None = None, **opts: Any) -> tuple[Path, int]:
+        """Write n samples to `out` atomically: .png (a grid, at most PNG_LIMIT images) or .npz (`images` uint8
+        NHWC or `x` float32, + `labels`), streamed in chunks so that any n that fits on disk works. (path, NFE)."""
+        out = Path(out)
+        if out.suffix not in (".png", ".npz"):
+            raise GenlabError(f"-o {out}: use a .png (grid) or .npz (arrays) file name")
+        if out.suffix == ".png":
+            if n > PNG_LIMIT:
+                raise GenlabError(f"--n {n}: a .png grid holds at most {PNG_LIMIT} images; write a .npz for more")
+            samples = self.sample(n, **opts)
+            labels = samples.cond if torch.is_tensor(samples.cond) else None
+            return write_samples(samples.x, labels, out, nrow=nrow or self.default_nrow(n)), samples.nfe
+        chunks = self.sample_chunks(n, **opts)
+        first = next(chunks)
+        shape, image = tuple(first.x.shape[1:]), first.x.dim() == 4
+        need = n * math.prod(shape) * (1 if image else 4)
+        folder = out.parent if out.parent.exists() else Path(".")
+        free = shutil.disk_usage(folder).free
+        if need > 0.95 * free:
+            raise GenlabError(f"--n {n} needs {need / 1e9:.3g} GB on disk but {free / 1e9:.3g} GB are free: lower --n")
+        write_npz_stream(out, itertools.chain([first], chunks), n=n, shape=shape, image=image)
+        return out, first.nfe
+
+    def default_nrow(self, n: int) -> int:
+        return min(n, self.num_classes) if self.num_classes else 8
+
+    def evaluate(self, **opts: Any) -> Path:
+        """Metrics of this run's samples against its dataset (see genlab.evaluate.evaluate); eval.json's path."""
+        from genlab.evaluate import evaluate
+
+        return evaluate(self, **opts)
+
+    def generate(self, prompt: str, n: int = 4, **opts: Any) -> Samples:
+        """n images for one prompt from a text-to-image run."""
+        if not self.text_conditional:
+            raise GenlabError(f"{self.path} is a {self.recipe.method.kind!r} run, not text-to-image: use genlab sample")
+        return self.sample(n, prompts=[prompt] * n, **opts)
+
+    def info(self) -> dict:
+        """Recipe, parameter count, step and the last metrics row."""
+        metrics = self.path / "metrics.jsonl"
+        rows = [r for r in metrics.read_text().splitlines() if r.strip()] if metrics.is_file() else []
+        return {
+            "run": str(self.path),
+            "checkpoint": str(ckpt_io.find_checkpoint(self.path)),
+            "step": self.step,
+            "parameters": sum(p.numel() for p in self.method.parameters()),
+            "last_metrics": json.loads(rows[-1]) if rows else None,
+            "recipe": recipe_to_dict(self.recipe),
+        }
+
+    def replace(self, **changes: Any) -> Run:
+        return dataclasses.replace(self, **changes)
+
+
+def write_samples(x: torch.Tensor, labels: torch.Tensor | None, out: str | Path, *, nrow: int = 8) -> Path:
+    """Write in-memory samples to `out` atomically: .png (grid / scatter) or .npz (images uint8 NHWC or x float32)."""
+    from genlab.data.images import tensor_to_uint8
+    from genlab.plots import save_samples
+
+    out = Path(out)
+    if out.suffix not in (".png", ".npz"):
+        raise GenlabError(f"-o {out}: use a .png (grid) or .npz (arrays) file name")
+    with atomic_path(out) as tmp:
+        if out.suffix == ".png":
+            save_samples(x, tmp, nrow=nrow)
+        else:
+            arrays = {"images": tensor_to_uint8(x)} if x.dim() == 4 else {"x": x.float().numpy()}
+            if labels is not None:
+                arrays["labels"] = labels.numpy().astype(np.int64)
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+    return out
+
+
+def write_npz_stream(out: Path, chunks: Iterator[Samples], *, n: int, shape: tuple, image: bool) -> None:
+    """An .npz written chunk by chunk (each member a .npy whose header, fixed by n, is written first), atomically."""
+    from genlab.data.images import tensor_to_uint8
+
+    name, dtype = ("images", np.uint8) if image else ("x", np.float32)
+    full = (n, *shape[1:], shape[0]) if image else (n, *shape)
+    with atomic_path(out) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        label_rows = []
+        with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_2_0(
+                f, {"descr": np.dtype(dtype).str, "fortran_order": False, "shape": full}
+            )
+            for part in chunks:
+                arr = tensor_to_uint8(part.x) if image else part.x.float().numpy().astype(np.float32)
+                f.write(np.ascontiguousarray(arr).tobytes())
+                if torch.is_tensor(part.cond):
+                    label_rows.append(part.cond.numpy().astype(np.int64))
+        if label_rows:
+            with zf.open("labels.npy", "w") as f:
+                np.lib.format.write_array(f, np.concatenate(label_rows))
+
+
+#: recipe sections that may change when a run is resumed (the rest would make its weights mean something else)
+RESUMABLE = ("train.",)
+
+
+def recipe_for(recipe_file: str | None, overrides: list[str], *, resume: str | None = None) -> Recipe:
+    """The recipe to train: `recipe_file` with dotted overrides, or the recipe of run folder `resume` with
+    overrides of the RESUMABLE sections only."""
+    from genlab.config import apply_override, load_recipe
+
+    bad = [o for o in overrides if not o.startswith("--") or "=" not in o]
+    if bad:
+        raise GenlabError(f"unexpected argument {bad[0]!r}: overrides look like --section.key=value")
+    if resume is None:
+        if not recipe_file:
+            raise GenlabError("give a recipe (e.g. genlab train recipes/digits-flow.yaml) or --resume RUN")
+        return load_recipe(recipe_file, overrides)
+    if recipe_file:
+        raise GenlabError("--resume takes the run folder only: drop RECIPE and --out")
+    fixed = [o for o in overrides if not o.lstrip("-").startswith(RESUMABLE)]
+    if fixed:
+        raise GenlabError(f"{fixed[0]}: only {', '.join(s + '*' for s in RESUMABLE)} keys can change when resuming")
+    tree = recipe_to_dict(read_run(resume)[0])
+    for o in overrides:
+        apply_override(tree, o)
+    return recipe_from_dict(tree, "command line")
