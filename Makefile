@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 RECIPE ?= recipes/digits-flow.yaml
 BIN := $(VENV)/bin
 
-.PHONY: setup setup-test demo test lint bench clean
+.PHONY: setup setup-test demo test check format lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,11 +31,19 @@ demo: setup
 	else $(BIN)/genlab train $(RECIPE) --out $(RUN); fi
 	@echo "look at $(RUN)/samples.png, $(RUN)/loss.png and $(RUN)/metrics.jsonl"
 
-test: setup
+# the house rules, checked by machine: formatting, lint, then the suite
+test: check
 	$(BIN)/python -m pytest
 
-lint: setup
+check: setup
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/ruff check src tests benchmarks
+
+format: setup
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+lint: check
 
 # run alone on a quiet machine: timings are distorted by anything else sharing the cores
 bench: $(VENV)/.installed-bench
@@ -47,6 +55,10 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/gan_gradients.py
 	$(BIN)/python benchmarks/t2i_speed.py
 	$(BIN)/python benchmarks/t2i_quality.py
+	$(BIN)/python benchmarks/startup.py
+	$(BIN)/python benchmarks/classifier_accuracy.py
+	$(BIN)/python benchmarks/trainer_equivalence.py --label after
+	$(BIN)/python benchmarks/demo_memorization.py
 	@if [ -d runs/digits-flow/checkpoint ]; then $(BIN)/python benchmarks/likelihood_digits.py; \
 	  $(BIN)/python benchmarks/digits_samplers.py; else echo "train runs/digits-flow (make demo) for the likelihood and sampler studies"; fi
 	@if [ -d runs/shapes-clip/checkpoint ]; then $(BIN)/python benchmarks/shapes_clip.py runs/shapes-clip; fi
