@@ -34,6 +34,7 @@ def test_generate_writes_a_png(run, tmp_path, monkeypatch, capsys):
         (["generate", "  "], "non-empty prompt"),
         (["generate", "a red square", "--n", "0"], "--n must be >= 1"),
         (["generate", "a red square", "--steps", "0"], "steps must be >= 1"),
+        (["generate", "a red square", "--n", "100000000"], "at most 4096 images"),
         (["generate", "a red square", "-o", "out.jpg"], ".png"),
         (["generate", "a red square", "--sampler", "nope"], "unknown sampler"),
         (["generate", "a red square", "--run", "no/such/run"], "does not exist"),
