@@ -22,6 +22,7 @@ from genlab.data.base import Dataset
 from genlab.data.digits import DigitsConfig
 from genlab.data.folder import ImageFolderConfig
 from genlab.data.images import uint8_to_tensor
+from genlab.data.photos import PhotosConfig
 from genlab.data.shapes import ShapesConfig
 from genlab.data.toy2d import SAMPLERS as TOY_NAMES
 from genlab.data.toy2d import Toy2DConfig
@@ -34,7 +35,7 @@ from genlab.metrics.report import evaluate_sets
 from genlab.runs import Run, load_run
 
 HELDOUT_FRACTION = 0.1  # for folders and .npz files named by --data
-DATA_HELP = "digits, digits:SIZE, toy2d:NAME, shapes, shapes:N, an image folder or an .npz file"
+DATA_HELP = "digits, digits:SIZE, toy2d:NAME, shapes, shapes:N, photos, photos:SIZE, an image folder or an .npz file"
 
 
 def data_config(spec: str, *, like: torch.Tensor | None = None):
@@ -44,6 +45,8 @@ def data_config(spec: str, *, like: torch.Tensor | None = None):
         return DigitsConfig(size=int(arg or 8))
     if name == "shapes" and (not arg or arg.isdigit()):  # labelled (first shape's kind × colour) for feature nets
         return ShapesConfig(n=int(arg or 5000), labels=True)
+    if name == "photos" and arg in ("", "32", "64"):  # SIZE defaults to the samples' size
+        return PhotosConfig(size=int(arg or (like.shape[-1] if like is not None and like.dim() == 4 else 32)))
     if name == "toy2d":
         if arg not in TOY_NAMES:
             raise GenlabError(

@@ -8,7 +8,8 @@ import torch
 from genlab.data import build_dataset
 from genlab.errors import GenlabError
 from genlab.methods.autoencoder import AutoencoderMethod, AutoencoderMethodConfig
-from genlab.models.autoencoder import Autoencoder, AutoencoderConfig, PatchDiscriminator, kl_to_standard, psnr
+from genlab.metrics.image import psnr
+from genlab.models.autoencoder import Autoencoder, AutoencoderConfig, PatchDiscriminator, kl_to_standard
 from genlab.runs import load_run
 from tests.t2i_fixtures import autoencoder_recipe, coloured_squares, train_recipe
 

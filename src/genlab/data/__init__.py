@@ -8,6 +8,7 @@ from genlab.data.arrays import ArraysConfig, build_arrays
 from genlab.data.base import Dataset
 from genlab.data.digits import DigitsConfig, build_digits
 from genlab.data.folder import ImageFolderConfig, build_imagefolder
+from genlab.data.photos import PhotosConfig, build_photos
 from genlab.data.shapes import ShapesConfig, build_shapes
 from genlab.data.toy2d import Toy2DConfig, build_toy2d
 
@@ -17,6 +18,7 @@ DATA_CONFIGS = {
     "imagefolder": ImageFolderConfig,
     "npz": ArraysConfig,
     "shapes": ShapesConfig,
+    "photos": PhotosConfig,
 }
 DATASETS = {
     "toy2d": build_toy2d,
@@ -24,6 +26,7 @@ DATASETS = {
     "imagefolder": build_imagefolder,
     "npz": build_arrays,
     "shapes": build_shapes,
+    "photos": build_photos,
 }
 
 

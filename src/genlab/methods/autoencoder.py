@@ -19,7 +19,8 @@ from genlab.constraints import Count, NonNegFloat, PositiveInt
 from genlab.errors import GenlabError
 from genlab.methods.base import Method, randn
 from genlab.methods.gan import disc_loss, frozen, gen_loss
-from genlab.models.autoencoder import Autoencoder, PatchDiscriminator, kl_to_standard, latent_scale, psnr
+from genlab.metrics.image import psnr
+from genlab.models.autoencoder import Autoencoder, PatchDiscriminator, kl_to_standard, latent_scale
 from genlab.settings import DEFAULT_SETTINGS, Callback, Samples, SampleSettings
 
 

@@ -144,11 +144,6 @@ def psnr_db(mse: Tensor) -> Tensor:
     return 10 * torch.log10(4.0 / mse.clamp_min(1e-12))
 
 
-def psnr(x: Tensor, y: Tensor) -> Tensor:
-    """Per-image PSNR in dB for images in [-1, 1] (peak-to-peak 2): 10·log10(4 / MSE)."""
-    return psnr_db((x.clamp(-1, 1) - y.clamp(-1, 1)).pow(2).flatten(1).mean(1))
-
-
 @torch.no_grad()
 def latent_scale(model: Autoencoder, x: Tensor, *, batch: int = 256) -> Tensor:
     """1 / std of the posterior means of x (all latent entries pooled)."""
@@ -156,4 +151,4 @@ def latent_scale(model: Autoencoder, x: Tensor, *, batch: int = 256) -> Tensor:
     return 1.0 / means.float().std().clamp_min(1e-8)
 
 
-__all__ = ["Autoencoder", "AutoencoderConfig", "PatchDiscriminator", "kl_to_standard", "latent_scale", "psnr"]
+__all__ = ["Autoencoder", "AutoencoderConfig", "PatchDiscriminator", "kl_to_standard", "latent_scale", "psnr_db"]
