@@ -279,6 +279,46 @@ class Run:
 
         return evaluate(self, **opts)
 
+    def edit(
+        self,
+        image: torch.Tensor,
+        *,
+        task: str,
+        mask: torch.Tensor | None = None,
+        n: int = 4,
+        seed: int = 0,
+        strength: float = 1.0,
+        keep: float = 0.5,
+        label: int | None = None,
+        prompt: str | None = None,
+        settings: SampleSettings | None = None,
+        callback: Callback | None = None,
+        **overrides: Any,
+    ) -> Samples:
+        """n edits of one image (C, H, W) or (1, C, H, W) in [-1, 1] (genlab.edit: sdedit, inpaint, outpaint); a mask
+        (1, H, W) or (1, 1, H, W) in [0, 1], white = make. Deterministic from `seed`."""
+        from genlab.edit import edit
+
+        if n < 1:
+            raise GenlabError(f"--n must be >= 1, got {n}")
+        resolved = self.resolve_settings(settings, **overrides)
+        x = (image if image.dim() == 4 else image[None]).expand(n, -1, -1, -1)
+        m = None if mask is None else (mask if mask.dim() == 4 else mask[None])
+        cond = self.conditions(n, label=label, prompts=None if prompt is None else [prompt] * n)
+        out = edit(
+            self.method,
+            x,
+            task=task,
+            mask=m,
+            strength=strength,
+            keep=keep,
+            cond=cond,
+            settings=resolved,
+            generator=torch.Generator().manual_seed(seed),
+            callback=callback,
+        )
+        return Samples(out.x.cpu(), out.nfe, out.sampler, cond)
+
     def generate(self, prompt: str, n: int = 4, **opts: Any) -> Samples:
         """n images for one prompt from a text-to-image run."""
         if not self.text_conditional:

@@ -151,9 +151,15 @@ class Method(nn.Module):
         shows_reconstructions): by default the reconstruction PSNR (dB, images in [-1, 1])."""
         if not self.shows_reconstructions:
             return {}
+        from genlab.metrics.image import psnr, ssim
+
         x = data.x[:1000].to(self.device)
-        mse = torch.cat([(self.reconstruct(c) - c).pow(2).flatten(1).mean(1) for c in x.split(256)])
-        return {"psnr_db": float(10 * torch.log10(4.0 / mse.clamp_min(1e-12)).mean()), "n": len(x)}
+        pairs = [(self.reconstruct(c), c) for c in x.split(256)]
+        return {
+            "psnr_db": float(torch.cat([psnr(r, c) for r, c in pairs]).mean()),
+            "ssim": float(torch.cat([ssim(r, c) for r, c in pairs]).mean()) if x.shape[-1] >= 11 else None,
+            "n": len(x),
+        }
 
     # -- likelihood
 

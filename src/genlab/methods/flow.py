@@ -99,11 +99,20 @@ class FlowMethod(Method):
         callback: Callback | None = None,
         noise: Tensor | None = None,
         wrap: Callable[[Callable], Callable] | None = None,
+        init: Tensor | None = None,
+        strength: float = 1.0,
     ) -> Samples:
         """n samples from the initial `noise` (n, *shape) if given (latent interpolation), else fresh noise.
-        `wrap` maps the (CFG-guided) prediction callable to another one, e.g. classifier guidance."""
+        `wrap` maps the (CFG-guided) prediction callable to another one, e.g. classifier guidance. With `init`
+        (n, *shape) in the sampler's space (SDEdit), the integration starts at t = strength from
+        a(strength)·init + b(strength)·noise and every step of the grid lies in [0, strength]."""
         device = self.device
         noise = randn((n, *self.shape), generator=generator, device=device) if noise is None else noise.to(device)
+        start, grid_opts = None, {}
+        if init is not None:
+            s = torch.full((1,), float(strength), dtype=torch.float64)
+            start = self.path.a(s).item() * init.to(device, noise.dtype) + self.path.b(s).item() * noise
+            grid_opts["t_max"] = float(strength)
         net, c, null = self.guidance_inputs(n, cond, device)
         fn = guided(net, c, scale=settings.guidance_scale, null_cond=null)
         fn = fn if wrap is None else wrap(fn)
@@ -113,6 +122,7 @@ class FlowMethod(Method):
         x = sample(
             fn,
             noise,
+            start=start,
             sampler=settings.sampler,
             steps=settings.steps,
             path=self.path,
@@ -121,8 +131,18 @@ class FlowMethod(Method):
             stats=stats,
             eta=settings.eta,
             generator=generator,
+            **grid_opts,
         )
         return Samples(self.finish(x), stats["nfe"])
+
+    def to_state(self, x: Tensor) -> Tensor:
+        """Data as the sampler's state (a latent method encodes it): the space `init` lives in."""
+        return x
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """The shape of one sample as data (the sampler's state shape unless a latent method decodes it)."""
+        return tuple(self.shape)
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """The initial noise of n samples: the latent of a deterministic sampler."""

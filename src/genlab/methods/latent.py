@@ -169,3 +169,11 @@ class LatentFlowMethod(FlowMethod):
 
     def finish(self, z: Tensor) -> Tensor:
         return self.from_latent(z)
+
+    def to_state(self, x: Tensor) -> Tensor:
+        return self.to_latent(x.to(self.device))
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        cfg = self.autoencoder.cfg
+        return (cfg.in_channels, cfg.image_size, cfg.image_size)

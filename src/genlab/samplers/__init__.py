@@ -93,11 +93,13 @@ def sample(
     target: str = "flow",
     grid: str | Tensor = "auto",
     stats: dict | None = None,
+    start: Tensor | None = None,
     **opts,
 ) -> Tensor:
     """Integrate from `noise` (t = t_max) to data (t = 0). Options go to the grid (t_max, shift, sigma_min,
     sigma_max, rho, sigma_data, power) or the sampler (eta, generator, rtol, ...). grid="auto" is the sampler's
-    default grid (`default_grid`). If `stats` is a dict, stats['nfe'] is set."""
+    default grid (`default_grid`). If `stats` is a dict, stats['nfe'] is set. `start`, if given, is the state at
+    t_max itself (SDEdit's a(t)·x + b(t)·ε) instead of b(t_max)·noise."""
     if sampler not in SAMPLERS:
         raise GenlabError(f"unknown sampler {sampler!r}: use one of {', '.join(SAMPLERS)}")
     path = get_path(path)
@@ -106,7 +108,7 @@ def sample(
     ts = time_grid(grid, steps, path=path, sampler=sampler, **grid_opts)
     _check_target(path, target, ts[0])
     counted = CountNFE(fn)
-    x = path.b(ts[:1]).to(noise.dtype).item() * noise
+    x = path.b(ts[:1]).to(noise.dtype).item() * noise if start is None else start
     out = SAMPLERS[sampler](as_denoiser(counted, path, target), x, ts.to(noise.device), path=path, **sampler_opts)
     if stats is not None:
         stats["nfe"] = counted.nfe
