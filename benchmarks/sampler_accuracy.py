@@ -19,13 +19,13 @@ median and worst case. Goal (issue 10, defect 13): default ratio ≤ 0.5 at 4, 8
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import math
 import sys
 import time
 from pathlib import Path
 
-import diffusers
 import matplotlib
 import numpy as np
 import torch
@@ -158,6 +158,8 @@ def steps_for_budget(v, noise, opts: dict, budget: int) -> int | None:
 
 
 def run_diffusers(cls: str, kwargs: dict, v, noise, budget: int) -> tuple[torch.Tensor, int] | None:
+    import diffusers  # the bench extra: pip install -e ".[bench]"
+
     scheduler = getattr(diffusers, cls)(**kwargs)
     steps = (budget + 1) // 2 if "Heun" in cls else budget
     scheduler.set_timesteps(steps)
@@ -309,7 +311,7 @@ def main() -> None:
     tuning = [bench_problem(s, args.n, tuned=False, check=False) for s in TUNING_SEEDS]
     held = [bench_problem(s, args.n, tuned=not args.no_tuned, check=(s == HELD_OUT_SEEDS[0])) for s in HELD_OUT_SEEDS]
     result = {
-        "diffusers": diffusers.__version__,
+        "diffusers": importlib.metadata.version("diffusers"),
         "path": "rectified",
         "target": "flow",
         "budgets": list(BUDGETS),

@@ -26,8 +26,8 @@ from genlab.atomic import atomic_path, atomic_write_text  # noqa: E402
 from genlab.data.shapes import ShapesConfig, build_shapes  # noqa: E402
 from genlab.generate import shipped_run  # noqa: E402
 from genlab.metrics.features import pixel_feature_net  # noqa: E402
+from genlab.metrics.image import psnr  # noqa: E402
 from genlab.metrics.t2i import SHAPES_ASSET, evaluate_t2i, prompt_set  # noqa: E402
-from genlab.models.autoencoder import psnr  # noqa: E402
 from genlab.runs import Run, load_run  # noqa: E402
 
 
