@@ -165,6 +165,8 @@ def _edit(args) -> None:
         keep=args.keep,
         label=args.label,
         prompt=args.prompt,
+        resample=args.resample,
+        jump=args.jump,
         **_settings(args),
     )
     if args.output.endswith(".npz"):
@@ -294,6 +296,8 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--strength", type=float, help="the time the edit starts from, (0, 1] (sdedit 0.6, else 1)")
     ed.add_argument("--keep", type=float, default=0.5, help="outpaint without --mask: kept centre's share of a side")
     ed.add_argument("--prompt", help="text-to-image runs: the prompt of every edit")
+    ed.add_argument("--resample", type=int, default=1, help="inpaint/outpaint: RePaint passes per block (1 = none)")
+    ed.add_argument("--jump", type=int, default=5, help="inpaint/outpaint with --resample: RePaint's block length")
     ed.add_argument("--resize", action="store_true", help="centre-crop and resize the image (and mask) to the run")
     ed.add_argument("--n", type=int, default=4, help="edits of the image (default 4)")
     ed.add_argument("-o", "--output", default="edit.png", help="a .png row (input, given, edits) or .npz")

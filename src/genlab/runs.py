@@ -293,10 +293,12 @@ class Run:
         prompt: str | None = None,
         settings: SampleSettings | None = None,
         callback: Callback | None = None,
+        resample: int = 1,
+        jump: int = 5,
         **overrides: Any,
     ) -> Samples:
         """n edits of one image (C, H, W) or (1, C, H, W) in [-1, 1] (genlab.edit: sdedit, inpaint, outpaint); a mask
-        (1, H, W) or (1, 1, H, W) in [0, 1], white = make. Deterministic from `seed`."""
+        (1, H, W) or (1, 1, H, W) in [0, 1], white = make; resample > 1: RePaint. Deterministic from `seed`."""
         from genlab.edit import edit
 
         if n < 1:
@@ -316,6 +318,8 @@ class Run:
             settings=resolved,
             generator=torch.Generator().manual_seed(seed),
             callback=callback,
+            resample=resample,
+            jump=jump,
         )
         return Samples(out.x.cpu(), out.nfe, out.sampler, cond)
 

@@ -8,7 +8,7 @@ from PIL import Image
 import genlab
 from genlab.cli import main
 from genlab.data.images import tensor_to_uint8
-from genlab.edit import border_mask, edit
+from genlab.edit import border_mask, edit, repaint
 from genlab.errors import GenlabError
 from genlab.settings import SampleSettings
 
@@ -141,3 +141,36 @@ def test_editing_needs_a_flow_run(gan_run):
     run = genlab.load_run(gan_run)
     with pytest.raises(GenlabError, match="flow/diffusion run"):
         run.edit(torch.zeros(1, 8, 8), task="sdedit")
+
+
+def test_repaint_without_resampling_is_ddim_inpainting_and_with_it_keeps_pixels(flow):
+    x = _digit(flow, 2).expand(2, -1, -1, -1)
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., 2:6, 2:6] = 1  # make the centre
+    kept = mask[0, 0] == 0
+    ddim = SampleSettings(sampler="ddim", steps=6, grid="uniform", guidance_scale=1.0)
+    label = torch.tensor([3, 3])
+
+    def inpaint(**opts):
+        return edit(
+            flow,
+            x,
+            task="inpaint",
+            mask=mask,
+            cond=label,
+            settings=ddim,
+            generator=torch.Generator().manual_seed(4),
+            **opts,
+        )
+
+    plain = inpaint()  # the run's sampler (DDIM here) with x-hat replacement
+    one_pass = repaint(
+        flow, x, 1 - mask, cond=label, settings=ddim, generator=torch.Generator().manual_seed(4), jump=2, resample=1
+    )  # RePaint's loop, one pass per block
+    torch.testing.assert_close(torch.where(kept, x, one_pass.x), plain.x, rtol=0, atol=1e-6)
+    three = inpaint(resample=3, jump=2)
+    assert three.nfe == 3 * 6 and torch.equal(three.x[..., kept], x[..., kept])
+    assert not torch.allclose(three.x, plain.x)
+    assert torch.equal(inpaint(resample=3, jump=2).x, three.x)  # deterministic from the seed
+    with pytest.raises(GenlabError, match="starts from noise"):
+        inpaint(resample=3, strength=0.5)

@@ -84,6 +84,12 @@ class FlowMethod(Method):
         label = torch.as_tensor(cond, device=device)
         return self.net, label, torch.full_like(label, self.num_classes)
 
+    def prediction(self, n: int, cond, settings: SampleSettings) -> Callable:
+        """`fn(x_t, t)` -> the (classifier-free guided) prediction of `target` for n samples conditioned on `cond`:
+        what every sampler integrates (editing loops call it directly)."""
+        net, c, null = self.guidance_inputs(n, cond, self.device)
+        return guided(net, c, scale=settings.guidance_scale, null_cond=null)
+
     def finish(self, x: Tensor) -> Tensor:
         """The sampler's output as data: images clamped to [-1, 1], vectors as they are (a latent method decodes)."""
         return x.clamp(-1, 1) if x.dim() == 4 else x
@@ -113,8 +119,7 @@ class FlowMethod(Method):
             s = torch.full((1,), float(strength), dtype=torch.float64)
             start = self.path.a(s).item() * init.to(device, noise.dtype) + self.path.b(s).item() * noise
             grid_opts["t_max"] = float(strength)
-        net, c, null = self.guidance_inputs(n, cond, device)
-        fn = guided(net, c, scale=settings.guidance_scale, null_cond=null)
+        fn = self.prediction(n, cond, settings)
         fn = fn if wrap is None else wrap(fn)
         if callback is not None:
             fn = with_callback(fn, callback, path=self.path, target=self.cfg.target)
