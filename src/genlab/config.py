@@ -30,7 +30,6 @@ from genlab.constraints import (
     FieldError,
     Name,
     NonNegFloat,
-    OneOf,
     PositiveFloat,
     PositiveInt,
     Probability,
@@ -43,25 +42,9 @@ from genlab.data import DATA_CONFIGS
 from genlab.errors import GenlabError
 from genlab.methods import METHOD_CONFIGS
 from genlab.models import MODEL_CONFIGS
-from genlab.paths import TimeSampling
 from genlab.settings import SampleSettings
 
 Beta = Annotated[float, Range(0, lt=1)]
-
-# Rules for dataclasses defined outside the recipe modules (field -> rules; cross-field check).
-# TimeSampling: a 'uniform' or 'logit_normal' law, a positive std and shift, and a window 0 <= t_min < t_max <= 1.
-FOREIGN_RULES: dict[type, dict[str, tuple]] = {
-    TimeSampling: {
-        "kind": (OneOf(("uniform", "logit_normal")),),
-        "std": (Range(gt=0),),
-        "shift": (Range(gt=0),),
-        "t_min": (Range(0, 1),),
-        "t_max": (Range(0, 1),),
-    },
-}
-FOREIGN_CHECKS: dict[type, typing.Callable[[Any], None]] = {
-    TimeSampling: lambda ts: require(ts.t_min < ts.t_max, "t_max", f"must be > t_min={ts.t_min}, got {ts.t_max}"),
-}
 
 
 @dataclass
@@ -198,17 +181,8 @@ def check_value(value: Any, tp: Any, where: str) -> None:
 def check_fields(obj: Any, where: str, *, root: bool = False) -> None:
     """Check every field of a built dataclass (given values and defaults alike) against its rules."""
     hints = typing.get_type_hints(type(obj), include_extras=True)
-    foreign = FOREIGN_RULES.get(type(obj), {})
     for f in dataclasses.fields(obj):
-        key = _child(where, f.name, root=root)
-        for rule in foreign.get(f.name, ()):
-            rule.check(getattr(obj, f.name), key)
-        check_value(getattr(obj, f.name), hints[f.name], key)
-    if type(obj) in FOREIGN_CHECKS:
-        try:
-            FOREIGN_CHECKS[type(obj)](obj)
-        except FieldError as e:
-            raise GenlabError(f"{_child(where, e.key, root=root)} {e.rule}") from None
+        check_value(getattr(obj, f.name), hints[f.name], _child(where, f.name, root=root))
 
 
 def parse_dataclass(cls: type, data: Any, where: str) -> Any:

@@ -108,9 +108,8 @@ def sample_for_eval(run: Run, *, n: int, seed: int, **opts) -> tuple[torch.Tenso
     settings = run.resolve_settings(**opts)
     samples = run.sample(n, seed=seed, settings=settings)
     ms = (time.perf_counter() - start) * 1000 / n
-    x = samples.x
     return (
-        x.clamp(-1, 1) if x.dim() == 4 else x,
+        samples.x,  # images in [-1, 1]: every method's sample says so
         samples.cond if torch.is_tensor(samples.cond) else None,
         {
             "source": "run",

@@ -24,10 +24,7 @@ def shipped_run() -> Path:
 
 def text_run(run: str | Path | Run | None = None) -> Run:
     """A text-to-image run (default: the shipped checkpoint)."""
-    loaded = run if isinstance(run, Run) else load_run(run or shipped_run())
-    if not loaded.text_conditional:
-        raise GenlabError(f"{loaded.path} is a {loaded.recipe.method.kind!r} run, not text-to-image: use genlab sample")
-    return loaded
+    return (run if isinstance(run, Run) else load_run(run or shipped_run())).require_text()
 
 
 def generate(prompt: str, *, n: int = 4, seed: int = 0, run: str | Path | Run | None = None, **settings) -> Samples:

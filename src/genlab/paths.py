@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 from torch import Tensor
 
+from genlab.constraints import OneOf, PositiveFloat, Probability, require
 from genlab.errors import GenlabError
 
 TARGETS = ("x", "eps", "v", "flow")
@@ -235,12 +237,15 @@ def velocity(path: Path, t: Tensor, x_hat: Tensor, eps_hat: Tensor) -> Tensor:
 class TimeSampling:
     """Training-time distribution of t: `uniform` or `logit_normal(mean, std)`, then SD3's shift."""
 
-    kind: str = "uniform"
+    kind: Annotated[str, OneOf(("uniform", "logit_normal"))] = "uniform"
     mean: float = 0.0
-    std: float = 1.0
-    shift: float = 1.0  # t ↦ s·t / (1 + (s − 1)·t); s > 1 moves mass towards noise (Esser et al. 2024)
-    t_min: float = 0.0  # the law is truncated to [t_min, t_max] (renormalised), e.g. to keep VP ε-prediction
-    t_max: float = 1.0  # away from t = 0
+    std: PositiveFloat = 1.0
+    shift: PositiveFloat = 1.0  # t ↦ s·t / (1 + (s − 1)·t); s > 1 moves mass towards noise (Esser et al. 2024)
+    t_min: Probability = 0.0  # the law is truncated to [t_min, t_max] (renormalised), e.g. to keep VP ε-prediction
+    t_max: Probability = 1.0  # away from t = 0
+
+    def __post_init__(self) -> None:
+        require(self.t_min < self.t_max, "t_max", f"must be > t_min={self.t_min}, got {self.t_max}")
 
 
 def shift_time(t: Tensor, shift: float) -> Tensor:

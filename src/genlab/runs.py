@@ -120,8 +120,8 @@ class Run:
 
     @property
     def settings(self) -> SampleSettings:
-        """The recipe's sample settings (the defaults of `sample`)."""
-        return SampleSettings.from_config(self.recipe.sample)
+        """The recipe's sample settings (the defaults of `sample`): its `sample` section is a SampleSettings."""
+        return self.recipe.sample
 
     @property
     def num_classes(self) -> int:
@@ -185,8 +185,9 @@ class Run:
                 cond = self.conditions(size, label=label, prompts=prompts, start=start)
                 out = self.method.sample(size, cond=cond, settings=resolved, generator=gen, callback=callback)
             else:  # labels over the classifier's classes (the same as the model's when it has classes)
-                cond = class_labels(size, guide[1], label, start=start)
-                out = guide[0](size, cond, resolved, gen, callback)
+                draw, classes = guide
+                cond = class_labels(size, classes, label, start=start)
+                out = draw(size, cond, resolved, gen, callback)
             if not torch.isfinite(out.x).all():
                 raise GenlabError(
                     f"{self.path}: the samples contain NaN/inf (the model diverged); retrain with a lower train.lr"
@@ -323,11 +324,15 @@ class Run:
         )
         return Samples(out.x.cpu(), out.nfe, out.sampler, cond)
 
-    def generate(self, prompt: str, n: int = 4, **opts: Any) -> Samples:
-        """n images for one prompt from a text-to-image run."""
+    def require_text(self) -> Run:
+        """This run, if it is text-to-image; else a GenlabError that says what to use."""
         if not self.text_conditional:
             raise GenlabError(f"{self.path} is a {self.recipe.method.kind!r} run, not text-to-image: use genlab sample")
-        return self.sample(n, prompts=[prompt] * n, **opts)
+        return self
+
+    def generate(self, prompt: str, n: int = 4, **opts: Any) -> Samples:
+        """n images for one prompt from a text-to-image run."""
+        return self.require_text().sample(n, prompts=[prompt] * n, **opts)
 
     def info(self) -> dict:
         """Recipe, parameter count, step and the last metrics row."""

@@ -42,11 +42,6 @@ class SampleSettings:
             raise GenlabError(f"unknown sample setting {unknown[0]!r}: use one of {', '.join(sorted(names))}")
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
-    @classmethod
-    def from_config(cls, cfg: Any) -> SampleSettings:
-        """From a recipe's `sample` section (any object with some of these attribute names)."""
-        return cls(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls) if hasattr(cfg, f.name)})
-
     def as_dict(self, names: frozenset[str] | set[str] | None = None) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if names is None or k in names}
 

@@ -47,7 +47,6 @@ from genlab.errors import GenlabError
 from genlab.methods import Method
 from genlab.plots import save_loss_curve, save_samples
 from genlab.runs import build_method
-from genlab.settings import SampleSettings
 
 # ----------------------------------------------------------------------------- recipe resolution
 
@@ -415,7 +414,7 @@ def write_sample_grid(method: Method, recipe: Recipe, data: Dataset | None, path
         with atomic_path(path) as tmp:
             save_samples(pairs.flatten(0, 2).cpu(), tmp, nrow=cols)
         return
-    x = method.sample(n, cond=label, settings=SampleSettings.from_config(recipe.sample), generator=gen).x
+    x = method.sample(n, cond=label, settings=recipe.sample, generator=gen).x
     names = data.class_names if data is not None and classes and len(data.class_names) == classes else None
     with atomic_path(path) as tmp:
         save_samples(x.cpu(), tmp, nrow=cols, reference=None if data is None else data.x[:2000], row_labels=names)

@@ -185,21 +185,19 @@ def edit(
         out = repaint(
             method, x_dev, keep_dev, cond=cond, settings=settings, generator=generator, jump=jump, resample=resample
         )
-        exact = keep_dev * x_dev + (1 - keep_dev) * out.x
-        return Samples(torch.where(keep_dev == 1, x_dev, exact), out.nfe, out.sampler, cond)
-    init = x_dev if strength < 1 else None
-    out = method.sample(
-        len(x),
-        cond=cond,
-        settings=settings,
-        generator=generator,
-        callback=callback,
-        wrap=wrap,
-        init=init,
-        strength=strength,
-    )
-    exact = keep_dev * x_dev + (1 - keep_dev) * out.x  # the kept pixels are x exactly, whatever the float error
-    return Samples(torch.where(keep_dev == 1, x_dev, exact), out.nfe, out.sampler, cond)
+    else:
+        out = method.sample(
+            len(x),
+            cond=cond,
+            settings=settings,
+            generator=generator,
+            callback=callback,
+            wrap=wrap,
+            init=x_dev if strength < 1 else None,
+            strength=strength,
+        )
+    blended = keep_dev * x_dev + (1 - keep_dev) * out.x  # the kept pixels are x exactly, whatever the float error
+    return Samples(torch.where(keep_dev == 1, x_dev, blended), out.nfe, out.sampler, cond)
 
 
 def read_image(path, *, channels: int, size: int, resize: bool = False) -> Tensor:
