@@ -189,7 +189,7 @@ def evaluate(
         run = run if isinstance(run, Run) else load_run(run)
         cfg = run.recipe.data
         out = out or run.path / "eval"
-        if not run.method.generates or run.method.shows_reconstructions:
+        if not run.method.generates or run.method.shows_reconstructions or run.method.image_task:
             return evaluate_heldout(run, out=out, seed=seed, sampler_opts=sampler_opts)
         x, labels, settings = sample_for_eval(run, n=n or 1000, seed=seed, **sampler_opts)
     else:

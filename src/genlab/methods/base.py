@@ -56,6 +56,9 @@ class Method(nn.Module):
     has_latent: bool = False
     #: classes of a class-conditional method (0: unconditional); `cond` then holds labels in [0, num_classes)
     num_classes: int = 0
+    #: the image-to-image task a paired/conditional method was trained for ("superres", "colorize", "inpaint",
+    #: "outpaint", "translate"); "" for a method that makes images from noise or labels alone
+    image_task: str = ""
     #: the trainer's step, set before each step (warm-ups such as an adversarial term's start read it)
     step: int = 0
 
@@ -148,7 +151,12 @@ class Method(nn.Module):
     @torch.no_grad()
     def heldout_metrics(self, data: Any, *, seed: int = 0) -> dict[str, float]:
         """What `genlab eval` measures on held-out data for a method that makes no samples (generates=False or
-        shows_reconstructions): by default the reconstruction PSNR (dB, images in [-1, 1])."""
+        shows_reconstructions) or does an `image_task`: the task's held-out metrics (genlab.metrics.image2image), else
+        by default the reconstruction PSNR (dB, images in [-1, 1])."""
+        if self.image_task:
+            from genlab.metrics.image2image import translation_metrics
+
+            return translation_metrics(self, data, seed=seed)
         if not self.shows_reconstructions:
             return {}
         from genlab.metrics.image import psnr, ssim
@@ -160,6 +168,26 @@ class Method(nn.Module):
             "ssim": float(torch.cat([ssim(r, c) for r, c in pairs]).mean()) if x.shape[-1] >= 11 else None,
             "n": len(x),
         }
+
+    # -- image-to-image (methods with an `image_task`)
+
+    def degrade(self, x: Tensor, *, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+        """The task's input made from clean target images x (B, C, H, W) in [-1, 1], as `translate` takes it:
+        {"source": ...} plus {"mask": (B, 1, H, W)} for inpainting tasks. Paired training and evaluation use it."""
+        raise GenlabError(f"method.kind={self.kind!r} does no image-to-image task")
+
+    def translate(
+        self,
+        source: Tensor,
+        *,
+        mask: Tensor | None = None,
+        settings: SampleSettings = DEFAULT_SETTINGS,
+        generator: torch.Generator | None = None,
+    ) -> Samples:
+        """One output per source image (B, C', H', W') in [-1, 1] (a low-res, grey or masked image, or an image of
+        the other domain), as images (B, C, H, W) in [-1, 1], with the NFE it took. Stochastic methods draw from
+        `generator`, so n outputs of one input are `translate(source.repeat(n, 1, 1, 1))`."""
+        raise GenlabError(f"method.kind={self.kind!r} does no image-to-image task")
 
     # -- likelihood
 
