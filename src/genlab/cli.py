@@ -38,6 +38,24 @@ def _train(args, overrides: list[str]) -> None:
     print(f"run written to {run}")
 
 
+def _distill(args, overrides: list[str]) -> None:
+    from genlab.distill import distill
+
+    result = distill(
+        args.teacher,
+        args.method,
+        out=args.out,
+        overrides=overrides,
+        pairs=args.pairs,
+        dry_run=args.dry_run,
+        progress=not args.no_progress,
+    )
+    if args.dry_run:
+        print(result, end="")
+    else:
+        print(f"student run written to {result}")
+
+
 def _sample(args) -> None:
     from genlab.samplers import SAMPLER_INFO
 
@@ -63,6 +81,8 @@ def _sample(args) -> None:
     )
     how = (
         f"{settings.sampler}, {settings.steps} steps"
+        if "sampler" in run.method.sample_settings
+        else f"{run.method.sampled_by}, {settings.steps} steps"
         if "steps" in run.method.sample_settings
         else run.method.sampled_by
     )
@@ -221,6 +241,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run folder (default runs/<recipe name>)")
     t.add_argument("--dry-run", action="store_true", help="print the resolved recipe and exit")
 
+    d = sub.add_parser(
+        "distill",
+        parents=[par["progress"]],
+        help="train a few-step student of a flow/diffusion run (overrides: --section.key=value)",
+    )
+    d.add_argument("teacher", help="the teacher's run folder (flow, or a student to distill further)")
+    d.add_argument(
+        "--method", required=True, choices=["reflow", "progressive", "consistency", "guidance_distill", "meanflow"]
+    )
+    d.add_argument("-o", "--out", help="run folder (default runs/<teacher name>-<method>)")
+    d.add_argument("--pairs", type=int, default=8192, help="reflow: teacher couplings to draw (default 8192)")
+    d.add_argument("--dry-run", action="store_true", help="print the student's resolved recipe and exit")
+
     s = sub.add_parser(
         "sample",
         parents=[par["settings"], par["seed"], par["label"]],
@@ -339,6 +372,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             _train(args, extra)
+        elif args.command == "distill":
+            _distill(args, extra)
         elif extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         else:

@@ -73,8 +73,10 @@ def _part_run(name: str, folder: str, kind: str) -> Run:
         run = load_run(folder)
     except GenlabError as e:
         raise GenlabError(f"method.{name}={folder}: {e}") from None
-    if run.recipe.method.kind != kind:
-        raise GenlabError(f"method.{name}={folder} is a {run.recipe.method.kind!r} run, not a {kind!r} run; {hint}")
+    kinds = kind.split("|")  # "flow|reflow|...": any of these kinds will do
+    if run.recipe.method.kind not in kinds:
+        wanted = " or ".join(repr(k) for k in kinds)
+        raise GenlabError(f"method.{name}={folder} is a {run.recipe.method.kind!r} run, not a {wanted} run; {hint}")
     return run
 
 

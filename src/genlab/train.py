@@ -271,6 +271,7 @@ class Trainer:
         if stats:
             _all_reduce_sum(stats, self.world)
             logs.update(self.method.update(stats, rate=lr))
+        self.method.after_step()
         self._update_ema()
         self.step += 1
         logs["lr"] = lr

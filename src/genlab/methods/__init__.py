@@ -4,11 +4,16 @@ from genlab.methods.autoencoder import AutoencoderMethod, AutoencoderMethodConfi
 from genlab.methods.base import Method
 from genlab.methods.classifier import NoisyClassifier, NoisyClassifierConfig
 from genlab.methods.clip import ClipMethod, ClipMethodConfig
+from genlab.methods.consistency import ConsistencyConfig, ConsistencyMethod
 from genlab.methods.flow import FlowConfig, FlowMethod
 from genlab.methods.gan import GANConfig, GANMethod
 from genlab.methods.gmm import GMMConfig, GMMMethod
+from genlab.methods.guidance_distill import GuidanceDistillConfig, GuidanceDistillMethod
 from genlab.methods.latent import LatentFlowConfig, LatentFlowMethod
+from genlab.methods.meanflow import MeanFlowConfig, MeanFlowMethod
 from genlab.methods.pixelcnn import PixelCNNMethod, PixelCNNMethodConfig
+from genlab.methods.progressive import ProgressiveConfig, ProgressiveMethod
+from genlab.methods.reflow import ReflowConfig, ReflowMethod
 from genlab.methods.token_prior import TokenPriorConfig, TokenPriorMethod
 from genlab.methods.vae import VAEConfig, VAEMethod
 from genlab.methods.vqvae import VQVAEConfig, VQVAEMethod
@@ -25,6 +30,12 @@ METHOD_CONFIGS = {
     "autoencoder": AutoencoderMethodConfig,
     "latent_flow": LatentFlowConfig,
     "clip": ClipMethodConfig,
+    # few-step students of a frozen teacher run (genlab distill)
+    "reflow": ReflowConfig,
+    "progressive": ProgressiveConfig,
+    "consistency": ConsistencyConfig,
+    "guidance_distill": GuidanceDistillConfig,
+    "meanflow": MeanFlowConfig,
 }
 METHODS = {
     "gan": GANMethod,
@@ -38,6 +49,11 @@ METHODS = {
     "autoencoder": AutoencoderMethod,
     "latent_flow": LatentFlowMethod,
     "clip": ClipMethod,
+    "reflow": ReflowMethod,
+    "progressive": ProgressiveMethod,
+    "consistency": ConsistencyMethod,
+    "guidance_distill": GuidanceDistillMethod,
+    "meanflow": MeanFlowMethod,
 }
 
 # methods are built by genlab.runs.build_method, which also hands them their frozen parts

@@ -64,7 +64,8 @@ class Method(nn.Module):
 
     @classmethod
     def frozen_parts(cls, cfg: Any) -> dict[str, tuple[str, str]]:
-        """{name: (run folder, method kind)} of the genlab runs this method builds on, read from its config.
+        """{name: (run folder, method kind)} of the genlab runs this method builds on, read from its config (kinds
+        separated by "|" accept any of them).
 
         The run layer loads each one when a run is created, hands the methods to the constructor as `parts`, and
         records their recipes in `cfg.frozen[name]`, so that a saved run rebuilds them from its own checkpoint."""
@@ -107,6 +108,11 @@ class Method(nn.Module):
     def loss(self, batch: dict, group: str) -> tuple[Tensor, dict]:
         """Scalar loss for `group` on one micro-batch, plus detached scalars to log."""
         raise NotImplementedError
+
+    def after_step(self) -> None:
+        """Called once after every optimizer step (with `self.step` still that step's number), identically on every
+        process: for state a method derives from its own weights, such as a consistency model's EMA target or
+        progressive distillation's teacher of the current round. Default: nothing."""
 
     def calibrate(self, data: Any) -> None:
         """Set data-dependent buffers (an autoencoder's latent scale) before a checkpoint is saved; default none."""

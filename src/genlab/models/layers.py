@@ -110,3 +110,36 @@ class SelfAttention2d(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v)  # (B, nh, HW, d)
         out = out.transpose(-1, -2).reshape(b, c, h, w)  # (B, C, H, W)
         return x + self.proj(out)  # (B, C, H, W)
+
+
+class ScalarConditionEmbedding(nn.Module):
+    """A ConditionEmbedding that also reads one extra scalar per example: emb(t, cond) + MLP(sinusoid(s)).
+
+    It replaces a trained network's `embed` (the U-Net's and the MLP's) so that a student can take a guidance scale
+    (guidance distillation) or an interval length (MeanFlow's t − r) as an input without a new network class: the
+    network is called with t of shape (B, 2) holding (t, s), and passes it here unchanged. The extra MLP's last layer
+    starts at zero, so the wrapped network starts as exactly the network it wraps."""
+
+    def __init__(self, base: nn.Module, *, scale: float = 1000.0):
+        super().__init__()
+        self.base = base
+        self.scale = scale
+        emb_dim = base.mlp[-1].out_features
+        self.extra = nn.Sequential(
+            nn.Linear(base.freq_dim, emb_dim), nn.SiLU(), zero_init_(nn.Linear(emb_dim, emb_dim))
+        )
+
+    def forward(self, ts: Tensor, cond: Tensor | None = None) -> Tensor:
+        if ts.dim() != 2 or ts.shape[1] != 2:
+            raise GenlabError(f"this network reads (t, s) pairs of shape (B, 2), got {tuple(ts.shape)}")
+        t, s = ts[:, 0], ts[:, 1]
+        freqs = timestep_embedding(s, self.base.freq_dim, scale=self.scale).to(self.extra[0].weight.dtype)
+        return self.base(t, cond) + self.extra(freqs)  # (B, E)
+
+
+def add_scalar_input(model: nn.Module, *, scale: float = 1000.0) -> nn.Module:
+    """`model` (a network whose `embed` is a ConditionEmbedding) made to read t as (B, 2) pairs (t, s); in place."""
+    if not isinstance(getattr(model, "embed", None), ConditionEmbedding):
+        raise GenlabError(f"{type(model).__name__} cannot take an extra scalar input: use model.kind unet or mlp")
+    model.embed = ScalarConditionEmbedding(model.embed, scale=scale)
+    return model
