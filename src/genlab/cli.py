@@ -47,6 +47,7 @@ def _distill(args, overrides: list[str]) -> None:
         out=args.out,
         overrides=overrides,
         pairs=args.pairs,
+        pairs_steps=args.pairs_steps,
         dry_run=args.dry_run,
         progress=not args.no_progress,
     )
@@ -252,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("-o", "--out", help="run folder (default runs/<teacher name>-<method>)")
     d.add_argument("--pairs", type=int, default=8192, help="reflow: teacher couplings to draw (default 8192)")
+    d.add_argument("--pairs-steps", type=int, help="reflow: the teacher's sampler steps for the couplings")
     d.add_argument("--dry-run", action="store_true", help="print the student's resolved recipe and exit")
 
     s = sub.add_parser(

@@ -98,13 +98,25 @@ def student_recipe(teacher: str | Path, method: str, overrides: list[str] = (), 
 
 
 @torch.no_grad()
-def write_pairs(teacher: str | Path, out: str | Path, *, n: int = PAIRS, seed: int = 0, progress: bool = True) -> Path:
-    """Draw n (noise, teacher sample, label) couplings from the teacher's sampler and recipe settings; write them
-    (and their provenance) to `out` atomically. Deterministic from the seed."""
+def write_pairs(
+    teacher: str | Path,
+    out: str | Path,
+    *,
+    n: int = PAIRS,
+    seed: int = 0,
+    steps: int | None = None,
+    guidance: float | None = None,
+    progress: bool = True,
+) -> Path:
+    """Draw n (noise, teacher sample, label) couplings from the teacher's sampler and recipe settings (`steps` and
+    `guidance` replace its steps and CFG scale); write them (and their provenance) to `out` atomically.
+    Deterministic from the seed."""
     from genlab.runs import load_run
 
+    if n < 1:
+        raise GenlabError(f"--pairs must be >= 1, got {n}")
     run = load_run(teacher)
-    settings = run.settings
+    settings = run.resolve_settings(steps=steps, guidance_scale=guidance)
     method = run.method
     gen = torch.Generator().manual_seed(seed)
     noises, xs, labels, nfe = [], [], [], 0
@@ -152,11 +164,13 @@ def distill(
     out: str | Path | None = None,
     overrides: list[str] = (),
     pairs: int = PAIRS,
+    pairs_steps: int | None = None,
     dry_run: bool = False,
     progress: bool = True,
 ) -> Path | str:
     """Train method `method`'s student of run `teacher` into `out` (default runs/NAME); returns the run folder
-    (the resolved recipe as YAML text with dry_run)."""
+    (the resolved recipe as YAML text with dry_run). Reflow draws `pairs` couplings first, with the teacher's sampler
+    at `pairs_steps` steps (default: its recipe's)."""
     from genlab.config import dump_recipe
     from genlab.train import train
 
@@ -167,7 +181,15 @@ def distill(
     if (out / "checkpoint").exists():
         raise GenlabError(f"{out} already holds a run: use genlab train --resume {out}, or -o NEW_DIR")
     if method == "reflow" and not Path(recipe.method.pairs).is_file():
-        write_pairs(teacher, recipe.method.pairs, n=pairs, seed=recipe.seed, progress=progress)
+        write_pairs(
+            teacher,
+            recipe.method.pairs,
+            n=pairs,
+            seed=recipe.seed,
+            steps=pairs_steps,
+            guidance=recipe.method.teacher_guidance,  # the flow the student learns: the teacher's at that scale
+            progress=progress,
+        )
     return train(recipe, out, progress=progress)
 
 

@@ -245,3 +245,19 @@ def test_meanflow_loss_falls_and_one_step_lands_near_the_mean():
 def test_a_student_needs_its_teachers_path():
     with pytest.raises(GenlabError, match="shares its teacher's path"):
         student("reflow", ExactTeacher(), path="vp_cosine")
+
+
+def test_meanflow_trains_through_self_attention():
+    """The JVP runs attention on its plain-math kernel (the fused CPU/GPU kernels have no forward-mode rule)."""
+    from genlab.methods.flow import FlowConfig, FlowMethod
+    from genlab.methods.meanflow import MeanFlowConfig, MeanFlowMethod
+    from genlab.models.unet import UNetConfig
+
+    unet = UNetConfig(in_channels=1, image_size=8, num_classes=0, channels=16, attention_resolutions=(4,))
+    teacher = FlowMethod(FlowConfig(), unet)
+    m = MeanFlowMethod(MeanFlowConfig(teacher="unused"), unet, {"teacher": teacher})
+    loss, _ = m.loss({"x": torch.rand(4, 1, 8, 8) * 2 - 1})
+    loss.backward()
+    assert torch.isfinite(loss) and all(
+        torch.isfinite(p.grad).all() for p in m.model.parameters() if p.grad is not None
+    )

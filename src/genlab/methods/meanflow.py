@@ -6,7 +6,8 @@ x_t to x_r = x_t − (t − r)·u exactly. Differentiating (t − r)·u = ∫_r^
 so the network u_θ(x_t, r, t) (the teacher's network with the interval length h = t − r as an extra scalar input)
 is trained on the stop-gradient target u_tgt = v − (t − r)·(v·∂_x u_θ + ∂_t u_θ). The total derivative is ONE
 forward-mode Jacobian-vector product, `torch.func.jvp` of (x, t, h) ↦ u_θ with tangent (v, 1, 1) (r is fixed,
-so h = t − r moves with t) — plain float32
+so h = t − r moves with t; attention runs on its plain-math kernel inside it, the fused ones have no forward-mode
+rule) — plain float32
 on the CPU (and bf16/GPU); no double backward. v is the guided teacher's velocity at (x_t, t) (`velocity:
 teacher`, a distillation with low variance) or the conditional velocity ε − x (`velocity: data`, the paper's
 from-data training). (r, t): two logit-normal draws sorted, with r = t for a fraction `equal_fraction` (the
@@ -22,6 +23,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from genlab.constraints import NonNegFloat, Probability
 from genlab.errors import GenlabError
@@ -76,7 +78,8 @@ class MeanFlowMethod(StudentMethod):
             return self.average_velocity(x_in, t_in, h_in, label)
 
         ones = torch.ones_like(t)  # d/dt at fixed r: dx/dt = v, dt/dt = 1, dh/dt = 1
-        u, dudt = torch.func.jvp(u_fn, (x_t, t, h), (v, ones, ones))
+        with sdpa_kernel([SDPBackend.MATH]):  # the fused attention kernels have no forward-mode derivative
+            u, dudt = torch.func.jvp(u_fn, (x_t, t, h), (v, ones, ones))
         u_tgt = (v - bcast(h, v) * dudt).detach()
         sq = (u - u_tgt).pow(2).flatten(1).mean(1)  # (B,)
         w = (sq.detach() + self.cfg.adaptive_c) ** self.cfg.adaptive_p if self.cfg.adaptive_p > 0 else 1.0
