@@ -59,6 +59,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/classifier_accuracy.py
 	$(BIN)/python benchmarks/trainer_equivalence.py --label after
 	$(BIN)/python benchmarks/demo_memorization.py
+	$(BIN)/python benchmarks/distill_leaderboard.py
 	@if [ -d runs/digits-flow/checkpoint ]; then $(BIN)/python benchmarks/likelihood_digits.py; \
 	  $(BIN)/python benchmarks/digits_samplers.py; else echo "train runs/digits-flow (make demo) for the likelihood and sampler studies"; fi
 	@if [ -d runs/shapes-clip/checkpoint ]; then $(BIN)/python benchmarks/shapes_clip.py runs/shapes-clip; fi

@@ -25,6 +25,7 @@ Training cost: CPU minutes (the trainer's own clock) and teacher network passes 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import time
@@ -271,8 +272,6 @@ def run_dataset(
             print(f"  {label:18s} {rows[-1]}", flush=True)
         pairs_nfe = 0
         if spec["method"] == "reflow":
-            import json
-
             import numpy as np
 
             with np.load(run.recipe.method.pairs) as z:
@@ -306,7 +305,7 @@ def plot(results: dict, path: Path) -> None:
         if prog:
             ax.plot(*zip(*sorted(prog)), "-s", label="progressive chain")
         for label, s in res["students"].items():
-            if label.startswith("prog"):
+            if label.startswith(("prog", "guidance")):  # the guidance student distills the CFG teacher: table only
                 continue
             ax.plot([r["nfe"] for r in s["rows"]], [r[key] for r in s["rows"]], "-o", label=label, ms=4)
         floor = res["floor"]["fd"] if dataset == "digits" else 1.0
@@ -378,7 +377,13 @@ def main() -> None:
     p.add_argument("--pairs", type=int, default=4096, help="reflow couplings per reflow student")
     p.add_argument("--only", help="comma-separated student labels to (re)run (others are skipped)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "distill_leaderboard.json"))
+    p.add_argument("--replot", action="store_true", help="redraw the plot and table from --out's JSON and exit")
     args = p.parse_args()
+    if args.replot:
+        results = json.loads(Path(args.out).read_text())["results"]
+        plot(results, Path(args.out).with_suffix(".png"))
+        atomic_write_text(Path(args.out).with_suffix(".md"), table(results))
+        return
     torch.manual_seed(0)
     only = set(args.only.split(",")) if args.only else None
     results = {}

@@ -337,14 +337,16 @@ class Run:
         return self.require_text().sample(n, prompts=[prompt] * n, **opts)
 
     def info(self) -> dict:
-        """Recipe, parameter count, step and the last metrics row."""
+        """Recipe, parameter counts (trained and frozen), step and the last metrics row."""
         metrics = self.path / "metrics.jsonl"
         rows = [r for r in metrics.read_text().splitlines() if r.strip()] if metrics.is_file() else []
         return {
             "run": str(self.path),
             "checkpoint": str(ckpt_io.find_checkpoint(self.path)),
             "step": self.step,
-            "parameters": sum(p.numel() for p in self.method.parameters()),
+            "parameters": sum(p.numel() for p in self.method.parameters() if p.requires_grad),
+            # frozen parts (a teacher, an autoencoder, a text encoder run) are stored with the run but not trained
+            "frozen_parameters": sum(p.numel() for p in self.method.parameters() if not p.requires_grad),
             "last_metrics": json.loads(rows[-1]) if rows else None,
             "recipe": recipe_to_dict(self.recipe),
         }

@@ -32,6 +32,9 @@ def test_every_method_distills_samples_and_evaluates(tmp_path, digits_run, metho
     run = load_run(out)
     assert run.recipe.method.kind == method and run.step == 2
     assert run.recipe.method.frozen["teacher"]["name"] == "tiny-digits"  # the teacher travels with the run
+    teacher_size = sum(p.numel() for p in load_run(digits_run).method.parameters())
+    info = run.info()  # the teacher is counted apart from what the run trains
+    assert info["frozen_parameters"] >= teacher_size and info["parameters"] > 0
     x = run.sample(10, seed=0)
     assert x.x.shape == (10, 1, 8, 8) and torch.isfinite(x.x).all()
     if method in ("consistency", "meanflow"):
