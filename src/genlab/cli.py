@@ -164,38 +164,30 @@ def _generate(args) -> None:
 
 
 def _edit(args) -> None:
-    from genlab.edit import flow_method, preview_row, read_image, read_mask
-    from genlab.runs import load_run, write_samples
+    from genlab.edit.translate import edit_files
+    from genlab.runs import load_run
 
     if not args.output.endswith((".png", ".npz")):
-        raise GenlabError(f"-o {args.output}: use a .png (a row: input, given, edits) or .npz file name")
-    run = load_run(args.run)
-    c, size, _ = flow_method(run.method).image_shape
-    if args.mask and args.task == "sdedit":
-        raise GenlabError("--task sdedit takes no --mask: use --task inpaint")
-    image = read_image(args.image, channels=c, size=size, resize=args.resize)
-    mask = read_mask(args.mask, size=size, resize=args.resize) if args.mask else None
-    strength = args.strength if args.strength is not None else (0.6 if args.task == "sdedit" else 1.0)
-    out = run.edit(
-        image,
+        raise GenlabError(f"-o {args.output}: use a .png (rows: input, given, edits) or .npz file name")
+    path, out, strength = edit_files(
+        load_run(args.run),
+        args.image,
         task=args.task,
-        mask=mask,
+        output=args.output,
+        mask=args.mask,
+        resize=args.resize,
+        strength=args.strength,
+        keep=args.keep,
         n=args.n,
         seed=args.seed,
-        strength=strength,
-        keep=args.keep,
         label=args.label,
         prompt=args.prompt,
         resample=args.resample,
         jump=args.jump,
         **_settings(args),
     )
-    if args.output.endswith(".npz"):
-        path = write_samples(out.x, None, args.output)
-    else:
-        row = preview_row(image, out.x, task=args.task, mask=mask, keep=args.keep)
-        path = write_samples(row, None, args.output, nrow=len(row))
-    print(f"{args.n} {args.task} edits (strength {strength:g}, {out.nfe} NFE) written to {path}")
+    how = f"strength {strength:g}, " if args.task == "sdedit" else ""
+    print(f"{len(out.x)} {args.task} edits ({how}{out.nfe} NFE) written to {path}")
 
 
 COMMANDS: dict[str, Callable] = {
@@ -322,11 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     ed = sub.add_parser(
         "edit",
         parents=[par["settings"], par["seed"], par["label"]],
-        help="edit an image with a flow/diffusion run: sdedit, inpaint, outpaint",
+        help="edit images: sdedit, inpaint, outpaint (flow runs); superres, colorize, ... (trained runs)",
     )
     ed.add_argument("run")
-    ed.add_argument("--task", required=True, choices=["sdedit", "inpaint", "outpaint"])
-    ed.add_argument("--image", required=True, help="input image (PNG/JPEG) of the run's size (or pass --resize)")
+    ed.add_argument(
+        "--task", required=True, choices=["sdedit", "inpaint", "outpaint", "superres", "colorize", "translate"]
+    )
+    ed.add_argument("--image", required=True, help="input image (PNG/JPEG), or .npz `images` uint8 (N,H,W,C) batch")
     ed.add_argument("--mask", help="inpaint/outpaint: one-channel image, white = make, black = keep")
     ed.add_argument("--strength", type=float, help="the time the edit starts from, (0, 1] (sdedit 0.6, else 1)")
     ed.add_argument("--keep", type=float, default=0.5, help="outpaint without --mask: kept centre's share of a side")
@@ -334,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--resample", type=int, default=1, help="inpaint/outpaint: RePaint passes per block (1 = none)")
     ed.add_argument("--jump", type=int, default=5, help="inpaint/outpaint with --resample: RePaint's block length")
     ed.add_argument("--resize", action="store_true", help="centre-crop and resize the image (and mask) to the run")
-    ed.add_argument("--n", type=int, default=4, help="edits of the image (default 4)")
+    ed.add_argument("--n", type=int, default=4, help="edits of each image (default 4)")
     ed.add_argument("-o", "--output", default="edit.png", help="a .png row (input, given, edits) or .npz")
 
     g = sub.add_parser(

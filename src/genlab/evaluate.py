@@ -190,7 +190,7 @@ def evaluate(
         cfg = run.recipe.data
         out = out or run.path / "eval"
         if not run.method.generates or run.method.shows_reconstructions or run.method.image_task:
-            return evaluate_heldout(run, out=out, seed=seed, sampler_opts=sampler_opts)
+            return evaluate_heldout(run, out=out, seed=seed, n=n, sampler_opts=sampler_opts)
         x, labels, settings = sample_for_eval(run, n=n or 1000, seed=seed, **sampler_opts)
     else:
         if data is None:
@@ -209,14 +209,17 @@ def evaluate(
     return write_report(report, x=x, labels=labels, train=train, out=out)
 
 
-def evaluate_heldout(run: Run, *, out: str | Path, seed: int, sampler_opts: dict) -> Path:
-    """eval.json / eval.md of a run that makes no samples (a tokenizer, a noisy classifier, a CLIP): the method's
-    own `heldout_metrics` on the test split of its data."""
+def evaluate_heldout(run: Run, *, out: str | Path, seed: int, n: int | None, sampler_opts: dict) -> Path:
+    """eval.json / eval.md of a run that makes no samples (a tokenizer, a noisy classifier, a CLIP) or translates
+    images: the method's own `heldout_metrics` on (n items of) the test split of its data; an image-to-image run
+    translates with its recipe's sample settings and the given overrides."""
     given = sorted(k for k, v in sampler_opts.items() if v is not None)
-    if given:
+    if given and not run.method.image_task:
         raise GenlabError(f"a {run.method.kind} run makes no samples: --{given[0].replace('_', '-')} does not apply")
+    settings = run.resolve_settings(**sampler_opts)
     train, heldout = load_splits(run.recipe.data)
-    metrics = run.method.heldout_metrics(heldout if heldout is not None else train, seed=seed)
+    data = heldout if heldout is not None else train
+    metrics = run.method.heldout_metrics(data, seed=seed, n=n, settings=settings)
     split = "test" if heldout is not None else "train (the data holds no test split)"
     report = {
         "settings": {
@@ -227,6 +230,7 @@ def evaluate_heldout(run: Run, *, out: str | Path, seed: int, sampler_opts: dict
             "split": split,
             "n": metrics.pop("n", None),
             "seed": seed,
+            **({"sample_settings": settings.as_dict(run.method.sample_settings)} if run.method.image_task else {}),
         },
         "metrics": metrics,
     }

@@ -300,16 +300,36 @@ class Run:
         jump: int = 5,
         **overrides: Any,
     ) -> Samples:
-        """n edits of one image (C, H, W) or (1, C, H, W) in [-1, 1] (genlab.edit: sdedit, inpaint, outpaint); a mask
-        (1, H, W) or (1, 1, H, W) in [0, 1], white = make; resample > 1: RePaint. Deterministic from `seed`."""
+        """n edits of each image (N, C, H, W), or of one (C, H, W), in [-1, 1], input-major (N·n results). A trained
+        image-to-image run does its own task (genlab.edit.translate: superres, colorize, inpaint, outpaint, ...);
+        other flow/diffusion runs edit training-free (genlab.edit: sdedit, inpaint, outpaint; resample > 1:
+        RePaint). A mask (1 or N, 1, H, W) or (1, H, W) in [0, 1], white = make. Deterministic from `seed`;
+        `callback` serves training-free edits."""
         from genlab.edit import edit
+        from genlab.edit.translate import trained_task
 
         if n < 1:
             raise GenlabError(f"--n must be >= 1, got {n}")
         resolved = self.resolve_settings(settings, **overrides)
-        x = (image if image.dim() == 4 else image[None]).expand(n, -1, -1, -1)
+        images = image if image.dim() == 4 else image[None]
         m = None if mask is None else (mask if mask.dim() == 4 else mask[None])
-        cond = self.conditions(n, label=label, prompts=None if prompt is None else [prompt] * n)
+        if trained_task(self.method, task):
+            return self._translate(
+                images,
+                task=task,
+                mask=m,
+                n=n,
+                seed=seed,
+                strength=strength,
+                keep=keep,
+                label=label,
+                prompt=prompt,
+                settings=resolved,
+                resample=resample,
+            )
+        x = images.repeat_interleave(n, 0)  # (N·n, C, H, W)
+        m = m if m is None or len(m) == 1 else m.repeat_interleave(n, 0)
+        cond = self.conditions(len(x), label=label, prompts=None if prompt is None else [prompt] * len(x))
         out = edit(
             self.method,
             x,
@@ -325,6 +345,30 @@ class Run:
             jump=jump,
         )
         return Samples(out.x.cpu(), out.nfe, out.sampler, cond)
+
+    def _translate(self, images, *, task, mask, n, seed, strength, keep, label, prompt, settings, resample) -> Samples:
+        """`edit` by the run's trained image-to-image model (the options only training-free edits read refused)."""
+        from genlab.edit.translate import translate_images
+
+        for given, flag in (
+            (strength != 1.0, "--strength"),
+            (resample != 1, "--resample"),
+            (label is not None, "--label"),
+            (prompt is not None, "--prompt"),
+        ):
+            if given:
+                raise GenlabError(f"a trained {task} run takes no {flag} (it translates the input as trained): drop it")
+        out = translate_images(
+            self.method,
+            images,
+            task=task,
+            mask=mask,
+            n=n,
+            keep=keep,
+            settings=settings,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        return Samples(out.x.cpu(), out.nfe, out.sampler)
 
     def require_text(self) -> Run:
         """This run, if it is text-to-image; else a GenlabError that says what to use."""

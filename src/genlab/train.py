@@ -403,7 +403,8 @@ class Trainer:
 
 
 def write_sample_grid(method: Method, recipe: Recipe, data: Dataset | None, path: Path, *, seed: int = 0) -> None:
-    """A grid with one row per class (or a scatter against the data for vector data)."""
+    """A grid with one row per class (or a scatter against the data for vector data; image-to-image methods: one row
+    per training image, the columns of `Method.preview`)."""
     gen = torch.Generator().manual_seed(seed)
     cols = recipe.train.grid_columns
     classes = method.num_classes
@@ -414,6 +415,12 @@ def write_sample_grid(method: Method, recipe: Recipe, data: Dataset | None, path
         pairs = torch.stack([real.unflatten(0, (-1, cols)), method.reconstruct(real).unflatten(0, (-1, cols))], 1)
         with atomic_path(path) as tmp:
             save_samples(pairs.flatten(0, 2).cpu(), tmp, nrow=cols)
+        return
+    if method.image_task and data is not None:  # other image-to-image methods: rows of input | output | truth
+        batch = {k: _to(v, method.device) for k, v in data.batch(torch.arange(min(cols, len(data)))).items()}
+        rows = method.preview(batch, generator=gen)  # (B, columns, C, H, W)
+        with atomic_path(path) as tmp:
+            save_samples(rows.flatten(0, 1).cpu(), tmp, nrow=rows.shape[1])
         return
     x = method.sample(n, cond=label, settings=recipe.sample, generator=gen).x
     names = data.class_names if data is not None and classes and len(data.class_names) == classes else None

@@ -11,6 +11,7 @@ from genlab.data.folder import ImageFolderConfig, build_imagefolder
 from genlab.data.photos import PhotosConfig, build_photos
 from genlab.data.shapes import ShapesConfig, build_shapes
 from genlab.data.toy2d import Toy2DConfig, build_toy2d
+from genlab.data.unpaired import UnpairedConfig, build_unpaired
 
 DATA_CONFIGS = {
     "toy2d": Toy2DConfig,
@@ -19,6 +20,7 @@ DATA_CONFIGS = {
     "npz": ArraysConfig,
     "shapes": ShapesConfig,
     "photos": PhotosConfig,
+    "unpaired": UnpairedConfig,
 }
 DATASETS = {
     "toy2d": build_toy2d,
@@ -27,6 +29,7 @@ DATASETS = {
     "npz": build_arrays,
     "shapes": build_shapes,
     "photos": build_photos,
+    "unpaired": build_unpaired,
 }
 
 

@@ -5,12 +5,15 @@ from genlab.methods.base import Method
 from genlab.methods.classifier import NoisyClassifier, NoisyClassifierConfig
 from genlab.methods.clip import ClipMethod, ClipMethodConfig
 from genlab.methods.consistency import ConsistencyConfig, ConsistencyMethod
+from genlab.methods.cyclegan import CycleGANConfig, CycleGANMethod
 from genlab.methods.flow import FlowConfig, FlowMethod
 from genlab.methods.gan import GANConfig, GANMethod
 from genlab.methods.gmm import GMMConfig, GMMMethod
 from genlab.methods.guidance_distill import GuidanceDistillConfig, GuidanceDistillMethod
+from genlab.methods.image2image import PairedFlowConfig, PairedFlowMethod, RegressionConfig, RegressionMethod
 from genlab.methods.latent import LatentFlowConfig, LatentFlowMethod
 from genlab.methods.meanflow import MeanFlowConfig, MeanFlowMethod
+from genlab.methods.pix2pix import Pix2PixConfig, Pix2PixMethod
 from genlab.methods.pixelcnn import PixelCNNMethod, PixelCNNMethodConfig
 from genlab.methods.progressive import ProgressiveConfig, ProgressiveMethod
 from genlab.methods.reflow import ReflowConfig, ReflowMethod
@@ -36,6 +39,10 @@ METHOD_CONFIGS = {
     "consistency": ConsistencyConfig,
     "guidance_distill": GuidanceDistillConfig,
     "meanflow": MeanFlowConfig,
+    "paired_flow": PairedFlowConfig,  # trained image-to-image (SR3 / Palette) and its regression baseline
+    "regression": RegressionConfig,
+    "pix2pix": Pix2PixConfig,  # paired and unpaired GAN translation (pix2pix, CycleGAN)
+    "cyclegan": CycleGANConfig,
 }
 METHODS = {
     "gan": GANMethod,
@@ -54,6 +61,10 @@ METHODS = {
     "consistency": ConsistencyMethod,
     "guidance_distill": GuidanceDistillMethod,
     "meanflow": MeanFlowMethod,
+    "paired_flow": PairedFlowMethod,
+    "regression": RegressionMethod,
+    "pix2pix": Pix2PixMethod,
+    "cyclegan": CycleGANMethod,
 }
 
 # methods are built by genlab.runs.build_method, which also hands them their frozen parts

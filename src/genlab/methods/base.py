@@ -132,6 +132,11 @@ class Method(nn.Module):
 
         `cond`: class labels (n,) for class-conditional methods (None: unconditional / the method's choice),
         prompts (a list of n strings) for text-conditional ones."""
+        if self.image_task:  # image-to-image methods translate inputs instead
+            raise GenlabError(
+                f"a {self.kind} run makes no samples from noise, it does {self.image_task}: use "
+                f"'genlab edit RUN --task {self.image_task} --image IN.png -o out.png'"
+            )
         raise GenlabError(f"a {self.kind} run makes no samples")
 
     def check_settings(self, names: set[str] | frozenset[str]) -> None:
@@ -155,19 +160,22 @@ class Method(nn.Module):
         raise GenlabError(f"method.kind={self.kind!r} does not reconstruct its input")
 
     @torch.no_grad()
-    def heldout_metrics(self, data: Any, *, seed: int = 0) -> dict[str, float]:
-        """What `genlab eval` measures on held-out data for a method that makes no samples (generates=False or
-        shows_reconstructions) or does an `image_task`: the task's held-out metrics (genlab.metrics.image2image), else
-        by default the reconstruction PSNR (dB, images in [-1, 1])."""
+    def heldout_metrics(
+        self, data: Any, *, seed: int = 0, n: int | None = None, settings: SampleSettings = DEFAULT_SETTINGS
+    ) -> dict[str, float]:
+        """What `genlab eval` measures on (at most n; None: the method's default number of) held-out items for a
+        method that makes no samples (generates=False or shows_reconstructions) or does an `image_task`: the task's
+        held-out metrics with the run's sample `settings` (genlab.metrics.image2image), else by default the
+        reconstruction PSNR (dB, images in [-1, 1])."""
         if self.image_task:
             from genlab.metrics.image2image import translation_metrics
 
-            return translation_metrics(self, data, seed=seed)
+            return translation_metrics(self, data, seed=seed, n=n or 256, settings=settings)
         if not self.shows_reconstructions:
             return {}
         from genlab.metrics.image import psnr, ssim
 
-        x = data.x[:1000].to(self.device)
+        x = data.x[: n or 1000].to(self.device)
         pairs = [(self.reconstruct(c), c) for c in x.split(256)]
         return {
             "psnr_db": float(torch.cat([psnr(r, c) for r, c in pairs]).mean()),
@@ -195,6 +203,15 @@ class Method(nn.Module):
         `generator`, so n outputs of one input are `translate(source.repeat(n, 1, 1, 1))`."""
         raise GenlabError(f"method.kind={self.kind!r} does no image-to-image task")
 
+    @torch.no_grad()
+    def preview(self, batch: dict, *, generator: torch.Generator | None = None) -> Tensor:
+        """The trainer's picture of an `image_task` method: per image of `batch` (its "x" the clean targets), the
+        columns input | output | truth as (B, 3, C, H, W) (the input brought to the output's channels and size)."""
+        x = batch["x"]
+        given = self.degrade(x, generator=generator)
+        out = self.translate(given["source"], mask=given.get("mask"), generator=generator).x
+        return torch.stack([as_picture(given["source"], out), out, x.to(out.dtype)], 1)
+
     # -- likelihood
 
     def log_likelihood(self, x: Tensor, cond: Any = None, *, stats: dict | None = None, **opts: Any) -> Tensor:
@@ -206,6 +223,15 @@ class Method(nn.Module):
         `stats`, when a dict, receives how the value was computed (NFE, estimator); `opts` are method options.
         """
         raise GenlabError(f"{self.kind} defines no likelihood")
+
+
+def as_picture(image: Tensor, like: Tensor) -> Tensor:
+    """`image` (B, c, h, w) shown beside `like` (B, C, H, W): grey repeated to C channels, nearest-upsampled."""
+    if image.shape[1] != like.shape[1]:
+        image = image[:, :1].expand(-1, like.shape[1], -1, -1)  # (B, C, h, w)
+    if image.shape[-2:] != like.shape[-2:]:
+        image = torch.nn.functional.interpolate(image, size=like.shape[-2:], mode="nearest")  # (B, C, H, W)
+    return image.to(like.dtype)
 
 
 def no_options(method: Method, opts: dict) -> None:

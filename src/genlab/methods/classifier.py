@@ -83,12 +83,12 @@ class NoisyClassifier(Method):
         self.num_classes = model_cfg.num_classes
 
     @torch.no_grad()
-    def heldout_metrics(self, data, *, seed: int = 0) -> dict[str, float]:
+    def heldout_metrics(self, data, *, seed: int = 0, n: int | None = None, settings=None) -> dict[str, float]:
         """Held-out accuracy of the labels from x_t at t = 0, 0.2, ..., 1 (one seeded noise draw per t)."""
         if data.labels is None:
             raise GenlabError("the held-out data has no labels: a noisy classifier is measured on labelled data")
         gen = torch.Generator().manual_seed(seed)
-        x, y = data.x[:2000].to(self.device), data.labels[:2000].to(self.device)
+        x, y = data.x[: n or 2000].to(self.device), data.labels[: n or 2000].to(self.device)
         out: dict[str, float] = {"n": len(x)}
         for t_value in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
             t = torch.full((len(x),), t_value, device=x.device)

@@ -50,12 +50,12 @@ class ClipMethod(Method):
         return F.normalize(self.model.text(*self.model.text.tokenize(list(texts)))[1], dim=-1)
 
     @torch.no_grad()
-    def heldout_metrics(self, data, *, seed: int = 0) -> dict[str, float]:
+    def heldout_metrics(self, data, *, seed: int = 0, n: int | None = None, settings=None) -> dict[str, float]:
         """Image→text top-1 over the distinct held-out captions and the mean CLIP score 100·max(cos, 0) of true
         pairs vs seeded shuffled pairs."""
         if data.texts is None:
             raise GenlabError("the held-out data has no captions: a CLIP is measured on captioned data")
-        x, texts = data.x[:1000].to(self.device), list(data.texts[:1000])
+        x, texts = data.x[: n or 1000].to(self.device), list(data.texts[: n or 1000])
         u = torch.cat([self.embed_images(c) for c in x.split(256)])  # (N, D)
         candidates = sorted(set(texts))
         v = torch.cat([self.embed_texts(candidates[i : i + 256]) for i in range(0, len(candidates), 256)])

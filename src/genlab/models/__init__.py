@@ -12,6 +12,7 @@ from genlab.models.dit import DiT, DiTConfig
 from genlab.models.gan import GAN, DCGANConfig, StyleGANConfig
 from genlab.models.mlp import MLP, MLPConfig
 from genlab.models.none import NoModelConfig, no_model
+from genlab.models.patchgan import PatchGAN, PatchGANConfig
 from genlab.models.pixelcnn import PixelCNN, PixelCNNConfig
 from genlab.models.transformer import Transformer, TransformerConfig
 from genlab.models.unet import UNet, UNetConfig
@@ -32,6 +33,7 @@ MODEL_CONFIGS = {
     "autoencoder": AutoencoderConfig,
     "dit": DiTConfig,
     "clip": ClipConfig,
+    "patchgan": PatchGANConfig,
 }
 MODELS = {
     "dcgan": GAN,
@@ -47,6 +49,7 @@ MODELS = {
     "autoencoder": Autoencoder,
     "dit": DiT,
     "clip": CLIP,
+    "patchgan": PatchGAN,
 }
 
 

@@ -4,6 +4,10 @@ Encoder levels at sizes S, S/2, ..., each `num_res_blocks` ResBlocks (one adapti
 driven by emb = MLP(sinusoid(1000 t)) + class_table[cond]); one skip per level; a mid block;
 a mirrored decoder that concatenates each level's skip. Downsampling is a stride-2 conv; upsampling
 is a 1x1 conv at the coarse size then nearest x2. Self-attention only at the configured sizes.
+
+Conditional image-to-image (SR3 / Palette): with `cond_channels` = k > 0 the stem reads [x, image] concatenated
+on the channel axis, (B, C + k, S, S), where `image` is the task's input (an upsampled low-res image, a grey
+image, a masked image and its mask); the output still has x's C channels. k = 0 builds exactly the plain model.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genlab.constraints import Fraction, OptCount, OptPositiveInt, PositiveInt, require
+from genlab.constraints import Count, Fraction, OptCount, OptPositiveInt, PositiveInt, require
 from genlab.errors import GenlabError
 from genlab.models.layers import ConditionEmbedding, ResBlock, SelfAttention2d, group_norm, zero_init_
 
@@ -31,6 +35,7 @@ class UNetConfig:
     attention_resolutions: tuple[PositiveInt, ...] = ()  # feature-map sizes that get self-attention
     dropout: Fraction = 0.0
     heads: PositiveInt = 4
+    cond_channels: Count = 0  # extra input channels read beside x (forward's `image`); 0 = none
 
     def __post_init__(self) -> None:
         require(len(self.channel_mults) >= 1, "channel_mults", "must list at least one level")
@@ -88,7 +93,7 @@ class UNet(nn.Module):
         sizes = [cfg.image_size // 2**i for i in range(len(widths))]
         emb_dim, n = 4 * cfg.channels, cfg.num_res_blocks
         self.embed = ConditionEmbedding(cfg.channels, emb_dim, cfg.num_classes)
-        self.stem = nn.Conv2d(cfg.in_channels, widths[0], 3, padding=1)
+        self.stem = nn.Conv2d(cfg.in_channels + cfg.cond_channels, widths[0], 3, padding=1)
         ins = [widths[0], *widths[:-1]]  # encoder input width per level
         self.down = nn.ModuleList(
             nn.ModuleList(Block(c_in if j == 0 else w, w, emb_dim, size=s, cfg=cfg) for j in range(n))
@@ -117,9 +122,10 @@ class UNet(nn.Module):
             nn.init.normal_(self.embed.classes.weight, std=0.02)
         zero_init_(self.out)
 
-    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, cond: Tensor | None = None, image: Tensor | None = None) -> Tensor:
+        """x (B, C, S, S), t (B,), cond (B,) labels or None, image (B, cond_channels, S, S) when cond_channels > 0."""
         emb = F.silu(self.embed(t, cond))  # (B, E)
-        h = self.stem(x)  # (B, C0, S, S)
+        h = self.stem(self._with_image(x, image))  # (B, C0, S, S)
         skips = []
         for i, level in enumerate(self.down):
             if i > 0:
@@ -136,3 +142,15 @@ class UNet(nn.Module):
             for block in self.up[i]:
                 h = block(h, emb)  # (B, C_i, S_i, S_i)
         return self.out(F.silu(self.out_norm(h)))  # (B, in_channels, S, S)
+
+    def _with_image(self, x: Tensor, image: Tensor | None) -> Tensor:
+        """x, or [x, image] concatenated on the channel axis (B, C + cond_channels, S, S)."""
+        k = self.cfg.cond_channels
+        if k == 0:
+            if image is not None:
+                raise GenlabError("this U-Net has cond_channels=0: it takes no input image")
+            return x
+        if image is None or image.dim() != 4 or image.shape[1] != k or image.shape[-2:] != x.shape[-2:]:
+            got = "None" if image is None else tuple(image.shape)
+            raise GenlabError(f"the U-Net needs an input image (B, {k}, {x.shape[-2]}, {x.shape[-1]}), got {got}")
+        return torch.cat([x, image.to(x.dtype)], dim=1)
