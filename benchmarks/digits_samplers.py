@@ -54,11 +54,11 @@ def ensure_run(run: Path, recipe: Path) -> dict:
         return {"run": str(run), "trained_here": True, "train_minutes": round((time.perf_counter() - start) / 60, 2)}
 
 
-def budget_steps(method, grid: str, sampler: str) -> dict[int, int | None]:
+def budget_steps(method, grid: str, sampler: str, budgets: tuple[int, ...] = BUDGETS) -> dict[int, int | None]:
     """For each budget, the most steps whose NFE ≤ budget. NFE does not depend on the network, so it is
     counted on a zero model (NFE is nondecreasing in steps)."""
     nfe, steps = {}, 0
-    while not nfe or nfe[steps] <= max(BUDGETS):
+    while not nfe or nfe[steps] <= max(budgets):
         steps += 1
         stats: dict = {}
         sample(
@@ -72,7 +72,7 @@ def budget_steps(method, grid: str, sampler: str) -> dict[int, int | None]:
             stats=stats,
         )
         nfe[steps] = stats["nfe"]
-    return {b: max((s for s, n in nfe.items() if n <= b), default=None) for b in BUDGETS}
+    return {b: max((s for s, n in nfe.items() if n <= b), default=None) for b in budgets}
 
 
 class Scorer:

@@ -119,7 +119,7 @@ def students(dataset: str, scale: float) -> list[dict]:
 def teacher_passes(run, n_pairs: int, pairs_nfe: int) -> int:
     """Teacher network passes a student's training spent (from its recipe and the method's definition)."""
     m, t = run.recipe.method, run.recipe.train
-    per_call = 2 if (run.method.teacher.num_classes and m.teacher_guidance != 1.0) else 1
+    per_call = run.method.teacher_evaluations()
     examples = t.steps * t.batch_size
     if m.kind == "reflow":
         return n_pairs * pairs_nfe * per_call
@@ -183,14 +183,7 @@ def teacher_rows(run, judge, *, guidance: float, samplers=TEACHER_SAMPLERS) -> d
 
 
 def _steps_within(run, grid, sampler) -> list[int | None]:
-    import digits_samplers
-
-    saved = digits_samplers.BUDGETS
-    digits_samplers.BUDGETS = TEACHER_NFES
-    try:
-        found = budget_steps(run.method, grid, sampler)
-    finally:
-        digits_samplers.BUDGETS = saved
+    found = budget_steps(run.method, grid, sampler, budgets=TEACHER_NFES)
     return [found[b] for b in TEACHER_NFES]
 
 

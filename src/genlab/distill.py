@@ -81,8 +81,6 @@ def student_recipe(teacher: str | Path, method: str, overrides: list[str] = (), 
     tree["train"].update(train)
     guidance = t_sample.guidance_scale if method == "guidance_distill" else 1.0
     tree["sample"] = {**tree["sample"], "guidance_scale": guidance, **sample}
-    if method == "progressive":
-        tree["sample"]["steps"] = tree["method"]["teacher_steps"] // 2 ** tree["method"]["rounds"]
     for o in overrides:
         apply_override(tree, o)
     if method == "progressive":  # the rounds fill the run, and the student samples with the last round's steps

@@ -37,18 +37,24 @@ def flow_method(method):
     return method
 
 
-def check_image(method, x: Tensor) -> Tensor:
-    """x (n, C, H, W) in [-1, 1] with the run's data shape, else a GenlabError that says what to do."""
-    shape = method.image_shape
-    if x.dim() != 4 or tuple(x.shape[1:]) != shape:
+def check_images(
+    x: Tensor, shape: tuple[int, ...], *, what: str = "the image", wants: str = "makes {} images"
+) -> Tensor:
+    """x (n, *shape) in [-1, 1], else a GenlabError naming `what` and what the run `wants` (its shape in {})."""
+    if x.dim() != 4 or tuple(x.shape[1:]) != tuple(shape):
         got = "x".join(map(str, x.shape[1:])) if x.dim() == 4 else str(tuple(x.shape))
         raise GenlabError(
-            f"the image is {got} (C x H x W) but the run makes {'x'.join(map(str, shape))} images: "
+            f"{what} is {got} (C x H x W) but the run {wants.format('x'.join(map(str, shape)))}: "
             "pass --resize, or an image of that size"
         )
     if x.min() < -1 or x.max() > 1:
         raise GenlabError("images must lie in [-1, 1]")
     return x
+
+
+def check_image(method, x: Tensor) -> Tensor:
+    """x (n, C, H, W) in [-1, 1] with the run's data shape, else a GenlabError that says what to do."""
+    return check_images(x, method.image_shape)
 
 
 def check_mask(mask: Tensor, x: Tensor) -> Tensor:

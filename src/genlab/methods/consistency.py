@@ -155,10 +155,7 @@ class ConsistencyMethod(StudentMethod):
         generator: torch.Generator | None = None,
         callback: Callback | None = None,
     ) -> Samples:
-        device = self.device
-        label = None if cond is None else torch.as_tensor(cond, device=device)
-        if label is not None and not self.num_classes:
-            raise GenlabError("this run is unconditional: drop the label")
+        device, label = self.device, self.labels(cond)
         times = time_grid("uniform", settings.steps, path=self.path)[:-1].tolist()  # 1, ..., > 0
         x = randn((n, *self.shape), generator=generator, device=device)
         for i, tau in enumerate(times):

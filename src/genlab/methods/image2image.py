@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from genlab.constraints import Range, require
+from genlab.edit import check_images
 from genlab.edit.degrade import downsample, grey, upsample
 from genlab.errors import GenlabError
 from genlab.methods.base import ODE_SETTINGS, Method
@@ -130,15 +131,7 @@ class ImageTask:
 
     def check(self, source: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """(source, mask expanded to the batch) if they fit the task, else a GenlabError that says what to do."""
-        want = self.source_shape
-        if source.dim() != 4 or tuple(source.shape[1:]) != want:
-            got = "x".join(map(str, source.shape[1:])) if source.dim() == 4 else str(tuple(source.shape))
-            raise GenlabError(
-                f"the {self.name} input is {got} (C x H x W) but the run takes {'x'.join(map(str, want))}: "
-                "pass --resize, or an image of that size"
-            )
-        if source.min() < -1 or source.max() > 1:
-            raise GenlabError("images must lie in [-1, 1]")
+        check_images(source, self.source_shape, what=f"the {self.name} input", wants="takes {}")
         if self.name not in MASK_TASKS:
             if mask is not None:
                 raise GenlabError(f"--task {self.name} takes no mask: drop --mask")

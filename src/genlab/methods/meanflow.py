@@ -96,10 +96,7 @@ class MeanFlowMethod(StudentMethod):
         generator: torch.Generator | None = None,
         callback: Callback | None = None,
     ) -> Samples:
-        device = self.device
-        label = None if cond is None else torch.as_tensor(cond, device=device)
-        if label is not None and not self.num_classes:
-            raise GenlabError("this run is unconditional: drop the label")
+        device, label = self.device, self.labels(cond)
         ts = time_grid("uniform", settings.steps, path=self.path).tolist()  # 1, ..., 0
         x = randn((n, *self.shape), generator=generator, device=device)
         for i, (t_hi, t_lo) in enumerate(zip(ts[:-1], ts[1:])):

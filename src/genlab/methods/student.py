@@ -86,6 +86,14 @@ class StudentMethod(FlowMethod):
         guided = self.teacher.num_classes and self.cfg.teacher_guidance != 1.0
         return 2 if guided else 1
 
+    def labels(self, cond) -> Tensor | None:
+        """`cond` as labels on the method's device (None: unconditional), refused for an unconditional run."""
+        if cond is None:
+            return None
+        if not self.num_classes:
+            raise GenlabError("this run is unconditional: drop the label")
+        return torch.as_tensor(cond, device=self.device)
+
     def student_x_hat(self, x_t: Tensor, t: Tensor, label: Tensor | None) -> Tensor:
         """The student's estimate of the data x̂ at (x_t, t)."""
         return to_x_eps(self.path, self.cfg.target, x_t, t, self.net(x_t, t, label))[0]
