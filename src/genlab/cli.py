@@ -184,6 +184,7 @@ def _edit(args) -> None:
         prompt=args.prompt,
         resample=args.resample,
         jump=args.jump,
+        mask_blur=args.mask_blur,
         **_settings(args),
     )
     how = f"strength {strength:g}, " if args.task == "sdedit" else ""
@@ -327,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     ed.add_argument("--prompt", help="text-to-image runs: the prompt of every edit")
     ed.add_argument("--resample", type=int, default=1, help="inpaint/outpaint: RePaint passes per block (1 = none)")
     ed.add_argument("--jump", type=int, default=5, help="inpaint/outpaint with --resample: RePaint's block length")
+    ed.add_argument("--mask-blur", type=float, default=0.0, help="inpaint/outpaint: feather the mask outward (std, px)")
     ed.add_argument("--resize", action="store_true", help="centre-crop and resize the image (and mask) to the run")
     ed.add_argument("--n", type=int, default=4, help="edits of each image (default 4)")
     ed.add_argument("-o", "--output", default="edit.png", help="a .png row (input, given, edits) or .npz")

@@ -298,13 +298,14 @@ class Run:
         callback: Callback | None = None,
         resample: int = 1,
         jump: int = 5,
+        mask_blur: float = 0.0,
         **overrides: Any,
     ) -> Samples:
         """n edits of each image (N, C, H, W), or of one (C, H, W), in [-1, 1], input-major (N·n results). A trained
         image-to-image run does its own task (genlab.edit.translate: superres, colorize, inpaint, outpaint, ...);
         other flow/diffusion runs edit training-free (genlab.edit: sdedit, inpaint, outpaint; resample > 1:
-        RePaint). A mask (1 or N, 1, H, W) or (1, H, W) in [0, 1], white = make. Deterministic from `seed`;
-        `callback` serves training-free edits."""
+        RePaint). A mask (1 or N, 1, H, W) or (1, H, W) in [0, 1], white = make; `mask_blur` feathers it (training-free
+        edits). Deterministic from `seed`; `callback` serves training-free edits."""
         from genlab.edit import edit
         from genlab.edit.translate import trained_task
 
@@ -314,6 +315,11 @@ class Run:
         images = image if image.dim() == 4 else image[None]
         m = None if mask is None else (mask if mask.dim() == 4 else mask[None])
         if trained_task(self.method, task):
+            if mask_blur:
+                raise GenlabError(
+                    f"a trained {task} run composites its own hard mask: --mask-blur is for training-free edits of a "
+                    "flow run; drop it"
+                )
             return self._translate(
                 images,
                 task=task,
@@ -343,6 +349,7 @@ class Run:
             callback=callback,
             resample=resample,
             jump=jump,
+            mask_blur=mask_blur,
         )
         return Samples(out.x.cpu(), out.nfe, out.sampler, cond)
 

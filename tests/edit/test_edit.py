@@ -8,7 +8,7 @@ from PIL import Image
 import genlab
 from genlab.cli import main
 from genlab.data.images import tensor_to_uint8
-from genlab.edit import border_mask, edit, repaint
+from genlab.edit import blur_mask, border_mask, edit, repaint
 from genlab.errors import GenlabError
 from genlab.settings import SampleSettings
 
@@ -95,6 +95,9 @@ def test_edit_cli_end_to_end_and_bad_input(digits_run, gan_run, tmp_path, capsys
     args = ["edit", str(digits_run), "--image", image, "--steps", "2", "--sampler", "euler", "--label", "3"]
     assert main([*args, "--task", "inpaint", "--mask", mask_png, "--n", "3", "-o", str(out)]) == 0
     assert "3 inpaint edits" in capsys.readouterr().out
+    feathered = tmp_path / "feathered.npz"
+    assert main([*args, "--task", "inpaint", "--mask", mask_png, "--mask-blur", "0.8", "-o", str(feathered)]) == 0
+    assert np.load(feathered)["images"].shape == (4, 8, 8, 1)
     row = np.asarray(Image.open(out))
     assert row.shape[1] > 4 * row.shape[0]  # one row of 5 tiles: input, given, 3 edits
     assert main([*args, "--task", "sdedit", "--strength", "0.5", "-o", str(tmp_path / "sd.npz")]) == 0
@@ -112,6 +115,7 @@ def test_edit_cli_end_to_end_and_bad_input(digits_run, gan_run, tmp_path, capsys
             "sdedit",
         ],
         "no mask": [*args, "--task", "inpaint"],
+        "negative blur": [*args, "--task", "inpaint", "--mask", mask_png, "--mask-blur", "-1"],
         "gan": ["edit", str(gan_run), "--image", image, "--task", "sdedit"],
     }
     for name, argv in bad.items():
@@ -174,3 +178,23 @@ def test_repaint_without_resampling_is_ddim_inpainting_and_with_it_keeps_pixels(
     assert torch.equal(inpaint(resample=3, jump=2).x, three.x)  # deterministic from the seed
     with pytest.raises(GenlabError, match="starts from noise"):
         inpaint(resample=3, strength=0.5)
+
+
+def test_mask_blur_feathers_outward_and_keeps_far_pixels_exactly(flow):
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., :, 5:] = 1  # make the right three columns
+    soft = blur_mask(mask, 0.7)
+    assert torch.equal(blur_mask(mask, 0), mask)
+    assert torch.equal(soft[..., 5:], mask[..., 5:])  # every marked pixel is still made in full
+    assert 0 < soft[0, 0, 0, 4] < 1 and soft[0, 0, 0, 3] < soft[0, 0, 0, 4]  # a band that fades outward
+    assert torch.equal(soft[..., :2], mask[..., :2])  # beyond 3σ nothing changes
+    with pytest.raises(GenlabError, match="mask-blur"):
+        blur_mask(mask, -1.0)
+    x = _digit(flow).expand(2, -1, -1, -1)
+    kw = dict(task="inpaint", mask=mask, cond=torch.tensor([3, 3]), settings=EULER)
+    hard = edit(flow, x, generator=torch.Generator().manual_seed(0), **kw)
+    out = edit(flow, x, generator=torch.Generator().manual_seed(0), mask_blur=0.7, **kw)
+    assert torch.equal(out.x[..., :2], x[..., :2])  # far pixels are the input's exactly
+    assert not torch.equal(out.x[..., 3:5], hard.x[..., 3:5])  # the band is a blend now
+    with pytest.raises(GenlabError, match="sdedit takes no mask"):
+        edit(flow, x, task="sdedit", mask_blur=1.0, settings=EULER)

@@ -10,18 +10,24 @@ x̂' = (1 − m)·x + m·x̂, and ε̂' = (x_t − a·x̂')/b keeps the pair con
 known region then follows a(t)·x + b(t)·ε exactly, the unknown region is always predicted next to a context at
 the right noise level, and the output's known pixels are x exactly. It works with every sampler, because it wraps
 the prediction the sampler asks for. Outpainting is inpainting of the border around a kept centre window.
+
+Mask blur (`mask_blur` = σ in pixels): the mask is feathered outward, m' = max(m, G_σ ∗ m), so every pixel the user
+marked is still made in full and a band of about 3σ outside it becomes a soft blend of the input and the model's
+pixels: the seam is spread over the band instead of falling between two neighbours. Pixels farther away are kept
+exactly.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from genlab.errors import GenlabError
-from genlab.methods.base import randn
 from genlab.paths import bcast, from_x_eps, to_x_eps
 from genlab.settings import DEFAULT_SETTINGS, Callback, Samples, SampleSettings
 
@@ -73,6 +79,23 @@ def check_mask(mask: Tensor, x: Tensor) -> Tensor:
     return mask
 
 
+def blur_mask(mask: Tensor, sigma: float) -> Tensor:
+    """max(m, G_σ ∗ m) for masks (n, 1, H, W) in [0, 1]: feathered outward by a Gaussian of std `sigma` pixels
+    (taps out to 3σ, edges replicated); sigma 0 returns the mask unchanged."""
+    if sigma < 0:
+        raise GenlabError(f"--mask-blur must be >= 0 (the feather's std in pixels), got {sigma}")
+    if sigma == 0:
+        return mask
+    radius = max(1, math.ceil(3 * sigma))
+    k = torch.arange(-radius, radius + 1, device=mask.device, dtype=mask.dtype)
+    taps = torch.exp(-(k**2) / (2 * sigma**2))
+    taps = taps / taps.sum()
+    m = F.pad(mask, (radius, radius, radius, radius), mode="replicate")
+    m = F.conv2d(m, taps.view(1, 1, 1, -1))
+    m = F.conv2d(m, taps.view(1, 1, -1, 1))
+    return torch.maximum(mask, m.clamp(0, 1))
+
+
 def border_mask(size: int, keep: float) -> Tensor:
     """(1, 1, size, size): 0 in a centred square window covering `keep` of each side, 1 around it (outpainting)."""
     if not 0 < keep < 1:
@@ -101,6 +124,8 @@ def known_region(fn: Callable, x: Tensor, keep: Tensor, *, path, target: str) ->
 def renoise(x_s: Tensor, s: Tensor, t: Tensor, *, path, generator: torch.Generator | None) -> Tensor:
     """A draw of x_t given x_s for s < t along the path's forward process:
     x_t = (a_t/a_s)·x_s + sqrt(b_t² − (a_t/a_s)²·b_s²)·z (RePaint's jump back up)."""
+    from genlab.methods.base import randn  # here: genlab.methods imports this package (check_images)
+
     s64, t64 = s.double().reshape(1), t.double().reshape(1)
     ratio = path.a(t64) / path.a(s64)
     scale = torch.sqrt((path.b(t64) ** 2 - (ratio * path.b(s64)) ** 2).clamp_min(0))
@@ -114,6 +139,7 @@ def repaint(
     grid of settings.steps, taken in blocks of `jump` steps; each block is run `resample` times, jumping back up
     to its start along the forward process in between, so the made region is harmonised with the kept one over
     several passes. NFE = resample·steps; resample = 1 is DDIM inpainting."""
+    from genlab.methods.base import randn
     from genlab.samplers import CountNFE, as_denoiser, time_grid
     from genlab.samplers.sde import sample_ddim
 
@@ -149,11 +175,13 @@ def edit(
     callback: Callback | None = None,
     resample: int = 1,
     jump: int = 5,
+    mask_blur: float = 0.0,
 ) -> Samples:
     """Edit images x (n, C, H, W) in [-1, 1] with a flow/diffusion method (see the module docstring). sdedit uses
     `strength`; inpaint takes `mask` (white = make) and, below strength 1, also starts from the noised input;
     outpaint makes the border around a centred window of share `keep` (or around `mask`'s black region).
-    resample > 1 (inpaint/outpaint) uses RePaint's resampling with DDIM steps (`repaint`)."""
+    resample > 1 (inpaint/outpaint) uses RePaint's resampling with DDIM steps (`repaint`); mask_blur > 0 feathers
+    the mask outward by a Gaussian of that std in pixels (`blur_mask`)."""
     method = flow_method(method)
     if task not in TASKS:
         raise GenlabError(f"unknown --task {task!r}: use one of {', '.join(TASKS)}")
@@ -161,8 +189,8 @@ def edit(
         raise GenlabError(f"--strength must be in (0, 1] (the time the edit starts from), got {strength}")
     x = check_image(method, x)
     if task == "sdedit":
-        if mask is not None:
-            raise GenlabError("--task sdedit takes no mask: use --task inpaint")
+        if mask is not None or mask_blur:
+            raise GenlabError("--task sdedit takes no mask or --mask-blur: use --task inpaint")
         return method.sample(
             len(x),
             cond=cond,
@@ -178,7 +206,7 @@ def edit(
         if task == "inpaint":
             raise GenlabError("--task inpaint needs --mask M.png (white = make, black = keep)")
         mask = border_mask(x.shape[-1], keep)
-    keep_region = 1 - check_mask(mask, x).to(x.device, x.dtype)
+    keep_region = 1 - blur_mask(check_mask(mask, x).to(x.device, x.dtype), mask_blur)
     x_dev = x.to(method.device)
     keep_dev = keep_region.to(method.device)
 
