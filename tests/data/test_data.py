@@ -31,7 +31,9 @@ def write_png(path, size=(8, 8), color=(255, 0, 0), mode="RGB"):
 
 def test_registry_kinds_match_configs():
     assert (
-        set(DATA_CONFIGS) == set(DATASETS) == {"toy2d", "digits", "imagefolder", "npz", "shapes", "photos", "unpaired"}
+        set(DATA_CONFIGS)
+        == set(DATASETS)
+        == {"toy2d", "digits", "imagefolder", "npz", "shapes", "photos", "faces", "unpaired"}
     )
     for kind, cls in DATA_CONFIGS.items():
         assert cls().kind == kind

@@ -7,6 +7,7 @@ All datasets are held in memory as tensors (`genlab.data.base.Dataset`): images 
 from genlab.data.arrays import ArraysConfig, build_arrays
 from genlab.data.base import Dataset
 from genlab.data.digits import DigitsConfig, build_digits
+from genlab.data.faces import FacesConfig, build_faces
 from genlab.data.folder import ImageFolderConfig, build_imagefolder
 from genlab.data.photos import PhotosConfig, build_photos
 from genlab.data.shapes import ShapesConfig, build_shapes
@@ -20,6 +21,7 @@ DATA_CONFIGS = {
     "npz": ArraysConfig,
     "shapes": ShapesConfig,
     "photos": PhotosConfig,
+    "faces": FacesConfig,
     "unpaired": UnpairedConfig,
 }
 DATASETS = {
@@ -29,6 +31,7 @@ DATASETS = {
     "npz": build_arrays,
     "shapes": build_shapes,
     "photos": build_photos,
+    "faces": build_faces,
     "unpaired": build_unpaired,
 }
 

@@ -8,7 +8,12 @@ For n held-out images y (seeded subset), the method's own degradation makes the 
 - nfe: network evaluations per output;
 - fd: Fréchet distance between the first outputs and the truths in a feature network (photos: genlab's photo
   patch network below; digits: the shipped digits network; other images: 8×8 pixels); fd_floor: FD between the
-  truths and as many other held-out images, what a perfect translator scores at this n (None if too few);
+  truths and as many other held-out images, what a perfect translator scores at this n (None if too few).
+  Photo patches larger than a fixed-size network's input s (64-pixel patches, s = 32) are not resized: each of
+  their (S/s)² non-overlapping s×s tiles is one sample of the FD (outputs, truths and floor alike). `photos` views
+  every photograph at shorter side `side` = 256 and cuts a size-S patch from round(S·min(H, W)/256) of its pixels,
+  so a patch pixel is one view pixel at every S: a 64-patch's tiles are at the scale of the 32-pixel patches the
+  network was trained on, and keep the detail that resizing to 32 would average away;
 - seam (inpaint / outpaint): gradient energy across the mask boundary relative to the truth's at the same pixel
   pairs, Σ‖ŷ_p − ŷ_q‖² / Σ‖y_p − y_q‖² over neighbouring pixels p, q on opposite sides of the mask (m > ½) and over
   all k outputs: 1 = as smooth as the real image there, > 1 a visible seam, < 1 smoother than real (blur);
@@ -50,8 +55,9 @@ PHOTOS_ASSET = "assets/features-photos.safetensors"
 def translate_heldout(
     method, data, *, n: int, k: int, seed: int, batch: int = 64, settings: SampleSettings = DEFAULT_SETTINGS
 ) -> dict:
-    """{'truth': (n, C, H, W), 'source': ..., 'mask': ... or None, 'outputs': (k, n, C, H, W), 'nfe': int} on a
-    seeded n-subset of `data` (all on the CPU); `settings` go to every `translate` call."""
+    """{'truth': (n, C, H, W), 'source': ..., 'mask': ... or None, 'outputs': (k, n, C, H, W), 'nfe': int, 'index':
+    (n,) the truths' indices in `data`} on a seeded n-subset of `data` (all on the CPU); `settings` go to every
+    `translate` call."""
     pick = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
     truth = data.x[pick]
     gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -66,7 +72,7 @@ def translate_heldout(
             parts.append(out.x.cpu())
             nfe = out.nfe
         outputs.append(torch.cat(parts))
-    return {"truth": truth, "source": source, "mask": mask, "outputs": torch.stack(outputs), "nfe": nfe}
+    return {"truth": truth, "source": source, "mask": mask, "outputs": torch.stack(outputs), "nfe": nfe, "index": pick}
 
 
 def diversity(outputs: torch.Tensor) -> float:
@@ -122,7 +128,8 @@ def score_translations(res: dict, data, *, task: str, seed: int = 0, feature_net
 
 
 def photo_feature_net() -> FeatureNet:
-    """The shipped photo-patch network (32×32 RGB inputs; other sizes are resized to 32×32)."""
+    """The shipped photo-patch network (32×32 RGB inputs; `fd_metrics` cuts larger photo patches into 32×32 tiles,
+    `extract` resizes other inputs to 32×32)."""
     path = Path(str(files("genlab").joinpath(PHOTOS_ASSET)))
     if not path.is_file():
         raise GenlabError(f"{path} is missing: run benchmarks/photo_features.py to train the photo feature net")
@@ -136,20 +143,50 @@ def default_feature_net(data: Dataset) -> FeatureNet | None:
     return resolve_feature_net(None, data)
 
 
+def tile_side(net: FeatureNet, x: Tensor, data: Dataset) -> int | None:
+    """The tile side s when `data` is photo patches x (N, C, S, S) larger than the net's fixed input s with S a
+    multiple of s (the photo views' pixel scale makes the tiles look like the net's training patches; see the module
+    docstring), else None (`extract` resizes to the net's size as before)."""
+    s = net.image_size
+    if data.name != "photos" or s is None or x.shape[-1] <= s or x.shape[-1] % s or x.shape[-2] != x.shape[-1]:
+        return None
+    return s
+
+
+def tiles(x: Tensor, side: int) -> Tensor:
+    """The non-overlapping side×side tiles of images x (N, C, H, W), H and W multiples of `side`:
+    (N·(H/side)·(W/side), C, side, side), image by image, each image's tiles in row-major order."""
+    n, c, h, w = x.shape
+    if h % side or w % side:
+        raise GenlabError(f"cannot cut {h}x{w} images into {side}x{side} tiles: the sides must be multiples of {side}")
+    grid = x.reshape(n, c, h // side, side, w // side, side)  # (N, C, rows, side, cols, side)
+    return grid.permute(0, 2, 4, 1, 3, 5).reshape(-1, c, side, side)
+
+
+def fd_features(net: FeatureNet, x: Tensor, *, tile: int | None) -> Tensor:
+    """Features (M, F) float64 for FD of images x (N, C, S, S): of each image whole (M = N) when `tile` is None, else
+    of its tile×tile tiles, each a sample (M = N·(S/tile)²)."""
+    return extract(net, x if tile is None else tiles(x, tile))[0]
+
+
 def fd_metrics(outputs: Tensor, truth: Tensor, data: Dataset, *, seed: int, feature_net=None) -> dict:
     """{'fd', 'fd_floor', 'fd_features'}: FD(outputs, truth) and FD(truth, as many other held-out images of `data`)
-    in the feature network; fd_floor is None when `data` holds fewer than 2n images. Needs n >= 2."""
+    in the feature network; fd_floor is None when `data` holds fewer than 2n images. Needs n >= 2. Photo patches
+    larger than the net's input are compared tile by tile (`tile_side`; all three sets alike), which
+    'fd_features' names ('photos-cnn64 on 32x32 tiles')."""
     net = feature_net or default_feature_net(data)
     if net is None or len(truth) < 2:
         return {"fd": None, "fd_floor": None, "fd_features": None}
-    f_truth = extract(net, truth)[0]
-    fd = frechet_distance(extract(net, outputs)[0], f_truth)
+    tile = tile_side(net, truth, data)
+    f_truth = fd_features(net, truth, tile=tile)
+    fd = frechet_distance(fd_features(net, outputs, tile=tile), f_truth)
     floor = None
     if len(data) >= 2 * len(truth):
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
         others = data.x[order[len(truth) : 2 * len(truth)]]  # translate_heldout's truths are order[:n]
-        floor = frechet_distance(extract(net, others)[0], f_truth)
-    return {"fd": fd, "fd_floor": floor, "fd_features": net.name}
+        floor = frechet_distance(fd_features(net, others, tile=tile), f_truth)
+    name = net.name if tile is None else f"{net.name} on {tile}x{tile} tiles"
+    return {"fd": fd, "fd_floor": floor, "fd_features": name}
 
 
 def scramble_colour(x: Tensor, gen: torch.Generator) -> Tensor:
