@@ -38,6 +38,8 @@ def _tiny_tree(path: Path, runs: Path) -> dict:
     for key, part in (("tokenizer", "digits-vqvae"), ("autoencoder", "shapes-autoencoder")):
         if key in method:
             method[key] = str(runs / part)
+    if method.get("init"):  # SFT recipes start from runs/NAME: the tiny run of recipes/NAME.yaml (trained before)
+        method["init"] = str(runs / Path(method["init"]).name)
     return tree
 
 

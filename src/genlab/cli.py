@@ -69,6 +69,10 @@ def _sample(args) -> None:
     from genlab.runs import load_run
 
     run = load_run(args.run)
+    if run.method.makes_text:
+        raise GenlabError(
+            f"{args.run} is a language model ({run.method.kind}): use genlab generate-text RUN -o FILE.txt"
+        )
     settings = run.resolve_settings(**_settings(args))
     out, nfe = run.sample_to_file(
         args.output,
@@ -163,6 +167,36 @@ def _generate(args) -> None:
     print(f"{args.n} images for {args.prompt!r} written to {out}")
 
 
+def _generate_text(args) -> None:
+    from genlab.runs import load_run, write_texts
+
+    if args.output and not args.output.endswith(".txt"):
+        raise GenlabError(f"-o {args.output}: use a .txt file name")
+    run = load_run(args.run).require_lm()
+    opts = {
+        "n": args.n,
+        "seed": args.seed,
+        "steps": args.steps,
+        "remasking": args.remasking,
+        "temperature": args.temperature,
+        "top_k": args.top_k,
+        "top_p": args.top_p,
+    }
+    if args.infill:
+        if args.prompt is None or args.block_length is not None or args.max_tokens is not None:
+            raise GenlabError(
+                "--infill fills the '____' gaps of --prompt: give --prompt, drop --block-length/--max-tokens"
+            )
+        texts = run.infill(args.prompt, gap_tokens=args.gap_tokens, **opts)
+    else:
+        texts = run.generate_text(args.prompt, block_length=args.block_length, max_tokens=args.max_tokens, **opts)
+    if args.output:
+        write_texts(texts, args.output)
+        print(f"{len(texts)} texts written to {args.output}")
+    else:
+        print("".join(f"----- sample {i} -----\n{t}\n\n" for i, t in enumerate(texts, 1)), end="")
+
+
 def _edit(args) -> None:
     from genlab.edit.translate import edit_files
     from genlab.runs import load_run
@@ -200,6 +234,7 @@ COMMANDS: dict[str, Callable] = {
     "compare": _compare,
     "features": _features,
     "generate": _generate,
+    "generate-text": _generate_text,
 }
 
 
@@ -342,6 +377,25 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-o", "--output", default="out.png", help="grid .png or .npz (default out.png)")
     g.add_argument("--n", type=int, default=4)
     g.add_argument("--run", help="a text-to-image run folder (default: the checkpoint shipped with genlab)")
+
+    gt = sub.add_parser(
+        "generate-text",
+        parents=[par["seed"]],
+        help="text from a language-model run (ar_lm, mdlm): continue a prompt, or fill its ____ gaps (mdlm)",
+    )
+    gt.add_argument("run", help="an ar_lm or mdlm run folder")
+    gt.add_argument("--prompt", help="text to continue (default: none); with --infill, text with ____ gaps")
+    gt.add_argument("--n", type=int, default=1, help="texts to draw (default 1)")
+    gt.add_argument("--steps", type=int, help="mdlm: unmasking steps (default: the recipe's)")
+    gt.add_argument("--block-length", type=int, help="mdlm: semi-autoregressive blocks of this many tokens (0: none)")
+    gt.add_argument("--remasking", help="mdlm: low_confidence or random (which predictions to keep)")
+    gt.add_argument("--temperature", type=float, help="softmax temperature (0: greedy)")
+    gt.add_argument("--top-k", type=int, help="keep the k most likely tokens (0 = all)")
+    gt.add_argument("--top-p", type=float, help="nucleus mass")
+    gt.add_argument("--max-tokens", type=int, help="keep at most this many generated tokens")
+    gt.add_argument("--infill", action="store_true", help="mdlm: fill each ____ of --prompt")
+    gt.add_argument("--gap-tokens", type=int, default=8, help="with --infill: tokens per gap (default 8)")
+    gt.add_argument("-o", "--output", help="write the texts to this .txt file instead of printing them")
 
     c = sub.add_parser(
         "compare",

@@ -189,6 +189,10 @@ def evaluate(
         run = run if isinstance(run, Run) else load_run(run)
         cfg = run.recipe.data
         out = out or run.path / "eval"
+        if run.method.makes_text:  # a language model (ar_lm, mdlm)
+            return evaluate_text(
+                run, out=out, n=n, seed=seed, likelihood_n=likelihood_n, likelihood_opts=likelihood_opts, **sampler_opts
+            )
         if not run.method.generates or run.method.shows_reconstructions or run.method.image_task:
             return evaluate_heldout(run, out=out, seed=seed, n=n, sampler_opts=sampler_opts)
         x, labels, settings = sample_for_eval(run, n=n or 1000, seed=seed, **sampler_opts)
@@ -207,6 +211,62 @@ def evaluate(
     else:
         report["likelihood"] = {"kind": None, "reason": "samples file: no model to score the held-out data"}
     return write_report(report, x=x, labels=labels, train=train, out=out)
+
+
+TEXT_N = 64  # samples a language-model run's evaluation draws by default
+TEXT_SHOWN = 16  # of them written to samples.txt
+
+
+def evaluate_text(
+    run: Run,
+    *,
+    out: str | Path,
+    n: int | None,
+    seed: int,
+    likelihood_n: int,
+    likelihood_opts: dict | None,
+    **sampler_opts,
+) -> Path:
+    """eval.json / eval.md / samples.txt of a language-model run. Metrics: the sample statistics of n samples
+    (genlab.metrics.text.sample_statistics: unigram entropy in bits, distinct-1/2/3, repetition of 4-grams) beside
+    those of n real test windows (`test_data/...`, the same count: these statistics depend on it), and the
+    test split's cost under the model (likelihood_n windows): nats per token and bits per byte, exact for an
+    ar_lm, the ELBO bound for an mdlm (the true value is at most the bound)."""
+    from genlab.metrics.text import bits_per_byte, sample_statistics
+    from genlab.runs import EOS_TEXT, write_texts
+
+    n = n or TEXT_N
+    train, heldout = load_splits(run.recipe.data)
+    x, _, settings = sample_for_eval(run, n=n, seed=seed, **sampler_opts)
+    cfg = run.method.cfg  # the settings left to the method (None) and an mdlm's remasking, as used
+    settings.update({k: getattr(cfg, k) for k in ("temperature", "top_k", "top_p") if settings.get(k) is None})
+    if run.recipe.method.kind == "mdlm":
+        settings.update(remasking=cfg.remasking, block_length=cfg.block_length)
+    metrics = sample_statistics(x)
+    real = heldout.x[torch.randperm(len(heldout), generator=torch.Generator().manual_seed(seed))[:n]]
+    metrics.update({f"test_data/{k}": v for k, v in sample_statistics(real).items()})
+    lik = heldout_likelihood(run.method, heldout, n=likelihood_n, seed=seed, **(likelihood_opts or {}))
+    if lik.get("nats_per_dim") is not None:  # a token is a dimension
+        per_token, bpt = lik["nats_per_dim"], heldout.bytes_per_token
+        lik.update(
+            nats_per_token=per_token,
+            bits_per_token=per_token / math.log(2),
+            bits_per_byte=bits_per_byte(per_token, bpt),
+            bits_per_byte_std_err=bits_per_byte(lik["nats_per_dim_std_err"], bpt),
+            bytes_per_token=bpt,
+            note="exact" if lik["kind"] == "exact" else "the ELBO bound: the exact value is at most this",
+        )
+        metrics.update(
+            test_bits_per_byte=lik["bits_per_byte"], test_nats_per_token=per_token, test_likelihood=lik["note"]
+        )
+    report = {
+        "settings": {**settings, "data": train.name, "n": len(x), "test_windows": len(real), "seed": seed},
+        "metrics": metrics,
+        "likelihood": lik,
+    }
+    path = write_report(report, x=None, labels=None, train=train, out=out)
+    write_texts(run.method.decode_text(x[:TEXT_SHOWN], eos=EOS_TEXT), Path(out) / "samples.txt")
+    return path
 
 
 def evaluate_heldout(run: Run, *, out: str | Path, seed: int, n: int | None, sampler_opts: dict) -> Path:

@@ -42,6 +42,8 @@ PART_RECIPES = {
     "clip": "recipes/shapes-clip.yaml",
 }
 CHUNK = 500  # samples drawn per batch: memory stays bounded for any n
+EOS_TEXT = "\n\n"  # what an <eos> (a document ended) becomes in generated text
+GAP = "____"  # marks a span to fill in Run.infill's text
 PNG_LIMIT = 4096  # images in one PNG grid
 
 
@@ -387,6 +389,120 @@ class Run:
         """n images for one prompt from a text-to-image run."""
         return self.require_text().sample(n, prompts=[prompt] * n, **opts)
 
+    def require_lm(self) -> Run:
+        """This run, if it is a language model (ar_lm, mdlm); else a GenlabError that says what to use."""
+        if not self.method.makes_text:
+            raise GenlabError(
+                f"{self.path} is a {self.recipe.method.kind!r} run, not a language model (ar_lm, mdlm): "
+                "use genlab sample"
+            )
+        return self
+
+    def _text_options(
+        self, n, steps, block_length, remasking, temperature, top_k, top_p
+    ) -> tuple[SampleSettings, dict]:
+        """(settings, the mdlm's remasking/block_length) for text sampling, each given option checked."""
+        from genlab.methods.lm import REMASKING
+
+        self.require_lm()
+        for bad, msg in (
+            (n < 1, f"--n must be >= 1, got {n}"),
+            (steps is not None and steps < 1, f"--steps must be >= 1, got {steps}"),
+            (block_length is not None and block_length < 0, f"--block-length must be >= 0, got {block_length}"),
+            (
+                remasking is not None and remasking not in REMASKING,
+                f"--remasking must be one of {', '.join(REMASKING)}",
+            ),
+            (temperature is not None and temperature < 0, f"--temperature must be >= 0 (0: greedy), got {temperature}"),
+            (top_k is not None and top_k < 0, f"--top-k must be >= 0 (0: all tokens), got {top_k}"),
+            (top_p is not None and not 0 < top_p <= 1, f"--top-p must be in (0, 1], got {top_p}"),
+        ):
+            if bad:
+                raise GenlabError(msg)
+        extra = {"remasking": remasking, "block_length": block_length}
+        if self.recipe.method.kind != "mdlm":
+            given = [k for k, v in extra.items() if v is not None]
+            if given:
+                flag = "--" + given[0].replace("_", "-")
+                raise GenlabError(
+                    f"{flag} is for masked-diffusion (mdlm) runs; this is a {self.method.kind} run: drop it"
+                )
+            extra = {}
+        settings = self.resolve_settings(steps=steps, temperature=temperature, top_k=top_k, top_p=top_p)
+        return settings, extra
+
+    def generate_text(
+        self,
+        prompt: str | None = None,
+        *,
+        n: int = 1,
+        seed: int = 0,
+        steps: int | None = None,
+        block_length: int | None = None,
+        remasking: str | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+    ) -> list[str]:
+        """n texts from a language-model run, each the prompt (if any) and its continuation, up to the run's seq_len
+        tokens in all; an <eos> (a document ended) becomes a blank line. None options: the recipe's (sample section,
+        then method). steps, block_length, remasking: mdlm only (steps is the number of unmasking passes).
+        max_tokens keeps the first max_tokens generated tokens: both kinds still fill the whole window (an mdlm's
+        canvas is always seq_len long, as in training), then cut. Deterministic from `seed`."""
+        settings, extra = self._text_options(n, steps, block_length, remasking, temperature, top_k, top_p)
+        method, seq_len = self.method, self.recipe.model.seq_len
+        ids = method.tokenizer.encode(prompt) if prompt else []
+        if len(ids) >= seq_len:
+            raise GenlabError(
+                f"the prompt is {len(ids)} tokens but this run's sequences hold {seq_len}: shorten it to leave room"
+            )
+        room = seq_len - len(ids)
+        if max_tokens is not None and not 1 <= max_tokens <= room:
+            raise GenlabError(f"--max-tokens must be in [1, {room}] (seq_len {seq_len} − prompt {len(ids)} tokens)")
+        gen = torch.Generator().manual_seed(seed)
+        out = method.sample(n, settings=settings, generator=gen, prompt_ids=ids or None, **extra).x.cpu()
+        return method.decode_text(out[:, : len(ids) + (max_tokens or room)], eos=EOS_TEXT)
+
+    def infill(
+        self,
+        text: str,
+        *,
+        n: int = 1,
+        seed: int = 0,
+        gap_tokens: int = 8,
+        steps: int | None = None,
+        remasking: str | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+    ) -> list[str]:
+        """n fillings of `text`, in which each GAP ("____") marks a span of gap_tokens tokens to fill, by an mdlm
+        run (an ar_lm run cannot infill: it only continues a prefix). The pieces between gaps are tokenized one by
+        one; the window is padded to seq_len with masks (the model only saw full windows), which are filled too
+        but dropped: the result is the text with its gaps filled."""
+        if self.require_lm().recipe.method.kind != "mdlm":
+            raise GenlabError(
+                f"this {self.method.kind} run cannot infill (it only continues a prompt): use an mdlm run, or "
+                "generate-text with the text before the gap as --prompt"
+            )
+        if GAP not in text:
+            raise GenlabError(f"mark the spans to fill with {GAP!r} in the text (e.g. 'The {GAP} sat on the mat')")
+        if gap_tokens < 1:
+            raise GenlabError(f"--gap-tokens must be >= 1, got {gap_tokens}")
+        settings, extra = self._text_options(n, steps, None, remasking, temperature, top_k, top_p)
+        method, seq_len = self.method, self.recipe.model.seq_len
+        ids: list[int] = []
+        for i, piece in enumerate(text.split(GAP)):
+            ids += ([method.mask_id] * gap_tokens if i else []) + (method.tokenizer.encode(piece) if piece else [])
+        if len(ids) > seq_len:
+            raise GenlabError(f"the text with its gaps is {len(ids)} tokens but this run's sequences hold {seq_len}")
+        row = torch.tensor(ids + [method.mask_id] * (seq_len - len(ids)))
+        x = row[None].expand(n, -1)
+        gen = torch.Generator().manual_seed(seed)
+        out = method.infill(x, x == method.mask_id, settings=settings, generator=gen, **extra).x.cpu()
+        return method.decode_text(out[:, : len(ids)], eos=EOS_TEXT)
+
     def info(self) -> dict:
         """Recipe, parameter counts (trained and frozen), step and the last metrics row."""
         metrics = self.path / "metrics.jsonl"
@@ -404,6 +520,15 @@ class Run:
 
     def replace(self, **changes: Any) -> Run:
         return dataclasses.replace(self, **changes)
+
+
+def write_texts(texts: list[str], out: str | Path) -> Path:
+    """Write texts to `out` atomically, each under a '----- sample i -----' line (i from 1)."""
+    out = Path(out)
+    body = "".join(f"----- sample {i} -----\n{t}\n\n" for i, t in enumerate(texts, 1))
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text(body, encoding="utf-8")
+    return out
 
 
 def write_samples(x: torch.Tensor, labels: torch.Tensor | None, out: str | Path, *, nrow: int = 8) -> Path:

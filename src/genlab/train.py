@@ -52,9 +52,14 @@ from genlab.runs import build_method
 
 
 def resolve(recipe: Recipe, data: Dataset) -> Recipe:
-    """Fill the model fields left as None from the dataset (in_channels, image_size, dim, classes)."""
+    """Fill the model fields left as None from the dataset (in_channels, image_size, dim, classes; for text
+    data vocab_size and seq_len, and the method's empty tokenizer)."""
     recipe = copy.deepcopy(recipe)
     m = recipe.model
+    if data.tokenizer is not None:
+        return _resolve_text(recipe, data)
+    if m.kind == "lm":
+        raise GenlabError("model.kind='lm' is a language model: it needs text data (data.kind text)")
     wanted = {"num_classes": data.num_classes}
     if data.is_image:
         _, c, h, w = data.x.shape
@@ -72,6 +77,28 @@ def resolve(recipe: Recipe, data: Dataset) -> Recipe:
             setattr(m, key, value)
         elif key != "num_classes" and getattr(m, key) != value:
             raise GenlabError(f"model.{key}={getattr(m, key)} but the data has {key}={value}: remove the key")
+    return recipe
+
+
+def _resolve_text(recipe: Recipe, data: Dataset) -> Recipe:
+    """Text data: model.vocab_size (tokenizer) and model.seq_len (window length), method.tokenizer (its dict)."""
+    from genlab.text.bpe import BPETokenizer
+
+    m, method = recipe.model, recipe.method
+    wanted = {"vocab_size": BPETokenizer.from_dict(data.tokenizer).vocab_size, "seq_len": data.x.shape[1]}
+    for key, value in wanted.items():
+        if not hasattr(m, key):
+            raise GenlabError(f"model.kind={m.kind!r} does not fit text data: use model.kind lm")
+        if getattr(m, key) is None:
+            setattr(m, key, value)
+        elif getattr(m, key) != value:
+            raise GenlabError(f"model.{key}={getattr(m, key)} but the text data has {key}={value}: remove the key")
+    if not hasattr(method, "tokenizer"):
+        raise GenlabError(f"method.kind={method.kind!r} does not fit text data: use method.kind ar_lm or mdlm")
+    if not method.tokenizer:
+        method.tokenizer = copy.deepcopy(data.tokenizer)
+    elif method.tokenizer != data.tokenizer:
+        raise GenlabError("method.tokenizer is not the tokenizer of this data (other text, seed or merges): remove it")
     return recipe
 
 
@@ -402,10 +429,20 @@ class Trainer:
         self.acc.wait_for_everyone()
 
 
+TEXT_SAMPLES = 8  # samples a language model writes to samples.txt
+
+
 def write_sample_grid(method: Method, recipe: Recipe, data: Dataset | None, path: Path, *, seed: int = 0) -> None:
     """A grid with one row per class (or a scatter against the data for vector data; image-to-image methods: one row
-    per training image, the columns of `Method.preview`)."""
+    per training image, the columns of `Method.preview`). A language model writes TEXT_SAMPLES decoded samples to
+    `path` with the suffix .txt instead (samples.txt)."""
     gen = torch.Generator().manual_seed(seed)
+    if method.makes_text:  # text: samples.txt, never a picture
+        from genlab.runs import EOS_TEXT, write_texts
+
+        ids = method.sample(TEXT_SAMPLES, settings=recipe.sample, generator=gen).x
+        write_texts(method.decode_text(ids, eos=EOS_TEXT), path.with_suffix(".txt"))
+        return
     cols = recipe.train.grid_columns
     classes = method.num_classes
     label = torch.arange(classes).repeat_interleave(cols) if classes else None

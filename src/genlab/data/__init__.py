@@ -11,6 +11,7 @@ from genlab.data.faces import FacesConfig, build_faces
 from genlab.data.folder import ImageFolderConfig, build_imagefolder
 from genlab.data.photos import PhotosConfig, build_photos
 from genlab.data.shapes import ShapesConfig, build_shapes
+from genlab.data.text import TextConfig, build_text
 from genlab.data.toy2d import Toy2DConfig, build_toy2d
 from genlab.data.unpaired import UnpairedConfig, build_unpaired
 
@@ -23,6 +24,7 @@ DATA_CONFIGS = {
     "photos": PhotosConfig,
     "faces": FacesConfig,
     "unpaired": UnpairedConfig,
+    "text": TextConfig,
 }
 DATASETS = {
     "toy2d": build_toy2d,
@@ -33,11 +35,13 @@ DATASETS = {
     "photos": build_photos,
     "faces": build_faces,
     "unpaired": build_unpaired,
+    "text": build_text,
 }
 
 
 def build_dataset(cfg, split: str = "train") -> Dataset:
-    """Build the dataset a recipe's `data` section describes; split is 'train' or 'test' (shapes: or 'heldout')."""
+    """Build the dataset a recipe's `data` section describes; split is 'train' or 'test' (shapes: or 'heldout';
+    text: or 'validation')."""
     return DATASETS[cfg.kind](cfg, split=split)
 
 

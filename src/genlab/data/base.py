@@ -3,6 +3,8 @@
 Images are float32 (N, C, H, W) in [-1, 1]; vector data is float32 (N, D). Labels, when present,
 are int64 (N,) in [0, num_classes). Captions (for text-conditional data) are a list of N strings.
 Unpaired two-domain data (CycleGAN) holds domain A in `x` and domain B in `y`, both (N, C, H, W).
+Text data (genlab.data.text) is int64 token ids (N, seq_len) with its `tokenizer` and `bytes_per_token`.
+Instruction data (text, `format: instructions`) adds `prompt_length` int64 (N,), the prompt tokens of each row.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ class Dataset:
     texts: list[str] | None = None
     name: str = "data"
     y: torch.Tensor | None = None  # a second, unpaired image domain with as many items as x (row i is not x's pair)
+    tokenizer: dict | None = None  # text data: the serialized tokenizer (genlab.text.bpe.BPETokenizer.to_dict())
+    bytes_per_token: float | None = None  # text data: UTF-8 bytes / tokens; bits/byte = nats/token / ln 2 / this
+    prompt_length: torch.Tensor | None = None  # instruction data: int64 (N,) prompt tokens at the start of each row
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -31,7 +36,7 @@ class Dataset:
 
     def batch(self, idx: torch.Tensor) -> dict:
         """The batch dict methods receive: {'x': ..., 'label': ... (if labelled), 'text': [str] (if captioned),
-        'y': ... (unpaired data: rows of the second domain)}."""
+        'y': ... (unpaired data: rows of the second domain), 'prompt_length': ... (instruction data)}."""
         out = {"x": self.x[idx]}
         if self.y is not None:
             out["y"] = self.y[idx]
@@ -39,4 +44,6 @@ class Dataset:
             out["label"] = self.labels[idx]
         if self.texts is not None:
             out["text"] = [self.texts[i] for i in idx.tolist()]
+        if self.prompt_length is not None:
+            out["prompt_length"] = self.prompt_length[idx]
         return out

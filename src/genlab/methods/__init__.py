@@ -12,6 +12,7 @@ from genlab.methods.gmm import GMMConfig, GMMMethod
 from genlab.methods.guidance_distill import GuidanceDistillConfig, GuidanceDistillMethod
 from genlab.methods.image2image import PairedFlowConfig, PairedFlowMethod, RegressionConfig, RegressionMethod
 from genlab.methods.latent import LatentFlowConfig, LatentFlowMethod
+from genlab.methods.lm import ARLMConfig, ARLMMethod, MDLMConfig, MDLMMethod
 from genlab.methods.meanflow import MeanFlowConfig, MeanFlowMethod
 from genlab.methods.pix2pix import Pix2PixConfig, Pix2PixMethod
 from genlab.methods.pixelcnn import PixelCNNMethod, PixelCNNMethodConfig
@@ -43,6 +44,8 @@ METHOD_CONFIGS = {
     "regression": RegressionConfig,
     "pix2pix": Pix2PixConfig,  # paired and unpaired GAN translation (pix2pix, CycleGAN)
     "cyclegan": CycleGANConfig,
+    "ar_lm": ARLMConfig,  # language models on text data: autoregressive and masked diffusion (one backbone)
+    "mdlm": MDLMConfig,
 }
 METHODS = {
     "gan": GANMethod,
@@ -65,6 +68,8 @@ METHODS = {
     "regression": RegressionMethod,
     "pix2pix": Pix2PixMethod,
     "cyclegan": CycleGANMethod,
+    "ar_lm": ARLMMethod,
+    "mdlm": MDLMMethod,
 }
 
 # methods are built by genlab.runs.build_method, which also hands them their frozen parts

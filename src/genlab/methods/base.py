@@ -59,6 +59,9 @@ class Method(nn.Module):
     #: the image-to-image task a paired/conditional method was trained for ("superres", "colorize", "inpaint",
     #: "outpaint", "translate"); "" for a method that makes images from noise or labels alone
     image_task: str = ""
+    #: a language model: `sample` returns token ids (n, L) and `decode_text` turns them into strings; the trainer writes
+    #: samples.txt, `genlab generate-text` and the text evaluator serve it
+    makes_text: bool = False
     #: the trainer's step, set before each step (warm-ups such as an adversarial term's start read it)
     step: int = 0
 

@@ -6,10 +6,12 @@ shape. Config fields left as None (`in_channels`, `image_size`, `dim`, `num_clas
 from the dataset when a recipe is resolved.
 """
 
+from genlab.errors import GenlabError
 from genlab.models.autoencoder import Autoencoder, AutoencoderConfig
 from genlab.models.clip import CLIP, ClipConfig
 from genlab.models.dit import DiT, DiTConfig
 from genlab.models.gan import GAN, DCGANConfig, StyleGANConfig
+from genlab.models.lm import LMConfig, TextTransformer
 from genlab.models.mlp import MLP, MLPConfig
 from genlab.models.none import NoModelConfig, no_model
 from genlab.models.patchgan import PatchGAN, PatchGANConfig
@@ -34,6 +36,7 @@ MODEL_CONFIGS = {
     "dit": DiTConfig,
     "clip": ClipConfig,
     "patchgan": PatchGANConfig,
+    "lm": LMConfig,
 }
 MODELS = {
     "dcgan": GAN,
@@ -50,10 +53,13 @@ MODELS = {
     "dit": DiT,
     "clip": CLIP,
     "patchgan": PatchGAN,
+    "lm": TextTransformer,  # built causal or bidirectional by its method (ar_lm, mdlm), never by build_model
 }
 
 
 def build_model(cfg):
+    if cfg.kind == "lm":
+        raise GenlabError("model.kind=lm is the backbone of method.kind ar_lm or mdlm: use one of those methods")
     return MODELS[cfg.kind](cfg)
 
 

@@ -57,9 +57,13 @@ class KVCache:
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: TransformerConfig, index: int):
+    """Pre-LN block over (B, T, dim); `causal`: position i attends to positions <= i (with a KV cache, the cached
+    positions too), else every position attends to every other (bidirectional, no cache). `cfg` is any config
+    with dim, heads, mlp_ratio and dropout (TransformerConfig, genlab.models.lm.LMConfig)."""
+
+    def __init__(self, cfg: TransformerConfig, index: int, *, causal: bool = True):
         super().__init__()
-        self.index, self.heads, self.dropout = index, cfg.heads, cfg.dropout
+        self.index, self.heads, self.dropout, self.causal = index, cfg.heads, cfg.dropout, causal
         self.ln1, self.ln2 = nn.LayerNorm(cfg.dim), nn.LayerNorm(cfg.dim)
         self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim)
         self.proj = nn.Linear(cfg.dim, cfg.dim)
@@ -73,10 +77,14 @@ class Block(nn.Module):
     def attention(self, x: Tensor, cache: KVCache | None) -> Tensor:
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        if not self.causal and cache is not None:
+            raise GenlabError("a bidirectional transformer keeps no KV cache: call it on the whole sequence")
         past = 0 if cache is None else cache.length(self.index)
         if cache is not None:
             k, v = cache.append(self.index, k, v)
-        if past == 0:
+        if not self.causal:
+            mask, causal = None, False
+        elif past == 0:
             mask, causal = None, True
         else:  # new query i sits at position past + i and sees keys 0..past + i
             mask = torch.arange(past + t, device=x.device)[None] <= (past + torch.arange(t, device=x.device))[:, None]

@@ -1,0 +1,67 @@
+"""The text backbone shared by the autoregressive and the masked-diffusion language models (model kind `lm`).
+
+h_0 = E[tokens] + P[positions] (learned token and position embeddings, no class token), then `depth` pre-LN
+blocks of genlab.models.transformer (h += Attn(LN(h)), h += MLP(LN(h))), then logits = W·LN(h) + b, (B, T, V).
+Whether attention is causal is the method's choice, not the recipe's: `ar_lm` builds it causal (position i sees
+positions <= i; a KV cache makes sampling cost one position per call), `mdlm` bidirectional (every position sees
+every other; no cache). Both read the same `LMConfig`, so one recipe's model section serves both methods.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from genlab.constraints import Fraction, OptPositiveInt, PositiveInt, require
+from genlab.errors import GenlabError
+from genlab.models.transformer import Block, KVCache
+
+
+@dataclass
+class LMConfig:
+    kind: str = "lm"
+    vocab_size: OptPositiveInt = None  # filled from the data's tokenizer (bytes + merges + <eos>, <mask>)
+    seq_len: OptPositiveInt = None  # filled from the data's windows
+    dim: PositiveInt = 128
+    depth: PositiveInt = 4
+    heads: PositiveInt = 4
+    mlp_ratio: PositiveInt = 4
+    dropout: Fraction = 0.0
+
+    def __post_init__(self) -> None:
+        if self.dim >= 1 and self.heads >= 1:
+            require(self.dim % self.heads == 0, "dim", f"must be divisible by heads={self.heads}, got {self.dim}")
+
+
+class TextTransformer(nn.Module):
+    """forward(tokens (B, T) int64, cache=None) -> logits (B, T, vocab_size) of the new positions.
+
+    Causal with a cache: the T new tokens sit at positions past..past+T-1 after the cached ones. Positions never
+    exceed seq_len."""
+
+    def __init__(self, cfg: LMConfig, *, causal: bool):
+        super().__init__()
+        if not cfg.vocab_size or not cfg.seq_len:
+            raise GenlabError("model: lm needs vocab_size and seq_len (filled from text data: set data.kind: text)")
+        self.cfg, self.causal = cfg, causal
+        self.tok = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.pos = nn.Parameter(torch.randn(cfg.seq_len, cfg.dim) * 0.02)
+        self.blocks = nn.ModuleList(Block(cfg, i, causal=causal) for i in range(cfg.depth))
+        self.ln = nn.LayerNorm(cfg.dim)
+        self.head = nn.Linear(cfg.dim, cfg.vocab_size)
+
+    def new_cache(self) -> KVCache:
+        if not self.causal:
+            raise GenlabError("a bidirectional lm keeps no KV cache")
+        return KVCache(self.cfg.depth)
+
+    def forward(self, tokens: Tensor, *, cache: KVCache | None = None) -> Tensor:
+        past = 0 if cache is None else cache.length()
+        if past + tokens.shape[1] > self.cfg.seq_len:
+            raise GenlabError(f"sequence of {past + tokens.shape[1]} positions exceeds seq_len={self.cfg.seq_len}")
+        h = self.tok(tokens) + self.pos[past : past + tokens.shape[1]]  # (B, T, dim)
+        for block in self.blocks:
+            h = block(h, cache)
+        return self.head(self.ln(h))
