@@ -60,6 +60,10 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/trainer_equivalence.py --label after
 	$(BIN)/python benchmarks/demo_memorization.py
 	$(BIN)/python benchmarks/distill_leaderboard.py
+	$(BIN)/python benchmarks/image2image.py
+	$(BIN)/python benchmarks/pix2pix_ablation.py
+	$(BIN)/python benchmarks/cyclegan.py
+	$(BIN)/python benchmarks/text_lm.py
 	@if [ -d runs/digits-flow/checkpoint ]; then $(BIN)/python benchmarks/likelihood_digits.py; \
 	  $(BIN)/python benchmarks/digits_samplers.py; else echo "train runs/digits-flow (make demo) for the likelihood and sampler studies"; fi
 	@if [ -d runs/shapes-clip/checkpoint ]; then $(BIN)/python benchmarks/shapes_clip.py runs/shapes-clip; fi
