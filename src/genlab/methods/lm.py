@@ -431,8 +431,11 @@ class MDLMMethod(_TextLM):
             for i in range(s):
                 if counts[:, i].sum() == 0:
                     continue
-                draw, conf = self.predict(x, remasking, generator, temperature=temperature, top_k=top_k, top_p=top_p)
-                conf = conf.masked_fill(~((x == self.mask_id) & in_block), float("-inf"))
+                want = (x == self.mask_id) & in_block  # the positions this step may unmask
+                draw, conf = self.predict(
+                    x, remasking, generator, want=want, temperature=temperature, top_k=top_k, top_p=top_p
+                )
+                conf = conf.masked_fill(~want, float("-inf"))
                 rank = conf.argsort(1, descending=True).argsort(1)
                 x = torch.where(rank < counts[:, i : i + 1], draw, x)
                 passes += 1
@@ -443,19 +446,29 @@ class MDLMMethod(_TextLM):
             done += s
         return x, passes
 
-    def predict(self, x: Tensor, remasking: str, generator: torch.Generator | None, **filters) -> tuple[Tensor, Tensor]:
-        """(draw, confidence), both (n, L): a token for every position of x (n, L) from p_θ(· | x) (temperature,
-        top_k, top_p in `filters`) and its probability (low_confidence) or a uniform number (random). Rows go
-        through the network in chunks of at most MAX_LOGITS logits, so memory does not grow with n."""
+    def predict(
+        self, x: Tensor, remasking: str, generator: torch.Generator | None, *, want: Tensor | None = None, **filters
+    ) -> tuple[Tensor, Tensor]:
+        """(draw, confidence), both (n, L): a token from p_θ(· | x) (temperature, top_k, top_p in `filters`) at every
+        position of x (n, L) where `want` (n, L) bool is set (None: all), and its probability (low_confidence) or a
+        uniform number (random); elsewhere <mask> and confidence −inf. Only the wanted positions are drawn, which is
+        most of a sampling step's cost. Rows go through the network in chunks of at most MAX_LOGITS logits, so
+        memory does not grow with n."""
         where = generator.device if generator is not None else x.device
+        want = torch.ones_like(x, dtype=torch.bool) if want is None else want
         draws, confs = [], []
-        for chunk in x.split(max(1, MAX_LOGITS // (x.shape[1] * self.vocab_size))):
-            logits = self.logits(chunk)  # (c, L, V)
-            draw = sample_logits(logits, generator=generator, **filters)
-            if remasking == "low_confidence":
-                conf = logits.softmax(-1).gather(-1, draw[..., None]).squeeze(-1)
-            else:
-                conf = torch.rand(chunk.shape, generator=generator, device=where).to(x.device)
+        rows = max(1, MAX_LOGITS // (x.shape[1] * self.vocab_size))
+        for chunk, keep in zip(x.split(rows), want.split(rows)):
+            draw = torch.full_like(chunk, self.mask_id)
+            conf = torch.full(chunk.shape, float("-inf"), device=x.device)
+            if keep.any():
+                logits = self.logits(chunk)[keep]  # (m, V): the wanted positions only
+                picked = sample_logits(logits, generator=generator, **filters)  # (m,)
+                draw[keep] = picked
+                if remasking == "low_confidence":
+                    conf[keep] = logits.float().softmax(-1).gather(-1, picked[:, None]).squeeze(-1)
+                else:
+                    conf[keep] = torch.rand(picked.shape, generator=generator, device=where).to(x.device)
             draws.append(draw)
             confs.append(conf)
         return torch.cat(draws), torch.cat(confs)
