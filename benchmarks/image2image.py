@@ -35,7 +35,7 @@ from common import write_json  # noqa: E402
 from genlab.atomic import atomic_path, atomic_write_text  # noqa: E402
 from genlab.config import load_recipe, read_yaml, recipe_from_dict  # noqa: E402
 from genlab.data import build_dataset  # noqa: E402
-from genlab.data.photos import TRAIN_PHOTOS, photo_patches  # noqa: E402
+from genlab.data.photos import TRAIN_PHOTOS, photo_origins  # noqa: E402
 from genlab.edit import edit  # noqa: E402
 from genlab.edit.degrade import upsample  # noqa: E402
 from genlab.methods.base import as_picture  # noqa: E402
@@ -265,13 +265,21 @@ SETS = {
 }
 
 
+def seen_photos(recipe):
+    """The data config of the 'seen' set: as many patches as the test split, new positions (seed + 1) of the
+    training photographs."""
+    return dataclasses.replace(recipe.data, n=recipe.data.n_test, seed=recipe.data.seed + 1)
+
+
 def eval_sets(recipe) -> dict[str, object]:
     """photos: {'heldout': the test split (photographs no model saw), 'seen': new patch positions of the training
     photographs (another seed: in distribution, but patches may overlap training patches)}; faces: {'heldout': the
     test faces, 'seen': the training faces themselves}."""
     if recipe.data.kind == "photos":
-        seen = dataclasses.replace(recipe.data, n=recipe.data.n_test, seed=recipe.data.seed + 1)
-        return {"heldout": build_dataset(recipe.data, split="test"), "seen": build_dataset(seen, split="train")}
+        return {
+            "heldout": build_dataset(recipe.data, split="test"),
+            "seen": build_dataset(seen_photos(recipe), split="train"),
+        }
     return {"heldout": build_dataset(recipe.data, split="test"), "seen": build_dataset(recipe.data, split="train")}
 
 
@@ -280,9 +288,7 @@ def photo_labels(recipe, split: str) -> torch.Tensor | None:
     feature network names), None for other sets."""
     if split != "seen" or recipe.data.kind != "photos":
         return None
-    seen = dataclasses.replace(recipe.data, n=recipe.data.n_test, seed=recipe.data.seed + 1)
-    _, origins = photo_patches(seen, "train")
-    return torch.tensor([TRAIN_PHOTOS.index(o.photo) for o in origins])
+    return torch.tensor([TRAIN_PHOTOS.index(o.photo) for o in photo_origins(seen_photos(recipe), "train")])
 
 
 @torch.no_grad()

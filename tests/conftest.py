@@ -32,6 +32,18 @@ def write_recipe(path: Path, tree: dict) -> Path:
     return path
 
 
+def tiny_text_tree(kind: str, corpus: Path, *, steps: int) -> dict:
+    """A recipe tree of a tiny language model (ar_lm or mdlm) on the text file `corpus` (40 merges, 16 tokens)."""
+    return {
+        "name": f"tiny-{kind}",
+        "seed": 0,
+        "data": {"kind": "text", "source": str(corpus), "seq_len": 16, "merges": 40},
+        "model": {"kind": "lm", "dim": 32, "depth": 2, "heads": 2},
+        "method": {"kind": kind},
+        "train": {"steps": steps, "batch_size": 16, "warmup_steps": 2, "lr": 3e-3, "ema_decay": 0.5},
+    }
+
+
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory):
     """A tiny trained class-conditional digits run, shared by the CLI and eval tests (copy before changing)."""

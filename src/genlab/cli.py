@@ -168,7 +168,7 @@ def _generate(args) -> None:
 
 
 def _generate_text(args) -> None:
-    from genlab.runs import load_run, write_texts
+    from genlab.runs import format_texts, load_run, write_texts
 
     if args.output and not args.output.endswith(".txt"):
         raise GenlabError(f"-o {args.output}: use a .txt file name")
@@ -194,7 +194,7 @@ def _generate_text(args) -> None:
         write_texts(texts, args.output)
         print(f"{len(texts)} texts written to {args.output}")
     else:
-        print("".join(f"----- sample {i} -----\n{t}\n\n" for i, t in enumerate(texts, 1)), end="")
+        print(format_texts(texts), end="")
 
 
 def _edit(args) -> None:

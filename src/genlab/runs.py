@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from genlab import checkpoint as ckpt_io
-from genlab.atomic import atomic_path
+from genlab.atomic import atomic_path, atomic_write_text
 from genlab.config import Recipe, recipe_from_dict, recipe_to_dict
 from genlab.errors import GenlabError
 from genlab.methods import METHODS, Method
@@ -522,13 +522,14 @@ class Run:
         return dataclasses.replace(self, **changes)
 
 
+def format_texts(texts: list[str]) -> str:
+    """Texts one after another, each under a '----- sample i -----' line (i from 1)."""
+    return "".join(f"----- sample {i} -----\n{t}\n\n" for i, t in enumerate(texts, 1))
+
+
 def write_texts(texts: list[str], out: str | Path) -> Path:
-    """Write texts to `out` atomically, each under a '----- sample i -----' line (i from 1)."""
-    out = Path(out)
-    body = "".join(f"----- sample {i} -----\n{t}\n\n" for i, t in enumerate(texts, 1))
-    with atomic_path(out) as tmp:
-        Path(tmp).write_text(body, encoding="utf-8")
-    return out
+    """Write `format_texts(texts)` to `out` atomically."""
+    return atomic_write_text(out, format_texts(texts))
 
 
 def write_samples(x: torch.Tensor, labels: torch.Tensor | None, out: str | Path, *, nrow: int = 8) -> Path:

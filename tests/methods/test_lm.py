@@ -359,18 +359,11 @@ def test_trains_on_text_and_round_trips(tmp_path, kind):
     from genlab.config import load_recipe
     from genlab.runs import load_run
     from genlab.train import Trainer
-    from tests.conftest import write_recipe
+    from tests.conftest import tiny_text_tree, write_recipe
 
     docs = [f"The quick brown fox number {i} jumps over the lazy dog, and the cat sat on the mat." for i in range(80)]
     (tmp_path / "docs.txt").write_text("\n\n".join(docs))
-    tree = {
-        "name": f"tiny-{kind}",
-        "seed": 0,
-        "data": {"kind": "text", "source": str(tmp_path / "docs.txt"), "seq_len": 16, "merges": 40},
-        "model": {"kind": "lm", "dim": 32, "depth": 2, "heads": 2},
-        "method": {"kind": kind},
-        "train": {"steps": 40, "batch_size": 16, "warmup_steps": 2, "lr": 3e-3, "ema_decay": 0.5},
-    }
+    tree = tiny_text_tree(kind, tmp_path / "docs.txt", steps=40)
     trainer = Trainer(load_recipe(write_recipe(tmp_path / "r.yaml", tree)), tmp_path / "run")
     (tmp_path / "run").mkdir()
     assert trainer.recipe.model.vocab_size == 256 + 40 + 2 and trainer.recipe.model.seq_len == 16

@@ -8,7 +8,7 @@ import pytest
 
 from genlab.cli import main
 from genlab.runs import load_run
-from tests.conftest import write_recipe
+from tests.conftest import tiny_text_tree, write_recipe
 
 DOCS = [f"The quick brown fox number {i} jumps over the lazy dog, and the cat sat on the mat." for i in range(80)]
 
@@ -20,16 +20,9 @@ def text_runs(tmp_path_factory):
     (tmp / "docs.txt").write_text("\n\n".join(DOCS))
     runs = {}
     for kind in ("ar_lm", "mdlm"):
-        tree = {
-            "name": f"tiny-{kind}",
-            "seed": 0,
-            "data": {"kind": "text", "source": str(tmp / "docs.txt"), "seq_len": 16, "merges": 40},
-            "model": {"kind": "lm", "dim": 32, "depth": 2, "heads": 2},
-            "method": {"kind": kind},
-            "train": {"steps": 30, "batch_size": 16, "warmup_steps": 2, "lr": 3e-3, "ema_decay": 0.5, "log_every": 10},
-            "sample": {"steps": 4},
-        }
-        tree["train"]["sample_every"] = 15
+        tree = tiny_text_tree(kind, tmp / "docs.txt", steps=30)
+        tree["train"].update(log_every=10, sample_every=15)
+        tree["sample"] = {"steps": 4}
         recipe = write_recipe(tmp / f"{kind}.yaml", tree)
         assert main(["train", str(recipe), "--out", str(tmp / kind), "--no-progress"]) == 0
         runs[kind] = tmp / kind

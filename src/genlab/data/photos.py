@@ -122,24 +122,32 @@ def patch_origins(photo: str, count: int, *, size: int, side: int, rng: np.rando
     return [Origin(photo, int(t), int(l), crop) for t, l in zip(tops, lefts)]
 
 
-def photo_patches(cfg: PhotosConfig, split: str) -> tuple[np.ndarray, list[Origin]]:
-    """(uint8 (N, size, size, 3), origins) for a split, a pure function of the config and split."""
+def photo_origins(cfg: PhotosConfig, split: str) -> list[Origin]:
+    """Where each patch of a split comes from, in the split's (shuffled) order: a pure function of the config and
+    split that cuts nothing."""
     if split not in SPLITS:
         raise GenlabError(f"photos split must be one of {', '.join(SPLITS)}, got {split!r}")
     photos = SPLITS[split]
     n = cfg.n if split == "train" else cfg.n_test
     split_id = list(SPLITS).index(split)
-    images, origins = [], []
+    origins = []
     for i, photo in enumerate(photos):
         count = n // len(photos) + (i < n % len(photos))
-        if count == 0:
-            continue
-        rng = np.random.default_rng([cfg.seed, split_id, i])
-        found = patch_origins(photo, count, size=cfg.size, side=cfg.side, rng=rng)
-        images.append(cut(photo, found, cfg.size))
-        origins += found
+        if count:
+            rng = np.random.default_rng([cfg.seed, split_id, i])
+            origins += patch_origins(photo, count, size=cfg.size, side=cfg.side, rng=rng)
     order = np.random.default_rng([cfg.seed, split_id]).permutation(n)
-    return np.concatenate(images)[order], [origins[j] for j in order]
+    return [origins[j] for j in order]
+
+
+def photo_patches(cfg: PhotosConfig, split: str) -> tuple[np.ndarray, list[Origin]]:
+    """(uint8 (N, size, size, 3), origins) for a split, a pure function of the config and split."""
+    origins = photo_origins(cfg, split)
+    images = np.empty((len(origins), cfg.size, cfg.size, 3), dtype=np.uint8)
+    for photo in dict.fromkeys(o.photo for o in origins):
+        idx = [i for i, o in enumerate(origins) if o.photo == photo]
+        images[idx] = cut(photo, [origins[i] for i in idx], cfg.size)
+    return images, origins
 
 
 def build_photos(cfg: PhotosConfig, *, split: str = "train") -> Dataset:

@@ -110,6 +110,12 @@ def response_mask(batch: dict, shape: torch.Size, device) -> Tensor | None:
     return None
 
 
+def lowest(noise: Tensor, m: Tensor) -> Tensor:
+    """(B, L) bool: in each row of noise (B, L), the m (B,) positions of lowest noise (a uniform choice of m
+    positions when the noise is i.i.d.)."""
+    return noise.argsort(1).argsort(1) < m[:, None]
+
+
 def linear_schedule(left: Tensor, steps: int) -> Tensor:
     """(n, steps) int64: how many of each row's `left` (n,) masked tokens to unmask at each step, as even as
     possible (the first left % steps steps take one more), so the masked count falls linearly to 0."""
@@ -319,7 +325,7 @@ class MDLMMethod(_TextLM):
             m = (1 + (self.strata(x.shape[0], x.device) * length).floor()).clamp(max=length)
             noise = torch.rand(x.shape, device=x.device)
             noise = noise if resp is None else noise.masked_fill(~resp, 2.0)  # prompt tokens rank last
-            masked, weight = noise.argsort(1).argsort(1) < m[:, None], 1 / m
+            masked, weight = lowest(noise, m), 1 / m
         if resp is not None:  # prompt tokens stay visible
             masked = masked & resp
         nll = self.nelbo_terms(x, masked, weight).mean()
@@ -338,8 +344,7 @@ class MDLMMethod(_TextLM):
             t = 1 - s
             return noise < t[:, None], 1 / t
         m = (1 + (s * length).floor()).clamp(max=length)
-        rank = noise.argsort(1).argsort(1)
-        return rank < m[:, None], length / m
+        return lowest(noise, m), length / m
 
     @torch.no_grad()
     def log_likelihood(
