@@ -102,3 +102,46 @@ def test_resume_truncates_metrics_on_rank_0_only_and_atomically(tmp_path, toy_re
     train(recipe, run, resume=True, progress=False)
     steps = [json.loads(r)["step"] for r in metrics.read_text().splitlines()]
     assert steps == [3, 6] and (run / "loss.png").is_file() and (run / "samples.png").is_file()
+
+
+def _val_rows(run):
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
+
+
+def test_validation_loss_is_logged_and_the_best_weights_kept(tmp_path):
+    from genlab.checkpoint import load_weights
+    from genlab.runs import load_run
+    from tests.conftest import tiny_text_tree, write_recipe
+
+    docs = [
+        f"Document {i}: the {'quick brown fox' if i % 2 else 'lazy dog'} met {i * 7} cats today." for i in range(60)
+    ]
+    (tmp_path / "docs.txt").write_text("\n\n".join(docs))
+    tree = tiny_text_tree("mdlm", tmp_path / "docs.txt", steps=12)
+    tree["train"] |= {"eval_every": 4, "eval_examples": 8, "keep_best": True, "log_every": 3, "checkpoint_every": 12}
+    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", tree))
+    train(recipe, tmp_path / "run", progress=False)
+    vals = _val_rows(tmp_path / "run")
+    assert [s for s, _ in vals] == [4, 8, 12]  # its own rows at 4 and 8, merged into the log row at 12
+    best_step, best_val = min(vals, key=lambda sv: sv[1])
+    best = load_run(tmp_path / "run" / "best")
+    assert best.step == best_step and load_run(tmp_path / "run").step == 12
+
+    # the kept weights score the logged number again, with the same noise, leaving the global RNG as it was
+    trainer = Trainer(recipe, tmp_path / "other")
+    load_weights(trainer.ema, tmp_path / "run" / "best" / "ema.safetensors")
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    assert trainer.validation_loss() == pytest.approx(best_val, abs=1e-6)
+    assert torch.equal(torch.rand(3), expected)
+    load_weights(trainer.ema, tmp_path / "run" / "checkpoint" / "ema.safetensors")
+    assert trainer.validation_loss() == pytest.approx(vals[-1][1], abs=1e-6)
+
+
+def test_validation_needs_a_validation_split_and_keep_best_needs_eval_every(toy_recipe):
+    with pytest.raises(GenlabError, match="eval_every"):
+        load_recipe(toy_recipe, ["--train.keep_best=true"])
+    with pytest.raises(GenlabError, match="validation split"):
+        Trainer(load_recipe(toy_recipe, ["--train.eval_every=2"]), "unused")

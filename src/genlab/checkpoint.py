@@ -53,10 +53,13 @@ def optimizer_from_tensors(optimizers: dict, tensors: dict, meta: dict) -> None:
         opt.load_state_dict({"state": state, "param_groups": meta[name]["param_groups"]})
 
 
-def save_checkpoint(run_dir: Path, recipe: Recipe, *, step: int, model: dict, ema: dict, state: dict | None) -> Path:
-    """Atomically write <run_dir>/checkpoint. `state` = {'optimizer': tensors, 'trainer': json-able}."""
+def save_checkpoint(
+    run_dir: Path, recipe: Recipe, *, step: int, model: dict, ema: dict, state: dict | None, name: str = "checkpoint"
+) -> Path:
+    """Atomically write <run_dir>/<name> (checkpoint; best: the weights of the lowest validation loss, without
+    state). `state` = {'optimizer': tensors, 'trainer': json-able}."""
     run_dir = Path(run_dir)
-    final, tmp, old = run_dir / "checkpoint", run_dir / "checkpoint.tmp", run_dir / "checkpoint.old"
+    final, tmp, old = run_dir / name, run_dir / f"{name}.tmp", run_dir / f"{name}.old"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "state").mkdir(parents=True)
     config = {"format": FORMAT, "step": step, "recipe": recipe_to_dict(recipe)}

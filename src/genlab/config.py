@@ -62,11 +62,20 @@ class TrainConfig:
     ema_decay: Probability = 0.999
     ema_warmup: bool = True  # decay = min(ema_decay, (1 + step) / (10 + step))
     mixed_precision: Literal["no", "bf16"] = "no"  # fp16 needs loss scaling: not offered
+    # ddp: every process holds the whole model (gradients all-reduced); fsdp: the trained networks' parameters,
+    # gradients and optimizer state (and the EMA) are sharded over the processes (genlab.parallel, docs/scaling.md)
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+    activation_checkpointing: bool = False  # recompute each DiT / U-Net block in the backward pass (less memory)
     log_every: PositiveInt = 50
     sample_every: Count = 0  # 0: only at the end
     checkpoint_every: PositiveInt = 500
     grid_columns: PositiveInt = 8
     time_limit_minutes: NonNegFloat = 0.0  # > 0: stop and save once the training time (summed over resumes) passes it
+    # > 0: every N steps, the EMA model's loss on the first eval_examples of the data's validation split (text data),
+    # with fixed noise draws, logged as val_loss in metrics.jsonl
+    eval_every: Count = 0
+    eval_examples: PositiveInt = 64
+    keep_best: bool = False  # with eval_every: also keep the weights of the lowest val_loss in RUN/best (a checkpoint)
 
     def __post_init__(self) -> None:
         if self.batch_size >= 1 and self.grad_accum >= 1:
@@ -75,6 +84,7 @@ class TrainConfig:
                 "batch_size",
                 f"must be divisible by grad_accum={self.grad_accum} (equal micro-batches), got {self.batch_size}",
             )
+        require(not self.keep_best or self.eval_every > 0, "keep_best", "needs train.eval_every > 0 (set both)")
 
 
 @dataclass

@@ -50,18 +50,19 @@ def save_samples(
 
 
 def save_loss_curve(metrics_file: Path, path: Path) -> None:
-    """Plot every `loss*` column of metrics.jsonl against step."""
+    """Plot every `loss*` column of metrics.jsonl against step, and `val_loss` (train.eval_every) as dots."""
     if not Path(metrics_file).exists():
         return
     rows = [json.loads(line) for line in Path(metrics_file).read_text().splitlines() if line.strip()]
     keys = sorted({k for r in rows for k in r if k.startswith("loss")})
+    keys += ["val_loss"] if keys and any("val_loss" in r for r in rows) else []
     if not rows or not keys:
         return
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
     for k in keys:
         pts = [(r["step"], r[k]) for r in rows if k in r]
-        ax.plot(*zip(*pts), label=k)
+        ax.plot(*zip(*pts), "o-" if k == "val_loss" else "-", label=k, markersize=3)
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     if all(v > 0 for r in rows for k, v in r.items() if k in keys):

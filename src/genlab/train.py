@@ -18,6 +18,8 @@ Files (metrics.jsonl, loss.png, sample grids) are written by rank 0 only, each a
 
 Gradients are all-reduced explicitly rather than through DDP: methods call their networks in
 arbitrary ways (several groups, several networks) and DDP's forward hook would constrain that.
+With train.parallel: fsdp the trained networks and the EMA are sharded by FSDP2 instead (genlab.parallel): gradients
+are reduce-scattered in the backward pass, and checkpoints are gathered whole to rank 0 (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -225,8 +227,17 @@ class Trainer:
         self.out = Path(out_dir)
         torch.manual_seed(recipe.seed)  # identical initial weights on every rank
         self.method: Method = build_method(self.recipe).to(self.acc.device)
+        if cfg.activation_checkpointing:
+            from genlab.parallel import enable_activation_checkpointing
+
+            enable_activation_checkpointing(self.method)
         self.ema = copy.deepcopy(self.method).requires_grad_(False).eval()
-        self.groups = self.method.optimizer_groups()
+        self.sharding = None  # train.parallel: fsdp shards the trained networks and the EMA (genlab.parallel)
+        if cfg.parallel == "fsdp":
+            from genlab.parallel import setup
+
+            self.sharding = setup(self.method, self.ema, self.recipe, self.acc.device)
+        self.groups = self.method.optimizer_groups()  # after sharding: FSDP replaces the parameters
         self.optimizers = {
             name: torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
             for name, params in self.groups.items()
@@ -234,34 +245,99 @@ class Trainer:
         self.norms = spectral_norms(self.method)
         self.step = 0
         self.seconds = 0.0  # training wall time of this run, summed over resumes (train.time_limit_minutes)
+        self.best_val = math.inf  # lowest val_loss so far (train.keep_best)
+        self.val_data = self._validation_data() if cfg.eval_every else None
         self._stop = False
 
     # -- state
 
     def resume_from(self, ckpt: Path) -> None:
-        ckpt_io.load_weights(self.method, ckpt / "model.safetensors")
-        ckpt_io.load_weights(self.ema, ckpt / "ema.safetensors")
+        sharded = self.sharding is not None  # whole tensors in the file, re-sharded over this run's processes
+        load = self.sharding.load_weights_file if sharded else ckpt_io.load_weights
+        load(self.method, ckpt / "model.safetensors")
+        load(self.ema, ckpt / "ema.safetensors")
         tensors, trainer = ckpt_io.load_state(ckpt)
-        ckpt_io.optimizer_from_tensors(self.optimizers, tensors, trainer["optimizers"])
+        fill = self.sharding.load_optimizers if sharded else ckpt_io.optimizer_from_tensors
+        fill(self.optimizers, tensors, trainer["optimizers"])
         self.step = int(trainer["step"])
         self.seconds = float(trainer.get("seconds", 0.0))
+        self.best_val = float(trainer.get("best_val", math.inf))
 
     def save(self) -> None:
         self.ema.calibrate(self.data)  # data-dependent buffers (a latent scale) from the EMA weights
+        model, ema, (tensors, meta) = self._whole_state()
         if self.acc.is_main_process:
-            tensors, meta = ckpt_io.optimizer_to_tensors(self.optimizers)
             ckpt_io.save_checkpoint(
                 self.out,
                 self.recipe,
                 step=self.step,
-                model=self.method.state_dict(),
-                ema=self.ema.state_dict(),
+                model=model,
+                ema=ema,
                 state={
                     "optimizer": tensors,
-                    "trainer": {"step": self.step, "optimizers": meta, "seconds": self.seconds},
+                    "trainer": {"step": self.step, "optimizers": meta, "seconds": self.seconds}
+                    | ({"best_val": self.best_val} if math.isfinite(self.best_val) else {}),
                 },
             )
             write_loss_curve(self.out / "metrics.jsonl", self.out / "loss.png")
+        self.acc.wait_for_everyone()
+
+    def _whole_state(self, *, optimizer: bool = True) -> tuple[dict, dict, tuple[dict, dict]]:
+        """(weights, EMA weights, optimizer tensors and meta) of a checkpoint, whole, on the main process (sharded:
+        gathered there, so every process calls this); empty elsewhere, and ({}, {}) for the optimizer unless
+        `optimizer`."""
+        if self.sharding is not None:
+            shards = self.sharding
+            return (
+                shards.full_state_dict(self.method),
+                shards.full_state_dict(self.ema),
+                shards.full_optimizer_tensors(self.optimizers) if optimizer else ({}, {}),
+            )
+        if not self.acc.is_main_process:
+            return {}, {}, ({}, {})
+        opt = ckpt_io.optimizer_to_tensors(self.optimizers) if optimizer else ({}, {})
+        return self.method.state_dict(), self.ema.state_dict(), opt
+
+    # -- validation (train.eval_every, train.keep_best)
+
+    def _validation_data(self) -> Dataset:
+        try:
+            data = build_dataset(self.recipe.data, split="validation")
+        except (GenlabError, KeyError, ValueError) as e:
+            raise GenlabError(
+                f"train.eval_every needs a validation split, which data.kind {self.recipe.data.kind!r} does not have "
+                f"({e}): set train.eval_every: 0 (text data has one)"
+            ) from None
+        return data
+
+    @torch.no_grad()
+    def validation_loss(self) -> float:
+        """The EMA model's mean loss (its first optimizer group's) on the first train.eval_examples validation
+        examples, with the same noise draws at every evaluation (a fixed seed, the global RNG state kept), so
+        two evaluations differ only by the weights. Every rank computes the same number (no communication)."""
+        n = min(len(self.val_data), self.cfg.eval_examples)
+        group = next(iter(self.groups))
+        devices = [self.acc.device] if self.acc.device.type == "cuda" else []
+        total = 0.0
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.recipe.seed + VALIDATION_SEED)
+            self.ema.step = self.step
+            for idx in torch.arange(n).split(self.cfg.batch_size):
+                batch = {k: _to(v, self.acc.device) for k, v in self.val_data.batch(idx).items()}
+                with self.acc.autocast():
+                    loss, _ = self.ema.loss(batch, group)
+                total += float(loss) * len(idx)
+        return total / n
+
+    def save_best(self) -> None:
+        """RUN/best: the EMA (and live) weights of the lowest val_loss so far, a checkpoint without trainer state
+        (`genlab eval RUN/best`, `load_run("RUN/best")`)."""
+        self.ema.calibrate(self.data)
+        model, ema, _ = self._whole_state(optimizer=False)
+        if self.acc.is_main_process:
+            ckpt_io.save_checkpoint(
+                self.out, self.recipe, step=self.step, model=model, ema=ema, state=None, name="best"
+            )
         self.acc.wait_for_everyone()
 
     # -- one step
@@ -274,7 +350,7 @@ class Trainer:
         return [{k: _to(v, self.acc.device) for k, v in self.data.batch(m).items()} for m in micro]
 
     def _reduce_grads(self, params: list[torch.nn.Parameter]) -> None:
-        if self.world == 1:
+        if self.world == 1 or self.sharding is not None:  # fsdp: reduce-scattered (averaged) in the backward pass
             return
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         flat = torch.cat([g.reshape(-1) for g in grads])
@@ -371,13 +447,21 @@ class Trainer:
                 self.seconds = before + time.perf_counter() - start
                 self._sync_stop()
                 bar.update(1)
+                val = None
+                if self.cfg.eval_every and (self.step % self.cfg.eval_every == 0 or self.step == self.cfg.steps):
+                    val = self.validation_loss()
+                    if self.cfg.keep_best and val < self.best_val:
+                        self.best_val = val
+                        self.save_best()
                 if self.step % self.cfg.log_every == 0 or self.step == self.cfg.steps:
                     rate = (self.step - tick_step) * self.cfg.batch_size / (time.perf_counter() - tick)
-                    row = self._log_row(window, rate)
+                    row = self._log_row(window, rate) | ({"val_loss": round(val, 6)} if val is not None else {})
                     bar.set_postfix(loss=f"{row.get('loss', float('nan')):.4f}")
                     if self.acc.is_main_process:
                         append_metrics(metrics_file, row)
                     window, tick, tick_step = {}, time.perf_counter(), self.step
+                elif val is not None and self.acc.is_main_process:
+                    append_metrics(metrics_file, {"step": self.step, "val_loss": round(val, 6)})
                 if self.cfg.sample_every and self.step % self.cfg.sample_every == 0:
                     self.write_samples(self.out / "samples" / f"step_{self.step:07d}.png")
                 if self.step % self.cfg.checkpoint_every == 0 or self._stop:
@@ -424,12 +508,16 @@ class Trainer:
         tqdm.write("interrupt: finishing this step and saving a checkpoint (Ctrl-C again to abort)")
 
     def write_samples(self, path: Path) -> None:
+        ema = self.ema
+        if self.sharding is not None and self.ema.generates:  # a whole EMA on rank 0 (every rank takes part)
+            ema = self.sharding.sampling_copy(self.ema, self.acc.device)
         if self.acc.is_main_process and self.ema.generates:
-            write_sample_grid(self.ema, self.recipe, self.data, path)
+            write_sample_grid(ema, self.recipe, self.data, path)
         self.acc.wait_for_everyone()
 
 
 TEXT_SAMPLES = 8  # samples a language model writes to samples.txt
+VALIDATION_SEED = 7919  # added to the recipe's seed: the noise of every validation evaluation
 
 
 def write_sample_grid(method: Method, recipe: Recipe, data: Dataset | None, path: Path, *, seed: int = 0) -> None:

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from genlab.constraints import OneOf, OptCount, OptPositiveInt, PositiveFloat, PositiveInt, Range, require
 from genlab.errors import GenlabError
-from genlab.models.layers import ConditionEmbedding
+from genlab.models.layers import ConditionEmbedding, run_block
 
 
 @dataclass
@@ -216,6 +216,7 @@ class DiT(nn.Module):
         self.norm_out = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
         self.out = nn.Linear(width, cfg.patch_size**2 * cfg.in_channels)
+        self.activation_checkpointing = False  # recompute each block in the backward pass (genlab.parallel)
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -258,9 +259,9 @@ class DiT(nn.Module):
             ctx, mask = self.text_in(cond.tokens), cond.mask  # (B, L, W), (B, L)
         for block in self.blocks:
             if isinstance(block, MMDiTBlock):
-                h, ctx = block(h, c, ctx, mask)
+                h, ctx = run_block(block, h, c, ctx, mask, checkpoint=self.activation_checkpointing)
             else:
-                h = block(h, c, ctx, mask)
+                h = run_block(block, h, c, ctx, mask, checkpoint=self.activation_checkpointing)
         shift, scale = self.ada_out(c).chunk(2, dim=-1)
         h = self.out(shift_scale(self.norm_out(h), shift, scale))  # (B, N, p·p·C)
         h = h.view(b, self.side, self.side, self.p, self.p, -1)  # (B, s, s, p, p, C)

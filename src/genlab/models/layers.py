@@ -9,12 +9,24 @@ with (scale, shift) = Linear(SiLU(emb)). Residual blocks use one norm each (chea
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import Tensor, nn
 
 from genlab.errors import GenlabError
+
+
+def run_block(block: nn.Module, *args, checkpoint: bool) -> Any:
+    """block(*args); with `checkpoint` (a network's `activation_checkpointing`, set by train.activation_checkpointing)
+    and autograd on, its activations are not kept but recomputed in the backward pass (torch.utils.checkpoint,
+    non-reentrant, the RNG state restored, so dropout draws the same mask): the same values and gradients for
+    one block input of memory."""
+    if checkpoint and torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(block, *args, use_reentrant=False)
+    return block(*args)
 
 
 def timestep_embedding(t: Tensor, dim: int, *, scale: float = 1000.0, max_period: float = 10000.0) -> Tensor:

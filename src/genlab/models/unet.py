@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from genlab.constraints import Count, Fraction, OptCount, OptPositiveInt, PositiveInt, require
 from genlab.errors import GenlabError
-from genlab.models.layers import ConditionEmbedding, ResBlock, SelfAttention2d, group_norm, zero_init_
+from genlab.models.layers import ConditionEmbedding, ResBlock, SelfAttention2d, group_norm, run_block, zero_init_
 
 
 @dataclass
@@ -114,6 +114,7 @@ class UNet(nn.Module):
         )
         self.out_norm = group_norm(widths[0])
         self.out = nn.Conv2d(widths[0], cfg.in_channels, 3, padding=1)
+        self.activation_checkpointing = False  # recompute each block in the backward pass (genlab.parallel)
         self.init_weights()
 
     def init_weights(self) -> None:
@@ -131,16 +132,16 @@ class UNet(nn.Module):
             if i > 0:
                 h = self.downsample[i - 1](h)  # (B, C_{i-1}, S_i, S_i)
             for block in level:
-                h = block(h, emb)  # (B, C_i, S_i, S_i)
+                h = run_block(block, h, emb, checkpoint=self.activation_checkpointing)  # (B, C_i, S_i, S_i)
             skips.append(h)
         for block in self.mid:
-            h = block(h, emb)  # (B, C_last, S_last, S_last)
+            h = run_block(block, h, emb, checkpoint=self.activation_checkpointing)  # (B, C_last, S_last, S_last)
         for i in reversed(range(len(self.up))):
             if i < len(self.upsample):
                 h = self.upsample[i](h)  # (B, C_i, S_i, S_i)
             h = torch.cat([h, skips[i]], dim=1)  # (B, 2 C_i, S_i, S_i)
             for block in self.up[i]:
-                h = block(h, emb)  # (B, C_i, S_i, S_i)
+                h = run_block(block, h, emb, checkpoint=self.activation_checkpointing)  # (B, C_i, S_i, S_i)
         return self.out(F.silu(self.out_norm(h)))  # (B, in_channels, S, S)
 
     def _with_image(self, x: Tensor, image: Tensor | None) -> Tensor:
