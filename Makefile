@@ -65,6 +65,7 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/cyclegan.py
 	$(BIN)/python benchmarks/text_lm.py
 	$(BIN)/python benchmarks/scaling.py
+	$(BIN)/python benchmarks/vision_language.py
 	@if [ -d runs/digits-flow/checkpoint ]; then $(BIN)/python benchmarks/likelihood_digits.py; \
 	  $(BIN)/python benchmarks/digits_samplers.py; else echo "train runs/digits-flow (make demo) for the likelihood and sampler studies"; fi
 	@if [ -d runs/shapes-clip/checkpoint ]; then $(BIN)/python benchmarks/shapes_clip.py runs/shapes-clip; fi

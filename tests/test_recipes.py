@@ -38,8 +38,10 @@ def _tiny_tree(path: Path, runs: Path) -> dict:
     for key, part in (("tokenizer", "digits-vqvae"), ("autoencoder", "shapes-autoencoder")):
         if key in method:
             method[key] = str(runs / part)
-    if method.get("init"):  # SFT recipes start from runs/NAME: the tiny run of recipes/NAME.yaml (trained before)
-        method["init"] = str(runs / Path(method["init"]).name)
+    if method.get(
+        "init"
+    ):  # SFT recipes start from runs/NAME[/best]: the tiny run of recipes/NAME.yaml (trained before)
+        method["init"] = str(runs / Path(method["init"]).relative_to("runs"))
     return tree
 
 

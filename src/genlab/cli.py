@@ -225,7 +225,30 @@ def _edit(args) -> None:
     print(f"{len(out.x)} {args.task} edits ({how}{out.nfe} NFE) written to {path}")
 
 
+def _clip(args) -> None:
+    from pathlib import Path
+
+    from genlab import clip_tasks as ct
+
+    if bool(args.classify) == bool(args.retrieve):
+        raise GenlabError("give one of --classify IMAGES... (with --labels) or --retrieve FOLDER (with --query)")
+    if args.classify:
+        if not args.labels:
+            raise GenlabError('--classify needs --labels, e.g. --labels "a red circle,a blue square"')
+        labels = ct.parse_labels(args.labels)
+        clip = ct.clip_method(args.run)
+        files = [f for path in args.classify for f in (ct.image_files(path) if Path(path).is_dir() else [path])]
+        probs = ct.zero_shot(clip, files, labels, templates=args.templates)
+        print(ct.classify_table([str(f) for f in files], probs, labels, top=args.top))
+    else:
+        if not args.query:
+            raise GenlabError('--retrieve needs --query, e.g. --query "a red circle"')
+        hits = ct.retrieve(args.run, ct.image_files(args.retrieve), args.query, k=args.k)
+        print(ct.retrieve_table(hits, args.query))
+
+
 COMMANDS: dict[str, Callable] = {
+    "clip": _clip,
     "edit": _edit,
     "sample": _sample,
     "info": _info,
@@ -397,6 +420,20 @@ def build_parser() -> argparse.ArgumentParser:
     gt.add_argument("--gap-tokens", type=int, default=8, help="with --infill: tokens per gap (default 8)")
     gt.add_argument("-o", "--output", help="write the texts to this .txt file instead of printing them")
 
+    cl = sub.add_parser(
+        "clip", help="a CLIP run: zero-shot classify images (--classify) or find images for a text (--retrieve)"
+    )
+    cl.add_argument("run", help="a CLIP run folder (recipes/shapes-clip.yaml, recipes/digits-clip.yaml)")
+    cl.add_argument("--classify", nargs="+", metavar="IMAGE", help="image files (or folders) to classify")
+    cl.add_argument("--labels", help='with --classify: comma-separated labels, e.g. "a red circle,a blue square"')
+    cl.add_argument(
+        "--templates", help='prompt ensemble: "builtin", or ";"-separated templates with {} (default: the label alone)'
+    )
+    cl.add_argument("--top", type=int, default=3, help="with --classify: labels shown per image (default 3)")
+    cl.add_argument("--retrieve", metavar="FOLDER", help="a folder of images to rank against --query")
+    cl.add_argument("--query", help='with --retrieve: the text to look for, e.g. "a red circle"')
+    cl.add_argument("-k", type=int, default=5, help="with --retrieve: images to list (default 5)")
+
     c = sub.add_parser(
         "compare",
         parents=[par["seed"], par["progress"]],
@@ -405,7 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("recipes", nargs="+", help="YAML recipes (a token prior's tokenizer recipe is trained first)")
     c.add_argument("--budget-minutes", type=float, default=5.0, help="training wall time per recipe")
     c.add_argument("--out", default="runs/compare", help="folder: OUT/<name> per run + compare.md/json/png")
-    c.add_argument("--n", type=int, default=1000, help="samples per run for the metrics")
+    c.add_argument(
+        "--n", type=int, help="samples per run for the metrics (default: the evaluator's, 1000 images, 64 texts)"
+    )
 
     f = sub.add_parser("features", help="feature networks for the image metrics")
     fsub = f.add_subparsers(dest="features_command", required=True)

@@ -2,7 +2,7 @@
 
 from genlab.methods.autoencoder import AutoencoderMethod, AutoencoderMethodConfig
 from genlab.methods.base import Method
-from genlab.methods.classifier import NoisyClassifier, NoisyClassifierConfig
+from genlab.methods.classifier import Classifier, ClassifierConfig, NoisyClassifier, NoisyClassifierConfig
 from genlab.methods.clip import ClipMethod, ClipMethodConfig
 from genlab.methods.consistency import ConsistencyConfig, ConsistencyMethod
 from genlab.methods.cyclegan import CycleGANConfig, CycleGANMethod
@@ -26,6 +26,7 @@ METHOD_CONFIGS = {
     "gan": GANConfig,
     "flow": FlowConfig,
     "noisy_classifier": NoisyClassifierConfig,
+    "classifier": ClassifierConfig,  # a plain image classifier (ViT or U-Net encoder)
     "pixelcnn": PixelCNNMethodConfig,
     "vqvae": VQVAEConfig,
     "token_prior": TokenPriorConfig,
@@ -51,6 +52,7 @@ METHODS = {
     "gan": GANMethod,
     "flow": FlowMethod,
     "noisy_classifier": NoisyClassifier,
+    "classifier": Classifier,
     "pixelcnn": PixelCNNMethod,
     "vqvae": VQVAEMethod,
     "token_prior": TokenPriorMethod,

@@ -5,6 +5,10 @@ flow method, loss = cross-entropy(f_φ(c_in·x_t, t), y) with c_in = 1/√(a²σ
 At sampling time ∇_{x_t} log p_φ(y | x_t) is added to the score of any diffusion/flow model
 (Dhariwal & Nichol 2021; see genlab.samplers.guidance.classifier_guided). The network is the U-Net's
 encoder (recipe `model.kind: unet`; its `num_classes` is the number of outputs) with a pooled linear head.
+
+`classifier` is the plain supervised classifier p_φ(y | x) on clean images, loss = cross-entropy(f_φ(x), y)
+(optionally label-smoothed); its network is a ViT (`model.kind: vit`, genlab.models.vit) or the same U-Net
+encoder (`model.kind: unet`, called at t = 0). `genlab eval RUN` reports its test accuracy.
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genlab.constraints import PositiveFloat
+from genlab.constraints import PositiveFloat, Probability
 from genlab.errors import GenlabError
 from genlab.methods.base import Method
 from genlab.models import data_shape
 from genlab.models.layers import ConditionEmbedding
 from genlab.models.unet import Block, UNetConfig
+from genlab.models.vit import ViT
 from genlab.paths import TimeSampling, bcast, get_path, sample_time
 from genlab.settings import Samples
 
@@ -119,3 +124,59 @@ class NoisyClassifier(Method):
             "a noisy_classifier run makes no samples: pass it to 'genlab sample RUN --classifier "
             "THIS_RUN' to guide a diffusion/flow run"
         )
+
+
+@dataclass
+class ClassifierConfig:
+    kind: str = "classifier"
+    label_smoothing: Probability = 0.0
+
+
+class Classifier(Method):
+    """A supervised image classifier on clean images: a ViT or the U-Net encoder (at t = 0) with a linear head."""
+
+    generates = False  # makes no data: the trainer writes no sample grid
+
+    def __init__(self, cfg: ClassifierConfig, model_cfg):
+        super().__init__()
+        if model_cfg.kind not in ("vit", "unet"):
+            raise GenlabError(f"method.kind=classifier needs model.kind vit or unet, got {model_cfg.kind!r}")
+        if not model_cfg.num_classes:
+            raise GenlabError("method.kind=classifier needs labelled data (digits, or shapes with data.labels: true)")
+        self.cfg = cfg
+        self.model = ViT(model_cfg) if model_cfg.kind == "vit" else EncoderClassifier(model_cfg)
+        self.num_classes = model_cfg.num_classes
+
+    def logits(self, x: Tensor) -> Tensor:
+        """Unnormalised log p(y | x) (B, num_classes) of images x (B, C, H, W) in [-1, 1]."""
+        if isinstance(self.model, EncoderClassifier):
+            return self.model(x, torch.zeros(len(x), device=x.device, dtype=x.dtype))
+        return self.model(x)
+
+    @torch.no_grad()
+    def predict(self, x: Tensor, *, batch_size: int = 512) -> Tensor:
+        """Class probabilities (N, num_classes) of images x (N, C, H, W), computed in chunks on the method's device."""
+        out = [self.logits(c.to(self.device)).float().softmax(-1).cpu() for c in x.split(batch_size)]
+        return torch.cat(out) if out else torch.zeros(0, self.num_classes)
+
+    @torch.no_grad()
+    def heldout_metrics(self, data, *, seed: int = 0, n: int | None = None, settings=None) -> dict[str, float]:
+        """Top-1 accuracy and mean negative log-likelihood of the labels on (the first n of) the test split."""
+        if data.labels is None:
+            raise GenlabError("the held-out data has no labels: a classifier is measured on labelled data")
+        x, y = data.x[: n or len(data)], data.labels[: n or len(data)]
+        p = self.predict(x)
+        nll = -p.gather(1, y[:, None]).clamp_min(1e-12).log().mean()
+        return {"accuracy": float((p.argmax(1) == y).float().mean()), "nll": float(nll), "n": len(x)}
+
+    def loss(self, batch: dict, group: str = "model") -> tuple[Tensor, dict]:
+        x, label = batch["x"], batch.get("label")
+        if label is None:
+            raise GenlabError("method.kind=classifier needs labelled data: the batches carry no 'label'")
+        logits = self.logits(x)
+        loss = F.cross_entropy(logits, label, label_smoothing=self.cfg.label_smoothing)
+        accuracy = (logits.argmax(1) == label).float().mean()
+        return loss, {"loss": loss.detach(), "accuracy": accuracy.detach()}
+
+    def sample(self, n: int, **_) -> Samples:
+        raise GenlabError("a classifier run makes no samples: 'genlab eval RUN' reports its test accuracy")

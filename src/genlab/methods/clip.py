@@ -77,7 +77,10 @@ class ClipMethod(Method):
 
     def loss(self, batch: dict, group: str = "model") -> tuple[Tensor, dict]:
         if "text" not in batch:
-            raise GenlabError("method.kind=clip needs captioned data (data.kind: shapes, or a folder with 'text')")
+            raise GenlabError(
+                "method.kind=clip needs captioned data (data.kind: shapes, digits with data.captions: true, "
+                "or a folder with 'text')"
+            )
         logits = self.logits(self.embed_images(batch["x"]), self.embed_texts(batch["text"]))  # (B, B)
         target = torch.arange(len(logits), device=logits.device)
         loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2

@@ -19,6 +19,7 @@ from genlab.models.pixelcnn import PixelCNN, PixelCNNConfig
 from genlab.models.transformer import Transformer, TransformerConfig
 from genlab.models.unet import UNet, UNetConfig
 from genlab.models.vae import MLPVAE, ConvVAE, ConvVAEConfig, MLPVAEConfig
+from genlab.models.vit import ViT, ViTConfig
 from genlab.models.vq import VQAutoencoder, VQConfig
 
 MODEL_CONFIGS = {
@@ -37,6 +38,7 @@ MODEL_CONFIGS = {
     "clip": ClipConfig,
     "patchgan": PatchGANConfig,
     "lm": LMConfig,
+    "vit": ViTConfig,
 }
 MODELS = {
     "dcgan": GAN,
@@ -54,6 +56,7 @@ MODELS = {
     "clip": CLIP,
     "patchgan": PatchGAN,
     "lm": TextTransformer,  # built causal or bidirectional by its method (ar_lm, mdlm), never by build_model
+    "vit": ViT,  # an image classifier (method.kind classifier)
 }
 
 
