@@ -110,6 +110,10 @@ def _info(args) -> None:
 def _eval(args) -> None:
     from genlab.evaluate import evaluate
 
+    if args.prompts is not None:
+        return _geneval(args)
+    if args.n_per_prompt is not None:
+        raise GenlabError("--n-per-prompt goes with --prompts builtin|FILE (the GenEval-style suite)")
     out = evaluate(
         args.run,
         samples=args.samples,
@@ -124,6 +128,23 @@ def _eval(args) -> None:
         **_settings(args),
     )
     print(f"evaluation written to {out.parent} (eval.json, eval.md, plots)")
+
+
+def _geneval(args) -> None:
+    from genlab.evaluate import evaluate_geneval
+
+    for flag, value in (("--samples", args.samples), ("--data", args.data), ("--n", args.n)):
+        if value is not None:
+            raise GenlabError(f"--prompts scores a text-to-image RUN's own samples: drop {flag}")
+    out = evaluate_geneval(
+        args.run,
+        prompts=args.prompts,
+        n_per_prompt=4 if args.n_per_prompt is None else args.n_per_prompt,
+        out=args.out,
+        seed=args.seed,
+        **_settings(args),
+    )
+    print(f"GenEval-style suite written to {out.parent} (geneval.json, geneval.md)")
 
 
 def _interpolate(args) -> None:
@@ -356,6 +377,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="flow/diffusion: trace of the velocity's Jacobian (auto: exact up to 32 dims)",
     )
     e.add_argument("--out", help="output folder (default RUN/eval or ./eval)")
+    e.add_argument(
+        "--prompts",
+        metavar="builtin|FILE",
+        help="text-to-image: score the GenEval-style prompt suite (builtin, or JSON lines; docs/geneval.md)",
+    )
+    e.add_argument("--n-per-prompt", type=int, help="with --prompts: images per prompt (default 4)")
 
     ip = sub.add_parser(
         "interpolate",

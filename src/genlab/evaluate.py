@@ -321,3 +321,35 @@ def train_features(data: str, *, out: str | Path | None = None, epochs: int = 40
     }
     path = save_feature_net(net, out or f"features-{train.name}.safetensors", info=info)
     return path, acc
+
+
+def evaluate_geneval(
+    run: str | Path | Run | None = None,
+    *,
+    prompts: str | Path = "builtin",
+    n_per_prompt: int = 4,
+    out: str | Path | None = None,
+    seed: int = 0,
+    **sampler_opts,
+) -> Path:
+    """The GenEval-style suite (`genlab.metrics.geneval`) on a text-to-image run (default: the shipped one):
+    each prompt sampled n_per_prompt times with the run's sample settings and the given overrides, scored
+    beside the real-render ceiling and the shuffled-caption chance row; geneval.json / geneval.md written into
+    `out` (default RUN/eval; ./eval for the shipped run); returns geneval.json's path."""
+    from genlab.generate import text_run
+    from genlab.metrics.geneval import geneval, load_suite, write_geneval
+
+    suite = load_suite(prompts)  # a bad file fails before the model loads
+    if n_per_prompt < 1:
+        raise GenlabError(f"--n-per-prompt must be >= 1, got {n_per_prompt}")
+    out = out or ("eval" if run is None else None)  # never into the installed package's shipped checkpoint
+    run = text_run(run)
+    settings = run.resolve_settings(**sampler_opts)
+
+    def generate(texts: list[str], seed: int) -> torch.Tensor:
+        return run.sample(len(texts), prompts=texts, seed=seed, settings=settings).x
+
+    report = geneval(generate, suite, n_per_prompt=n_per_prompt, seed=seed, image_size=run.method.image_shape[-1])
+    used = settings.as_dict(run.method.sample_settings)
+    report["settings"] = {"run": str(run.path), "step": run.step, "recipe": run.recipe.name, **used}
+    return write_geneval(report, out or run.path / "eval")

@@ -136,9 +136,12 @@ def layout(scene: Scene, rng: np.random.Generator, *, image_size: int = 32, roun
     """Integer centres (cx, cy) for the scene's shapes: inside the image, >= GAP apart, relation satisfied.
 
     Rejection sampling, vectorised: rounds of 64 uniform candidate layouts; the first valid one is kept.
+    Three or more shapes (counting scenes, never drawn by `sample_scene`) take relation None, every pair >= GAP apart.
     """
     halves = np.array([half_extent(s.size or "small", image_size) for s in scene.shapes])
     lo, hi = np.repeat(halves, 2), np.repeat(image_size - halves + 1, 2)  # per coordinate (x0, y0, x1, y1)
+    if len(halves) > 2:
+        return _layout_many(scene, halves, lo, hi, rng, image_size=image_size, rounds=rounds)
     for _ in range(rounds):
         cand = rng.integers(lo, hi, size=(64, len(lo)))  # (64, 2·shapes)
         if len(halves) == 1:
@@ -148,6 +151,31 @@ def layout(scene: Scene, rng: np.random.Generator, *, image_size: int = 32, roun
             x0, y0, x1, y1 = (int(v) for v in cand[int(ok.argmax())])
             return [(x0, y0), (x1, y1)]
     raise GenlabError(f"cannot place {scene} in a {image_size}x{image_size} image; use data.size >= 32")
+
+
+def _layout_many(
+    scene: Scene,
+    halves: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    image_size: int,
+    rounds: int,
+) -> list[tuple[int, int]]:
+    """Centres of 3 or more shapes (no relation): every pair of boxes >= GAP apart, as for two shapes."""
+    if scene.relation is not None:
+        raise GenlabError(f"a relation holds between two shapes; {len(halves)} shapes take relation=None")
+    for _ in range(rounds * 4):
+        cand = rng.integers(lo, hi, size=(64, len(lo))).reshape(64, len(halves), 2)  # (64, shapes, xy)
+        ok = np.ones(64, dtype=bool)
+        for i in range(len(halves)):
+            for j in range(i + 1, len(halves)):
+                d = cand[:, j] - cand[:, i]
+                ok &= _valid(d[:, 0], d[:, 1], halves[i] + halves[j], None)
+        if ok.any():
+            return [(int(x), int(y)) for x, y in cand[int(ok.argmax())]]
+    raise GenlabError(f"cannot place {scene} in a {image_size}x{image_size} image; use fewer or smaller shapes")
 
 
 def _valid(dx: np.ndarray, dy: np.ndarray, extent: int, relation: str | None) -> np.ndarray:

@@ -59,15 +59,20 @@ def detect(image: np.ndarray, *, min_pixels: int | None = None) -> list[Detected
         labels, count = ndimage.label(nearest == c, structure=np.ones((3, 3)))
         for k in range(1, count + 1):
             ys, xs = np.nonzero(labels == k)
-            if len(ys) < min_pixels:
-                continue
-            h, w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
-            fill = len(ys) / (h * w)
-            kind = "square" if fill > 0.9 else "circle" if fill > 0.66 else "triangle"
-            size = "large" if max(h, w) > threshold else "small"
-            cx, cy = (xs.min() + xs.max() + 1) / 2, (ys.min() + ys.max() + 1) / 2  # box centre, as in the layout
-            found.append(Detected(NAMES[c], kind, size, float(cx), float(cy), len(ys)))
+            if len(ys) >= min_pixels:
+                found.append(describe(ys, xs, NAMES[c], threshold))
     return sorted(found, key=lambda d: -d.pixels)
+
+
+def describe(ys: np.ndarray, xs: np.ndarray, colour: str, threshold: float) -> Detected:
+    """The object made of the pixels (ys, xs): kind from the box fill ratio, size from the longer box side
+    (large above `threshold` pixels), position = box centre (as in the layout)."""
+    h, w = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+    fill = len(ys) / (h * w)
+    kind = "square" if fill > 0.9 else "circle" if fill > 0.66 else "triangle"
+    size = "large" if max(h, w) > threshold else "small"
+    cx, cy = (xs.min() + xs.max() + 1) / 2, (ys.min() + ys.max() + 1) / 2
+    return Detected(colour, kind, size, float(cx), float(cy), len(ys))
 
 
 def _score(spec: Scene, objects: tuple[Detected | None, ...], total: int) -> dict[str, float]:
