@@ -56,14 +56,27 @@ class KVCache:
         return k, v
 
 
+def rotate(x: Tensor, positions: Tensor, base: float = 10000.0) -> Tensor:
+    """Rotary position embedding (RoPE, Su et al. 2021) of x (B, heads, T, d) at `positions` (T,): each pair of
+    channels (j, j + d/2) turned by the angle position · base^(−2j/d), so q·k depends on the offset of the two
+    positions only. Angles in float32, the result in x's dtype."""
+    half = x.shape[-1] // 2
+    freq = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
+    angle = positions.to(device=x.device, dtype=torch.float32)[:, None] * freq  # (T, d/2)
+    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
+    a, b = x[..., :half], x[..., half:]
+    return torch.cat([a * cos - b * sin, a * sin + b * cos], -1)
+
+
 class Block(nn.Module):
     """Pre-LN block over (B, T, dim); `causal`: position i attends to positions <= i (with a KV cache, the cached
-    positions too), else every position attends to every other (bidirectional, no cache). `cfg` is any config
-    with dim, heads, mlp_ratio and dropout (TransformerConfig, genlab.models.lm.LMConfig)."""
+    positions too), else every position attends to every other (bidirectional, no cache); `rope`: queries and keys
+    rotated by their positions (`rotate`; the cache keeps rotated keys). `cfg` is any config with dim, heads,
+    mlp_ratio and dropout (TransformerConfig, genlab.models.lm.LMConfig)."""
 
-    def __init__(self, cfg: TransformerConfig, index: int, *, causal: bool = True):
+    def __init__(self, cfg: TransformerConfig, index: int, *, causal: bool = True, rope: bool = False):
         super().__init__()
-        self.index, self.heads, self.dropout, self.causal = index, cfg.heads, cfg.dropout, causal
+        self.index, self.heads, self.dropout, self.causal, self.rope = index, cfg.heads, cfg.dropout, causal, rope
         self.ln1, self.ln2 = nn.LayerNorm(cfg.dim), nn.LayerNorm(cfg.dim)
         self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim)
         self.proj = nn.Linear(cfg.dim, cfg.dim)
@@ -80,6 +93,9 @@ class Block(nn.Module):
         if not self.causal and cache is not None:
             raise GenlabError("a bidirectional transformer keeps no KV cache: call it on the whole sequence")
         past = 0 if cache is None else cache.length(self.index)
+        if self.rope:
+            where = torch.arange(past, past + t, device=x.device)
+            q, k = rotate(q, where), rotate(k, where)
         if cache is not None:
             k, v = cache.append(self.index, k, v)
         if not self.causal:
