@@ -14,7 +14,8 @@ from genlab.config import read_yaml
 from tests.conftest import ROOT, write_recipe
 
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
-FIRST = ("digits-vqvae", "shapes-autoencoder")  # parts of other recipes: trained before the recipes that use them
+# parts of other recipes, trained in this order before the recipes that use them
+FIRST = ("digits-vqvae", "shapes-autoencoder", "shapes-clip", "shapes-captioner-lm", "shapes-captioner-stage1")
 TINY = [
     "--train.steps=2",
     "--train.batch_size=8",
@@ -35,7 +36,7 @@ def _tiny_tree(path: Path, runs: Path) -> dict:
     if tree["data"]["kind"] == "toy2d":
         tree["data"]["n"] = 500
     method = tree["method"]
-    for key, part in (("tokenizer", "digits-vqvae"), ("autoencoder", "shapes-autoencoder")):
+    for key, part in (("tokenizer", "digits-vqvae"), ("autoencoder", "shapes-autoencoder"), ("encoder", "shapes-clip")):
         if key in method:
             method[key] = str(runs / part)
     if method.get(
@@ -49,7 +50,7 @@ def _tiny_tree(path: Path, runs: Path) -> dict:
 def recipe_runs(tmp_path_factory):
     """{recipe name: run folder} of every recipe trained for two steps."""
     runs = tmp_path_factory.mktemp("recipes")
-    order = sorted(RECIPES, key=lambda p: (p.stem not in FIRST, p.stem))
+    order = sorted(RECIPES, key=lambda p: (FIRST.index(p.stem) if p.stem in FIRST else len(FIRST), p.stem))
     for path in order:
         recipe = write_recipe(runs / path.name, _tiny_tree(path, runs))
         assert main(["train", str(recipe), "--out", str(runs / path.stem), "--no-progress", *TINY]) == 0, path

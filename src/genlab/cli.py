@@ -268,7 +268,19 @@ def _clip(args) -> None:
         print(ct.retrieve_table(hits, args.query))
 
 
+def _caption(args) -> None:
+    from genlab.caption import caption, captioner_method
+
+    method = captioner_method(args.run)
+    texts = caption(
+        args.images, run=method, question=args.question, temperature=args.temperature, top_p=args.top_p, seed=args.seed
+    )
+    for path, text in zip(args.images, texts):
+        print(f"{path}: {text}")
+
+
 COMMANDS: dict[str, Callable] = {
+    "caption": _caption,
     "clip": _clip,
     "edit": _edit,
     "sample": _sample,
@@ -460,6 +472,17 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--retrieve", metavar="FOLDER", help="a folder of images to rank against --query")
     cl.add_argument("--query", help='with --retrieve: the text to look for, e.g. "a red circle"')
     cl.add_argument("-k", type=int, default=5, help="with --retrieve: images to list (default 5)")
+
+    cp = sub.add_parser(
+        "caption",
+        parents=[par["seed"]],
+        help="caption images (or answer --question) with a captioner run (default: the shipped shapes captioner)",
+    )
+    cp.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG/JPEG)")
+    cp.add_argument("--run", help="a captioner run folder (default: the captioner shipped with genlab)")
+    cp.add_argument("--question", help='a visual question instead of a caption, e.g. "what colour is the circle?"')
+    cp.add_argument("--temperature", type=float, help="softmax temperature (0: greedy, the default)")
+    cp.add_argument("--top-p", type=float, help="nucleus mass (with a temperature > 0)")
 
     c = sub.add_parser(
         "compare",

@@ -2,6 +2,7 @@
 
 from genlab.methods.autoencoder import AutoencoderMethod, AutoencoderMethodConfig
 from genlab.methods.base import Method
+from genlab.methods.captioner import CaptionerMethod, CaptionerMethodConfig
 from genlab.methods.classifier import Classifier, ClassifierConfig, NoisyClassifier, NoisyClassifierConfig
 from genlab.methods.clip import ClipMethod, ClipMethodConfig
 from genlab.methods.consistency import ConsistencyConfig, ConsistencyMethod
@@ -47,6 +48,7 @@ METHOD_CONFIGS = {
     "cyclegan": CycleGANConfig,
     "ar_lm": ARLMConfig,  # language models on text data: autoregressive and masked diffusion (one backbone)
     "mdlm": MDLMConfig,
+    "captioner": CaptionerMethodConfig,  # LLaVA-style image captioner over a frozen CLIP image tower
 }
 METHODS = {
     "gan": GANMethod,
@@ -72,6 +74,7 @@ METHODS = {
     "cyclegan": CycleGANMethod,
     "ar_lm": ARLMMethod,
     "mdlm": MDLMMethod,
+    "captioner": CaptionerMethod,
 }
 
 # methods are built by genlab.runs.build_method, which also hands them their frozen parts

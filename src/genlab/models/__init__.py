@@ -8,6 +8,7 @@ from the dataset when a recipe is resolved.
 
 from genlab.errors import GenlabError
 from genlab.models.autoencoder import Autoencoder, AutoencoderConfig
+from genlab.models.captioner import CaptionerConfig, CaptionerNet
 from genlab.models.clip import CLIP, ClipConfig
 from genlab.models.dit import DiT, DiTConfig
 from genlab.models.gan import GAN, DCGANConfig, StyleGANConfig
@@ -39,6 +40,7 @@ MODEL_CONFIGS = {
     "patchgan": PatchGANConfig,
     "lm": LMConfig,
     "vit": ViTConfig,
+    "captioner": CaptionerConfig,
 }
 MODELS = {
     "dcgan": GAN,
@@ -57,12 +59,15 @@ MODELS = {
     "patchgan": PatchGAN,
     "lm": TextTransformer,  # built causal or bidirectional by its method (ar_lm, mdlm), never by build_model
     "vit": ViT,  # an image classifier (method.kind classifier)
+    "captioner": CaptionerNet,  # built with its image encoder by method.kind captioner, never by build_model
 }
 
 
 def build_model(cfg):
     if cfg.kind == "lm":
         raise GenlabError("model.kind=lm is the backbone of method.kind ar_lm or mdlm: use one of those methods")
+    if cfg.kind == "captioner":
+        raise GenlabError("model.kind=captioner is built with its image encoder by method.kind captioner: use it")
     return MODELS[cfg.kind](cfg)
 
 
