@@ -30,3 +30,23 @@ def write_json(path: str | Path, result: dict, *, with_machine: bool = True, **d
     atomic_write_text(path, json.dumps(body, indent=2, **dumps) + "\n")
     print(f"wrote {path}")
     return Path(path)
+
+
+def train_or_reuse(recipe, run_dir: str | Path, *, reuse: bool):
+    """(the run, training wall seconds or None): train `recipe` into run_dir afresh, or with `reuse` score the run
+    already there, which must have finished the recipe's steps."""
+    import shutil
+
+    from genlab.runs import load_run
+    from genlab.train import train
+
+    wall = None
+    if not reuse:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        start = time.perf_counter()
+        train(recipe, run_dir, progress=False)
+        wall = round(time.perf_counter() - start, 1)
+    run = load_run(run_dir)
+    if run.step != recipe.train.steps:
+        raise SystemExit(f"{run_dir} holds step {run.step}, not {recipe.train.steps}: drop --reuse-run")
+    return run, wall

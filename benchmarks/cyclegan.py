@@ -15,15 +15,13 @@ and docs/images/cyclegan.png (rows: a | G(a) | F(G(a)) | b | F(b) | G(F(b))).
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_json  # noqa: E402
+from common import train_or_reuse, write_json  # noqa: E402
 from genlab.atomic import atomic_path  # noqa: E402
 from genlab.config import load_recipe  # noqa: E402
 from genlab.data import build_dataset  # noqa: E402
@@ -31,8 +29,7 @@ from genlab.edit.degrade import grey  # noqa: E402
 from genlab.metrics.image import psnr, ssim  # noqa: E402
 from genlab.metrics.image2image import colorfulness  # noqa: E402
 from genlab.plots import save_samples  # noqa: E402
-from genlab.runs import load_run, train_seconds  # noqa: E402
-from genlab.train import train  # noqa: E402
+from genlab.runs import train_seconds  # noqa: E402
 from pix2pix_ablation import asset_digest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,15 +64,7 @@ def main() -> None:
     p.add_argument("--reuse-run", action="store_true", help="score the run folder already there (no training)")
     args = p.parse_args()
     recipe = load_recipe(args.recipe, [f"--train.steps={args.steps}"] if args.steps else [])
-    wall = None
-    if not args.reuse_run:
-        shutil.rmtree(args.run, ignore_errors=True)
-        start = time.perf_counter()
-        train(recipe, args.run, progress=False)
-        wall = round(time.perf_counter() - start, 1)
-    run = load_run(args.run)
-    if run.step != recipe.train.steps:
-        raise SystemExit(f"{args.run} holds step {run.step}, not {recipe.train.steps}: drop --reuse-run")
+    run, wall = train_or_reuse(recipe, args.run, reuse=args.reuse_run)
     test = build_dataset(recipe.data, split="test")
     heldout = run.method.heldout_metrics(test, seed=0)
     gen_a = run.method.translate(test.x[: args.n], generator=torch.Generator().manual_seed(0)).x.cpu()

@@ -156,6 +156,23 @@ def _interpolate(args) -> None:
     print(f"{args.n_rows} interpolations of {args.points} points ({args.mode}) written to {out}")
 
 
+def _directions(args) -> None:
+    from genlab.directions import write_directions
+
+    png, js, report = write_directions(
+        args.run,
+        args.output,
+        components=args.components,
+        sigma=args.sigma,
+        points=args.points,
+        samples=args.samples,
+        seed=args.seed,
+        label=args.label,
+    )
+    names = ", ".join(f"{d['component']}: {d['name']}" for d in report["directions"])
+    print(f"{args.components} GANSpace directions written to {png} (+ {js.name}); measured: {names}")
+
+
 def _compare(args) -> None:
     from genlab.compare import compare
 
@@ -183,9 +200,16 @@ def _generate(args) -> None:
     check_prompt(args.prompt)
     run = text_run(args.run)
     out, _ = run.sample_to_file(
-        args.output, args.n, nrow=min(args.n, 8), prompts=[args.prompt] * args.n, seed=args.seed, **_settings(args)
+        args.output,
+        args.n,
+        nrow=min(args.n, 8),
+        prompts=[args.prompt] * args.n,
+        negative=args.negative,
+        seed=args.seed,
+        **_settings(args),
     )
-    print(f"{args.n} images for {args.prompt!r} written to {out}")
+    against = "" if args.negative is None else f" (negative {args.negative!r})"
+    print(f"{args.n} images for {args.prompt!r}{against} written to {out}")
 
 
 def _generate_text(args) -> None:
@@ -287,6 +311,7 @@ COMMANDS: dict[str, Callable] = {
     "info": _info,
     "eval": _eval,
     "interpolate": _interpolate,
+    "directions": _directions,
     "compare": _compare,
     "features": _features,
     "generate": _generate,
@@ -409,6 +434,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ip.add_argument("--mode", default="slerp", choices=["slerp", "lerp"])
 
+    dr = sub.add_parser(
+        "directions",
+        parents=[par["seed"], par["label"]],
+        help="GANSpace: PCA directions of a StyleGAN-style run's w-space as a grid, named by what they change",
+    )
+    dr.add_argument("run")
+    dr.add_argument("-o", "--output", default="directions.png", help="grid .png (+ the same name .json)")
+    dr.add_argument("--components", type=int, default=5, help="top directions, one row each (default 5)")
+    dr.add_argument("--sigma", type=float, default=3.0, help="columns run t in [-sigma, sigma] std devs (default 3)")
+    dr.add_argument("--points", type=int, default=7, help="columns per row (default 7)")
+    dr.add_argument("--samples", type=int, default=10000, help="w samples for the PCA (default 10000)")
+
     ed = sub.add_parser(
         "edit",
         parents=[par["settings"], par["seed"], par["label"]],
@@ -439,6 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-o", "--output", default="out.png", help="grid .png or .npz (default out.png)")
     g.add_argument("--n", type=int, default=4)
     g.add_argument("--run", help="a text-to-image run folder (default: the checkpoint shipped with genlab)")
+    g.add_argument("--negative", help='a negative prompt: guidance pushes away from it (e.g. "red"; needs CFG > 1)')
 
     gt = sub.add_parser(
         "generate-text",

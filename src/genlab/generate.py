@@ -2,7 +2,8 @@
 
 The shipped run (src/genlab/assets/shapes-t2i/: config.json + ema.safetensors) is a latent rectified-flow
 DiT trained by recipes/shapes-t2i.yaml on the procedural shapes; it needs only the bundled MiniLM encoder.
-Sampling: n noises from `seed`, classifier-free guidance at `guidance_scale`, `steps` sampler steps.
+Sampling: n noises from `seed`, classifier-free guidance at `guidance_scale`, `steps` sampler steps; with a
+negative prompt (`--negative red`) the guidance pushes away from that prompt's prediction instead of the null text.
 """
 
 from __future__ import annotations
@@ -27,11 +28,20 @@ def text_run(run: str | Path | Run | None = None) -> Run:
     return (run if isinstance(run, Run) else load_run(run or shipped_run())).require_text()
 
 
-def generate(prompt: str, *, n: int = 4, seed: int = 0, run: str | Path | Run | None = None, **settings) -> Samples:
+def generate(
+    prompt: str,
+    *,
+    n: int = 4,
+    seed: int = 0,
+    run: str | Path | Run | None = None,
+    negative: str | None = None,
+    **settings,
+) -> Samples:
     """n images (n, C, H, W) in [-1, 1] for `prompt` from `run` (default: the shipped checkpoint); `settings` are
-    SampleSettings fields (steps, guidance_scale, sampler, ...), None keeps the run's recipe value."""
+    SampleSettings fields (steps, guidance_scale, sampler, ...), None keeps the run's recipe value. `negative`:
+    a negative prompt, guided against instead of the null text (eps(neg) + s·(eps(pos) − eps(neg)))."""
     check_prompt(prompt)
-    return text_run(run).generate(prompt, n, seed=seed, **settings)
+    return text_run(run).generate(prompt, n, seed=seed, negative=negative, **settings)
 
 
 def check_prompt(prompt: str) -> None:

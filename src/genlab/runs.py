@@ -142,12 +142,32 @@ class Run:
         self.method.check_settings(set(given))
         return (settings or self.settings).replace(**given)
 
-    def conditions(self, n: int, *, label: int | None = None, prompts: list[str] | None = None, start: int = 0):
-        """The `cond` of n samples: prompts for a text-to-image run, labels (cycled or fixed) otherwise."""
+    def conditions(
+        self,
+        n: int,
+        *,
+        label: int | None = None,
+        prompts: list[str] | None = None,
+        start: int = 0,
+        negative: str | list[str] | None = None,
+    ):
+        """The `cond` of n samples: prompts for a text-to-image run (with `negative`, one string for all or one per
+        prompt: `Prompts` guided against the negatives), labels (cycled or fixed) otherwise."""
         if self.text_conditional:
             if label is not None:
                 raise GenlabError("a text-to-image run takes prompts, not --label")
-            return None if prompts is None else list(prompts)[start : start + n]
+            positive = None if prompts is None else list(prompts)[start : start + n]
+            if negative is None:
+                return positive
+            from genlab.methods.latent import Prompts
+
+            negs = [negative] * n if isinstance(negative, str) else list(negative)[start : start + n]
+            return Prompts(positive, negs)
+        if negative is not None:
+            raise GenlabError(
+                f"a {self.recipe.method.kind} run is not text-conditional: --negative (negative prompts) needs a "
+                "text-to-image run (method.kind latent_flow, e.g. genlab generate); drop it"
+            )
         if prompts is not None:
             raise GenlabError(f"a {self.recipe.method.kind} run is not text-conditional: drop the prompts")
         return class_labels(n, self.num_classes, label, start=start)
@@ -167,6 +187,7 @@ class Run:
         *,
         label: int | None = None,
         prompts: list[str] | None = None,
+        negative: str | list[str] | None = None,
         seed: int = 0,
         settings: SampleSettings | None = None,
         callback: Callback | None = None,
@@ -175,18 +196,24 @@ class Run:
         chunk: int = CHUNK,
         **overrides: Any,
     ) -> Iterator[Samples]:
-        """The samples of `sample`, `chunk` at a time (bounded memory), on the CPU; one seeded generator."""
+        """The samples of `sample`, `chunk` at a time (bounded memory), on the CPU; one seeded generator.
+        `negative` (text-to-image runs): one negative prompt for all samples or one per sample; classifier-free
+        guidance then pushes away from it instead of from the null text (negative "" is plain CFG)."""
         if n < 1:
             raise GenlabError(f"--n must be >= 1, got {n}")
         if prompts is not None and len(prompts) != n:
             raise GenlabError(f"give one prompt per sample: {len(prompts)} prompts for n={n}")
         resolved = self.resolve_settings(settings, **overrides)
+        if negative is not None:
+            self._check_negative(negative, n, resolved, guided_by_classifier=classifier is not None)
+        from genlab.methods.latent import Prompts  # a cond with negative prompts (the samples record the positives)
+
         guide = None if classifier is None else self._classifier(classifier, classifier_scale)
         gen = torch.Generator().manual_seed(seed)
         for start in range(0, n, chunk):
             size = min(chunk, n - start)
             if guide is None:
-                cond = self.conditions(size, label=label, prompts=prompts, start=start)
+                cond = self.conditions(size, label=label, prompts=prompts, start=start, negative=negative)
                 out = self.method.sample(size, cond=cond, settings=resolved, generator=gen, callback=callback)
             else:  # labels over the classifier's classes (the same as the model's when it has classes)
                 draw, classes = guide
@@ -196,7 +223,23 @@ class Run:
                 raise GenlabError(
                     f"{self.path}: the samples contain NaN/inf (the model diverged); retrain with a lower train.lr"
                 )
-            yield Samples(out.x.cpu(), out.nfe, out.sampler, cond)
+            yield Samples(out.x.cpu(), out.nfe, out.sampler, cond.positive if isinstance(cond, Prompts) else cond)
+
+    def _check_negative(self, negative, n: int, settings: SampleSettings, *, guided_by_classifier: bool) -> None:
+        if not self.text_conditional:
+            self.conditions(n, negative=negative)  # the error for a run that is not text-to-image
+        if guided_by_classifier:
+            raise GenlabError("--negative acts through classifier-free guidance: drop --classifier")
+        negs = [negative] if isinstance(negative, str) else list(negative)
+        if not isinstance(negative, str) and len(negs) != n:
+            raise GenlabError(f"give one negative prompt for all samples or one per sample: {len(negs)} for n={n}")
+        if not all(isinstance(p, str) for p in negs):
+            raise GenlabError("negative prompts must be strings, e.g. negative='red'")
+        if any(negs) and settings.guidance_scale == 1.0:
+            raise GenlabError(
+                "a negative prompt acts through classifier-free guidance, which guidance_scale 1 turns off: "
+                "set --guidance-scale above 1 (e.g. 4)"
+            )
 
     def _classifier(self, classifier: str | Path | Run, scale: float):
         """A sampling function with classifier guidance towards the labels (the model gets them too when it is
@@ -386,7 +429,7 @@ class Run:
         return self
 
     def generate(self, prompt: str, n: int = 4, **opts: Any) -> Samples:
-        """n images for one prompt from a text-to-image run."""
+        """n images for one prompt from a text-to-image run (`negative="red"`: a negative prompt, see sample)."""
         return self.require_text().sample(n, prompts=[prompt] * n, **opts)
 
     def require_lm(self) -> Run:

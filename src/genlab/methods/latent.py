@@ -70,6 +70,15 @@ class Text(NamedTuple):
         return Text(self.tokens[idx], self.mask[idx], self.pooled[idx])
 
 
+class Prompts(NamedTuple):
+    """The `cond` of a text-to-image sample with negative prompts: row i is guided by positive[i] against
+    negative[i] (eps(neg) + s·(eps(pos) − eps(neg))) instead of against the null text ""; a negative "" is
+    plain classifier-free guidance."""
+
+    positive: list[str]
+    negative: list[str]
+
+
 def stack_text(parts: list[Text]) -> Text:
     length = max(p.tokens.shape[1] for p in parts)
     parts = [p.pad_to(length) for p in parts]
@@ -159,13 +168,29 @@ class LatentFlowMethod(FlowMethod):
 
     def guidance_inputs(self, n: int, cond, device):
         """Prompts (n strings; None: a fixed set, one per block of rows) as rows of one text table + the null text:
-        the guided network reads row i for sample i and row n for the unconditional half."""
+        the guided network reads row i for sample i and row n for the unconditional half. With `Prompts`, the
+        distinct negative prompts follow the positive rows and sample i's guiding half reads its negative's row
+        (negative "" is row n, encode([""]): exactly plain CFG)."""
+        negatives = None
+        if isinstance(cond, Prompts):
+            cond, negatives = cond.positive, list(cond.negative)
+            if len(negatives) != n or not all(isinstance(p, str) for p in negatives):
+                raise GenlabError(f"give one negative prompt (a string) per image: got {len(negatives)} for n={n}")
         prompts = [DEFAULT_PROMPTS[i * len(DEFAULT_PROMPTS) // n] for i in range(n)] if cond is None else list(cond)
         if len(prompts) != n or not all(isinstance(p, str) for p in prompts):
             raise GenlabError(f"give one prompt (a string) per image: got {len(prompts)} items for n={n}")
-        table = stack_text([self.encode_text(prompts, device), self.null_text(1, device)])  # rows: prompts, null
+        distinct = [""] + sorted({p for p in negatives or [] if p != ""})  # row n + j holds distinct[j]
+        parts = [self.encode_text(prompts, device), self.null_text(1, device)]
+        if len(distinct) > 1:
+            parts.append(self.encode_text(distinct[1:], device))
+        table = stack_text(parts)  # rows: prompts, null, other negatives
         idx = torch.arange(n, device=device)
-        return (lambda x_t, t, i: self.net(x_t, t, table.take(i))), idx, torch.full_like(idx, n)
+        if negatives is None:
+            null = torch.full_like(idx, n)
+        else:
+            row = {p: n + j for j, p in enumerate(distinct)}
+            null = torch.tensor([row[p] for p in negatives], dtype=torch.long, device=device)
+        return (lambda x_t, t, i: self.net(x_t, t, table.take(i))), idx, null
 
     def finish(self, z: Tensor) -> Tensor:
         return self.from_latent(z)

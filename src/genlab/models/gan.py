@@ -152,8 +152,11 @@ class StyleGenerator(nn.Module):
         return self.mapping(z)
 
     def forward(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
-        w = self.map(z, cond)  # (B, w_dim)
-        h = self.const.expand(z.shape[0], -1, -1, -1)  # (B, C0, 4, 4)
+        return self.synthesize(self.map(z, cond))  # w (B, w_dim)
+
+    def synthesize(self, w: Tensor) -> Tensor:
+        """Images (B, C, S, S) in (-1, 1) from styles w (B, w_dim): the synthesis network alone (GANSpace edits w)."""
+        h = self.const.expand(w.shape[0], -1, -1, -1)  # (B, C0, 4, 4)
         for layer in self.layers:
             h = layer(h, w)  # (B, C_i, 4 * 2**i, 4 * 2**i)
         return torch.tanh(self.to_image(h))  # (B, C, S, S)
