@@ -1,10 +1,15 @@
-"""Autoregressive vs masked-diffusion language models on real English (Python's help topics), one command.
+"""Autoregressive vs masked-diffusion language models on real English (Python's help topics and standard-library
+docstrings), one command.
 
-Both models are the shipped recipes recipes/text-ar.yaml and recipes/text-mdlm.yaml: the same data (pydoc topics,
-split by document), the same byte-level BPE tokenizer (2000 merges), the same backbone (model.kind lm: dim 128,
-depth 4, 1.4 M parameters, seq_len 64), the same steps, batch and learning rate, one seed; only method.kind (causal
-`ar_lm` vs bidirectional `mdlm`) and the sampling defaults differ. A third, larger AR model trained longer
-(recipes/text-ar-large.yaml) judges the samples. What is measured (all on the test split's documents):
+Both models are the shipped recipes recipes/text-ar.yaml and recipes/text-mdlm.yaml: the same data (data.source
+both, split by document), the same byte-level BPE tokenizer (2000 merges), the same backbone (model.kind lm: dim
+128, depth 4, 1.4 M parameters, seq_len 64), the same steps, batch and learning rate, one seed; only method.kind
+(causal `ar_lm` vs bidirectional `mdlm`) and the sampling defaults differ. Each run scores its EMA weights on 128
+validation windows every 100 steps (train.eval_every, fixed noise) and keeps the best in RUN/best
+(train.keep_best): every number below uses those validation-selected weights (both models tuned alike, on data
+that is neither train nor test); the final weights' test likelihood is reported beside them, and the validation
+curves show when each model starts to overfit. A third, larger AR model (recipes/text-ar-large.yaml, 1.9x the
+parameters, also validation-selected) judges the samples. What is measured (all on the test split's documents):
 
 - test bits per byte: the AR model's exact NLL, the MDLM's ELBO bound (K draws a sequence, `count` estimator, the
   mean of R seeds; its Monte-Carlo error = the std of the R means / √R), the judge's, and a unigram model of the
@@ -22,7 +27,8 @@ depth 4, 1.4 M parameters, seq_len 64), the same steps, batch and learning rate,
   prefix tokens as if they were earlier text, then 16 tokens generated: 24 + 24 + 16 = seq_len) — the "AR with the
   suffix as prompt" trick. Scores: token accuracy over the span and exact match of the whole span;
 - SFT (LLaDA's supervised fine-tuning, data.format instructions: prompt "Explain TOPIC:\\n" -> a paragraph of that
-  topic's document): recipes/text-{mdlm,ar}-sft.yaml started from the two pretrained runs. On the test split's
+  topic's document): recipes/text-{mdlm,ar}-sft.yaml started from the two pretrained runs' best weights. On the
+  test split's
   instruction pairs: response bits per byte (−log p of everything after the prompt, <eos> padding included, over
   the paragraph's bytes) given the right prompt vs a train topic's prompt of as many tokens (the same window but
   for the prompt's tokens; the gain is how much the model uses the prompt), before and after SFT, for both (AR
@@ -31,7 +37,9 @@ depth 4, 1.4 M parameters, seq_len 64), the same steps, batch and learning rate,
 
 The published pattern to compare with: MDLM's bound within ~15 % of the AR perplexity (Sahoo et al. 2024, as the
 issue states it; their tables give 1.14x on LM1B and 1.31x on OpenWebText at 110 M parameters), and diffusion
-samples more diverse at equal entropy. Results go to
+samples more diverse at equal entropy; in data-constrained training (many epochs over little text) AR models lead
+at low compute and masked diffusion overtakes them in validation loss (Prabhudesai et al. 2025, arXiv 2507.15857).
+Results go to
 benchmarks/results/text_lm.{json,md,png}; runs to benchmarks/out/text_lm (--reuse keeps trained runs).
 """
 
@@ -99,10 +107,23 @@ def ensure(workdir: Path, label: str, recipe: str, overrides: list[str], reuse: 
         "recipe": f"recipes/{recipe}",
         "trained_here": not (reuse and found),
         "steps": r.step,
+        "selected_step": load_run(selected(run)).step,
         "train_minutes": round(train_seconds(run) / 60, 2),
         "wall_minutes": None if wall is None else round(wall / 60, 2),
         "parameters": sum(p.numel() for p in r.method.model.parameters()),
     }
+
+
+def selected(run: Path) -> Path:
+    """The validation-selected weights RUN/best (train.keep_best), else the final checkpoint's run folder."""
+    return run / "best" if (run / "best" / "config.json").is_file() else run
+
+
+def validation_curve(run: Path, bytes_per_token: float) -> list[list[float]]:
+    """[[step, validation bits per byte]] from RUN/metrics.jsonl's val_loss rows (nats per token; an MDLM's is one
+    count draw a window with the same noise at every evaluation, so the curve's shape is what it shows)."""
+    rows = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines() if r.strip()]
+    return [[r["step"], round(bits_per_byte(r["val_loss"], bytes_per_token), 4)] for r in rows if "val_loss" in r]
 
 
 # ----------------------------------------------------------------------------- likelihood
@@ -115,37 +136,70 @@ def unigram_nats(train_x: torch.Tensor, test_x: torch.Tensor, vocab: int) -> flo
     return float(-logp[test_x.flatten()].mean())
 
 
-def likelihoods(runs: dict, test, train, *, k: int, seeds: int) -> dict:
-    """Test nats/token and bits/byte: AR exact, MDLM bound (mean of `seeds` seeds of k draws, its MC error)."""
+def likelihoods(runs: dict, test, train, *, k: int, seeds: int, final: dict | None = None) -> dict:
+    """Test nats/token and bits/byte: AR exact, MDLM bound (mean of `seeds` seeds of k draws, its MC error); with
+    `final` ({label: method} of the last checkpoints), their test bits/byte too (one seed for the MDLM)."""
     x, bpt, tokens = test.x, test.bytes_per_token, test.x.numel()
     train_x, train_bpt = train.x, train.bytes_per_token
     out = {"bytes_per_token": bpt, "windows": len(x), "tokens": tokens}
     for label in ("ar", "ar-large"):
         nats = float(-runs[label].log_likelihood(x).double().sum()) / tokens
         out[label] = {"nats_per_token": nats, "bits_per_byte": bits_per_byte(nats, bpt), "kind": "exact"}
-    start = time.perf_counter()
-    per_seed = [float(-runs["mdlm"].log_likelihood(x, samples=k, seed=s).double().sum()) / tokens for s in range(seeds)]
-    mean = sum(per_seed) / seeds
-    sd = math.sqrt(sum((v - mean) ** 2 for v in per_seed) / (seeds - 1)) if seeds > 1 else float("nan")
-    out["mdlm"] = {
-        "nats_per_token": mean,
-        "bits_per_byte": bits_per_byte(mean, bpt),
-        "mc_error_bits_per_byte": bits_per_byte(sd / math.sqrt(seeds), bpt),
-        "per_seed_bits_per_byte": [bits_per_byte(v, bpt) for v in per_seed],
-        "kind": f"ELBO bound, {seeds} seeds x {k} count draws",
-        "seconds": round(time.perf_counter() - start, 1),
-    }
-    # the same on train windows (the generalisation gap: 1.4 M parameters see the 100 k train tokens ~20 times)
+    sub = train_x[torch.linspace(0, len(train_x) - 1, min(256, len(train_x))).long()]
+    for label in ("mdlm",):
+        start = time.perf_counter()
+        per_seed = [
+            float(-runs[label].log_likelihood(x, samples=k, seed=s).double().sum()) / tokens for s in range(seeds)
+        ]
+        mean = sum(per_seed) / seeds
+        sd = math.sqrt(sum((v - mean) ** 2 for v in per_seed) / (seeds - 1)) if seeds > 1 else float("nan")
+        out[label] = {
+            "nats_per_token": mean,
+            "bits_per_byte": bits_per_byte(mean, bpt),
+            "mc_error_bits_per_byte": bits_per_byte(sd / math.sqrt(seeds), bpt),
+            "per_seed_bits_per_byte": [bits_per_byte(v, bpt) for v in per_seed],
+            "kind": f"ELBO bound, {seeds} seeds x {k} count draws",
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+        nats = float(-runs[label].log_likelihood(sub, samples=k, seed=0).double().sum()) / sub.numel()
+        out[label]["train_bits_per_byte"] = bits_per_byte(nats, train_bpt)  # 256 windows, one seed
+    # the same on train windows (the generalisation gap)
     for label in ("ar", "ar-large"):
         nats = float(-runs[label].log_likelihood(train_x).double().sum()) / train_x.numel()
         out[label]["train_bits_per_byte"] = bits_per_byte(nats, train_bpt)
-    sub = train_x[torch.linspace(0, len(train_x) - 1, min(256, len(train_x))).long()]
-    nats = float(-runs["mdlm"].log_likelihood(sub, samples=k, seed=0).double().sum()) / sub.numel()
-    out["mdlm"]["train_bits_per_byte"] = bits_per_byte(nats, train_bpt)  # 256 windows, one seed
     uni = unigram_nats(train_x, x, runs["ar"].vocab_size)
     out["unigram"] = {"nats_per_token": uni, "bits_per_byte": bits_per_byte(uni, bpt), "kind": "train unigram"}
     out["perplexity_ratio_mdlm_over_ar"] = math.exp(out["mdlm"]["nats_per_token"] - out["ar"]["nats_per_token"])
+    for label, method in (final or {}).items():
+        opts = {"samples": k, "seed": 0} if method.kind == "mdlm" else {}
+        nats = float(-method.log_likelihood(x, **opts).double().sum()) / tokens
+        out[label]["final_bits_per_byte"] = bits_per_byte(nats, bpt)
     return out
+
+
+@torch.no_grad()
+def context_use(method, test, train_x: torch.Tensor, rates=(0.02, 0.25, 0.5, 0.75, 1.0), n: int = 128) -> list:
+    """How much the MDLM reads its context: its mean cross-entropy (nats) at masked positions of n test windows when
+    a share `rate` of the tokens is masked (one draw, seed 0), beside the train unigram's at the same positions
+    (rate 1: no context at all, so the two should meet)."""
+    x = test.x[:n].to(method.device)
+    counts = torch.bincount(train_x.flatten(), minlength=method.vocab_size).double() + 1
+    unigram = (counts / counts.sum()).log().to(x.device)
+    rows = []
+    for rate in rates:
+        gen = torch.Generator().manual_seed(0)
+        masked = (torch.rand(x.shape, generator=gen) < rate).to(x.device)
+        masked[:, x.shape[1] // 2] = True  # at least one position a window
+        logp = method.logits(torch.where(masked, method.mask_id, x)).log_softmax(-1)
+        ce = -logp.gather(-1, x[..., None]).squeeze(-1)[masked]
+        rows.append(
+            {
+                "mask_rate": rate,
+                "mdlm_nats": round(float(ce.double().mean()), 4),
+                "unigram_nats": round(float(-unigram[x][masked].mean()), 4),
+            }
+        )
+    return rows
 
 
 # ----------------------------------------------------------------------------- samples
@@ -378,13 +432,19 @@ def sft(runs: dict, sft_runs: dict, data_cfg, n_show: int = 3) -> dict:
 
 
 def plot(results: dict, path: Path) -> None:
-    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
+    fig, axes = plt.subplots(2, 3, figsize=(17, 9))
     like = results["likelihood"]
     ax = axes[0, 0]
-    names = ["unigram", "mdlm", "ar", "ar-large"]
+    bars = {
+        "unigram": "unigram\n(train)",
+        "mdlm": "MDLM\n(bound)",
+        "ar": "AR\n(exact)",
+        "ar-large": "large AR\n(exact)",
+    }
+    names = list(bars)
     vals = [like[k]["bits_per_byte"] for k in names]
     err = [like[k].get("mc_error_bits_per_byte", 0.0) for k in names]
-    ax.bar(["unigram\n(train)", "MDLM\n(bound)", "AR\n(exact)", "large AR\n(exact)"], vals, yerr=err, color="C0")
+    ax.bar([bars[k] for k in names], vals, yerr=err, color="C0")
     for i, v in enumerate(vals):
         ax.text(i, v, f"{v:.3f}", ha="center", va="bottom")
     ax.set_ylabel("test bits per byte (lower is better)")
@@ -441,6 +501,30 @@ def plot(results: dict, path: Path) -> None:
         ax.text(r["token_accuracy"], i, f" {r['token_accuracy']:.3f}", va="center")
     ax.set_xlabel(f"token accuracy on the hidden span {results['infilling']['span']}")
     ax.set_title("Infilling (greedy)")
+    ax = axes[0, 2]
+    names = {"ar": "AR (exact)", "mdlm": "MDLM (bound, 1 draw)", "ar-large": "large AR judge (exact)"}
+    for (label, curve), color in zip(results.get("curves", {}).items(), ("C0", "C1", "C2")):
+        if curve:
+            ax.plot(*zip(*curve), "o-", ms=3, color=color, label=names.get(label, label))
+            best = min(curve, key=lambda sv: sv[1])
+            ax.plot([best[0]], [best[1]], "*", ms=12, color=color)
+    ax.axhline(like["unigram"]["bits_per_byte"], color="gray", ls="--", label="unigram (test)")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("validation bits per byte (star: kept weights)")
+    ax.set_title("Validation curves: who overfits")
+    ax.legend(fontsize=8)
+    ax = axes[1, 2]
+    if "sft" in results:
+        sf = results["sft"]["rows"]
+        ys = range(len(sf))
+        ax.barh([y + 0.2 for y in ys], [r["bits_per_byte_right_prompt"] for r in sf], 0.4, label="right prompt")
+        ax.barh([y - 0.2 for y in ys], [r["bits_per_byte_other_prompt"] for r in sf], 0.4, label="other topic's")
+        ax.set_yticks(list(ys), [r["label"] for r in sf])
+        ax.set_xlabel("test response bits per byte")
+        ax.set_title("SFT: response likelihood")
+        ax.legend(fontsize=8)
+    else:
+        ax.axis("off")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
@@ -449,22 +533,47 @@ def plot(results: dict, path: Path) -> None:
 
 def table(results: dict) -> str:
     like = results["likelihood"]
-    lines = ["# AR vs masked diffusion (MDLM) on Python's help topics", ""]
+    lines = ["# AR vs masked diffusion (MDLM) on Python's help topics and standard-library docstrings", ""]
     lines.append(
         "Runs (same data, tokenizer, backbone, steps, batch, lr for AR and MDLM; train minutes on the trainer's clock):"
     )
     lines.append("")
-    lines += ["| run | recipe | parameters | steps | train min |", "|---|---|---:|---:|---:|"]
+    lines += [
+        "| run | recipe | parameters | steps | kept step (best validation) | train min |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
     for label, r in results["runs"].items():
-        lines.append(f"| {label} | {r['recipe']} | {r['parameters']:,} | {r['steps']} | {r['train_minutes']} |")
+        lines.append(
+            f"| {label} | {r['recipe']} | {r['parameters']:,} | {r['steps']} | {r.get('selected_step', r['steps'])} "
+            f"| {r['train_minutes']} |"
+        )
     lines += ["", f"## Test likelihood ({like['windows']} windows, {like['bytes_per_token']:.3f} bytes/token)", ""]
-    lines += ["| model | test bits/byte | nats/token | train bits/byte | kind |", "|---|---:|---:|---:|---|"]
+    lines += [
+        "| model | test bits/byte (kept weights) | nats/token | train bits/byte | test bits/byte, last step | kind |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
     for k in ("ar", "mdlm", "ar-large", "unigram"):
         v = like[k]
         err = f" ± {v['mc_error_bits_per_byte']:.4f}" if "mc_error_bits_per_byte" in v else ""
         tr = f"{v['train_bits_per_byte']:.4f}" if "train_bits_per_byte" in v else ""
-        lines.append(f"| {k} | {v['bits_per_byte']:.4f}{err} | {v['nats_per_token']:.4f} | {tr} | {v['kind']} |")
+        last = f"{v['final_bits_per_byte']:.4f}" if "final_bits_per_byte" in v else ""
+        lines.append(
+            f"| {k} | {v['bits_per_byte']:.4f}{err} | {v['nats_per_token']:.4f} | {tr} | {last} | {v['kind']} |"
+        )
     lines.append(f"\nMDLM bound perplexity / AR perplexity (per token): {like['perplexity_ratio_mdlm_over_ar']:.2f}")
+    if results.get("context_use"):
+        lines += [
+            "",
+            "How much the MDLM reads its context: cross-entropy (nats) at the masked positions of 128 test windows "
+            "when a share of the tokens is masked, beside the train unigram's at the same positions (the AR model's "
+            f"test cost is {like['ar']['nats_per_token']:.3f} nats/token):",
+            "",
+            "| masked share | MDLM | unigram |",
+            "|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {r['mask_rate']} | {r['mdlm_nats']:.3f} | {r['unigram_nats']:.3f} |" for r in results["context_use"]
+        ]
     s = results["samples"]
     lines += ["", f"## Samples (n = {s['n']} each, 64 tokens)", ""]
     lines += [
@@ -518,20 +627,25 @@ LLaDA) on the same text, tokenizer and backbone (`model.kind: lm`), and fine-tun
 (SFT on the response only):
 
 ```bash
-genlab train recipes/text-ar.yaml                # runs/text-ar   (pydoc topics, BPE 2000 merges, seq_len 64)
+genlab train recipes/text-ar.yaml                # runs/text-ar (help topics + docstrings, BPE 2000 merges)
 genlab train recipes/text-mdlm.yaml              # runs/text-mdlm (same data, backbone, steps, batch, lr)
-genlab train recipes/text-mdlm-sft.yaml          # SFT from runs/text-mdlm on "Explain TOPIC:\\n" -> paragraph
+genlab train recipes/text-mdlm-sft.yaml          # SFT from runs/text-mdlm/best: "Explain TOPIC:\\n" -> paragraph
 genlab generate-text runs/text-mdlm --prompt "The " --steps 32 --block-length 16
 python benchmarks/text_lm.py                     # everything below; --reuse keeps the trained runs
 ```
 
-Data: `data.kind: text`, `source: topics` (Python's `pydoc_data.topics`, split 80/10/10 by document);
+Data: `data.kind: text`, `source: both` (Python's `pydoc_data.topics` and the docstrings of 113 standard-library
+modules, split 80/10/10 by document; `topics`, `docstrings` or a user's `.txt` / `.jsonl` file also work);
 `format: instructions` turns each paragraph of a document into the pair prompt "Explain TOPIC:\\n" -> paragraph
 (`prompt_length` travels with every batch; the MDLM never masks prompt tokens, the AR model is scored on the
 response only). `method.init: RUN` starts from a pretrained run of the same kind, backbone and tokenizer.
+`train.eval_every: N` scores the EMA weights on the validation split every N steps (`val_loss` in metrics.jsonl
+and loss.png) and `train.keep_best: true` keeps the best of them in `RUN/best`, a checkpoint that every command
+takes (`genlab eval runs/text-ar/best`, `genlab generate-text runs/text-mdlm/best ...`).
 
 The numbers below are generated by `benchmarks/text_lm.py` (benchmarks/results/text_lm.json; one seed, one CPU
-core shared with other jobs, so seconds are rough). AR and MDLM trained {runs["ar"]["steps"]} steps each
+core shared with other jobs, so seconds are rough; {results["train_tokens"]:,} train tokens). AR and MDLM trained
+{runs["ar"]["steps"]} steps each
 ({runs["ar"]["train_minutes"]} and {runs["mdlm"]["train_minutes"]} min on the trainer's clock), the judge
 {runs["ar-large"]["steps"]} steps ({runs["ar-large"]["parameters"]:,} parameters,
 {runs["ar-large"]["train_minutes"]} min).
@@ -540,6 +654,13 @@ core shared with other jobs, so seconds are rough). AR and MDLM trained {runs["a
 """
     body = table(results).split("\n", 1)[1].replace("\n## ", "\n### ")
     return head + body
+
+
+def epochs(results: dict, label: str, step: int | None = None) -> float:
+    """Passes over the train tokens by `step` (default: the run's last) at the run's batch and window."""
+    recipe = load_recipe(ROOT / results["runs"][label]["recipe"])
+    steps = results["runs"][label]["steps"] if step is None else step
+    return steps * recipe.train.batch_size * recipe.data.seq_len / results["train_tokens"]
 
 
 def comparison(results: dict) -> list[str]:
@@ -580,8 +701,9 @@ def comparison(results: dict) -> list[str]:
     if key in rows[0]:
         md1 = md.get(1.0, {})
         out.append(
-            f"Memorisation (not in the published comparison, but it decides the numbers here): the train split is "
-            f"~100 k tokens, seen ~20 times. AR train {like['ar']['train_bits_per_byte']:.3f} vs test "
+            f"Memorisation: the train split is {results['train_tokens']:,} tokens; the kept AR weights had seen it "
+            f"{epochs(results, 'ar', results['runs']['ar']['selected_step']):.1f} times. AR train "
+            f"{like['ar']['train_bits_per_byte']:.3f} vs test "
             f"{like['ar']['bits_per_byte']:.3f} bits/byte, the large AR judge "
             f"{like['ar-large']['train_bits_per_byte']:.3f} vs {like['ar-large']['bits_per_byte']:.3f}, MDLM (bound) "
             f"{like['mdlm']['train_bits_per_byte']:.3f} vs {like['mdlm']['bits_per_byte']:.3f}. Share of sample "
@@ -593,14 +715,41 @@ def comparison(results: dict) -> list[str]:
                 if ar[1.0][key] <= rows[0][key]
                 else ": the AR samples copy train text more than real held-out text does. "
             )
-            + f"The judge's test bits/byte ({like['ar-large']['bits_per_byte']:.3f}) is "
+            + f"The judge's test bits/byte is {like['ar-large']['bits_per_byte']:.3f} (the unigram's "
+            f"{like['unigram']['bits_per_byte']:.3f}, the AR's {like['ar']['bits_per_byte']:.3f})"
             + (
-                "no better"
-                if like["ar-large"]["bits_per_byte"] >= like["unigram"]["bits_per_byte"] - 0.01
-                else "better"
+                ": no better than the small AR, so its perplexities rank samples only coarsely."
+                if like["ar-large"]["bits_per_byte"] >= like["ar"]["bits_per_byte"] - 0.01
+                else "."
             )
-            + f" than the unigram's ({like['unigram']['bits_per_byte']:.3f}): trained longer on this little text it "
-            "overfits, so its perplexities rank samples only coarsely."
+        )
+    curves = results.get("curves", {})
+    if curves.get("ar") and curves.get("mdlm"):
+        ar_c, md_c = curves["ar"], curves["mdlm"]
+        ar_best, md_best = min(ar_c, key=lambda sv: sv[1]), min(md_c, key=lambda sv: sv[1])
+        cross = next((sv[0] for sv, sa in zip(md_c, ar_c) if sv[0] == sa[0] and sv[1] < sa[1]), None)
+        out.append(
+            "Data-constrained training (Prabhudesai et al. 2025, arXiv 2507.15857: with many epochs over little data "
+            "AR models lead at low compute, then masked diffusion reaches a lower validation loss as AR overfits). "
+            f"Here, validation bits/byte: AR best {ar_best[1]:.3f} at step {ar_best[0]}, then {ar_c[-1][1]:.3f} at "
+            f"step {ar_c[-1][0]} ({epochs(results, 'ar', ar_best[0]):.1f} -> {epochs(results, 'ar'):.1f} epochs); "
+            f"MDLM best {md_best[1]:.3f} (one-draw bound) at step {md_best[0]}, {md_c[-1][1]:.3f} at the end. "
+            + (
+                f"The MDLM's curve goes below the AR's at step {cross}: the published crossover, seen at this scale."
+                if cross is not None
+                else "The MDLM's curve stays above the AR's at every evaluation: no crossover within this budget."
+            )
+        )
+    if results.get("context_use"):
+        low = results["context_use"][0]
+        out.append(
+            f"Why the MDLM trails at this budget: with only {low['mask_rate']:.0%} of a window masked (nearly all the "
+            f"context visible) its cross-entropy at the masked positions is {low['mdlm_nats']:.3f} nats against the "
+            f"unigram's {low['unigram_nats']:.3f} there and the AR model's {like['ar']['nats_per_token']:.3f} per "
+            "token. An AR model's input at position i is the token just before its target, so bigram statistics need "
+            "no attention at all; a masked position's input is <mask>, so the MDLM must first learn to attend to its "
+            "neighbours by offset (genlab's LM rotates queries and keys by position, RoPE, as LLaDA does) and stays "
+            "near the unigram cost until it has."
         )
     fast = {
         r["steps"]: r
@@ -669,13 +818,19 @@ def main() -> None:
     info = {label: ensure(workdir, label, recipe, steps, args.reuse) for label, recipe in BASE.items()}
     if not args.no_sft:
         for label, (recipe, base) in SFT.items():
-            info[label] = ensure(workdir, label, recipe, [f"method.init={workdir / base}", *steps], args.reuse)
-    runs = {label: load_run(workdir / label).method for label in info}
-    test = build_dataset(load_run(workdir / "ar").recipe.data, split="test")
-    train_data = build_dataset(load_run(workdir / "ar").recipe.data, split="train")
-    results: dict = {"runs": info}
+            init = f"method.init={selected(workdir / base)}"
+            info[label] = ensure(workdir, label, recipe, [init, *steps], args.reuse)
+    runs = {label: load_run(selected(workdir / label)).method for label in info}
+    final = {label: load_run(workdir / label).method for label in BASE}
+    data_cfg = load_run(workdir / "ar").recipe.data
+    test = build_dataset(data_cfg, split="test")
+    train_data = build_dataset(data_cfg, split="train")
+    val_bpt = build_dataset(data_cfg, split="validation").bytes_per_token
+    results: dict = {"runs": info, "train_tokens": train_data.x.numel(), "test_tokens": test.x.numel()}
+    results["curves"] = {label: validation_curve(workdir / label, val_bpt) for label in BASE}
     print("likelihood", flush=True)
-    results["likelihood"] = likelihoods(runs, test, train_data, k=args.elbo_samples, seeds=args.elbo_seeds)
+    results["context_use"] = context_use(runs["mdlm"], test, train_data.x)
+    results["likelihood"] = likelihoods(runs, test, train_data, k=args.elbo_samples, seeds=args.elbo_seeds, final=final)
     print(json.dumps(results["likelihood"], indent=1), flush=True)
     print("samples", flush=True)
     results["samples"] = samples(runs, test, train_data.x, args.n, args.seed)

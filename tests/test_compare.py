@@ -87,3 +87,23 @@ def test_tokenizer_is_trained_first_gets_no_row_and_adds_its_minutes_to_the_prio
     assert [r["name"] for r in rows] == ["tiny-prior"]  # the tokenizer makes no samples: no row of its own
     assert (out / "tiny-vq" / "checkpoint").is_dir() and rows[0]["fd"] is not None
     assert 0 < rows[0]["tokenizer_minutes"] < rows[0]["train_minutes"]
+
+
+def test_compare_tabulates_language_models_in_bits_per_byte(tmp_path):
+    from tests.conftest import tiny_text_tree
+
+    docs = [f"Note {i}: the {'red' if i % 3 else 'blue'} kite flew {i} metres over the hill." for i in range(60)]
+    (tmp_path / "docs.txt").write_text("\n\n".join(docs))
+    paths = [
+        str(write_recipe(tmp_path / f"{k}.yaml", tiny_text_tree(k, tmp_path / "docs.txt", steps=5)))
+        for k in ("ar_lm", "mdlm")
+    ]
+    md = compare(paths, budget_minutes=0.01, out=tmp_path / "cmp", progress=False)
+    rows = json.loads((tmp_path / "cmp" / "compare.json").read_text())["rows"]
+    assert [r["likelihood_unit"] for r in rows] == ["bits_per_byte", "bits_per_byte"]
+    assert [r["likelihood_kind"] for r in rows] == ["exact", "bound"]
+    assert all(0 < r["distinct_2"] <= 1 and 0 <= r["repetition_4"] <= 1 and r["fd"] is None for r in rows)
+    report = json.loads((tmp_path / "cmp" / "tiny-ar_lm" / "eval" / "eval.json").read_text())
+    assert report["likelihood"]["bits_per_byte"] == rows[0]["likelihood"]
+    text = md.read_text()
+    assert "each evaluator's default n" in text and "| distinct-2 | repetition-4 |" in text and "bits/byte" in text

@@ -26,7 +26,8 @@ from genlab.runs import read_run, train_seconds
 SAFETY = 0.9  # fraction of the budget the planned steps may use (checkpoints, logging and jitter take the rest)
 CALIBRATION_SECONDS, CALIBRATION_STEPS = 5.0, 20
 COLUMNS = ("fd", "precision", "recall", "class_accuracy")
-UNITS = {"bits_per_dim": "bits/dim", "nats_per_dim": "nats/dim"}
+TEXT_COLUMNS = ("distinct_2", "repetition_4")  # language-model runs (genlab.metrics.text), shown when one is compared
+UNITS = {"bits_per_dim": "bits/dim", "nats_per_dim": "nats/dim", "bits_per_byte": "bits/byte"}
 
 
 def plan(paths: list[str], out: Path) -> list[tuple[str, dict]]:
@@ -123,11 +124,12 @@ def train_one(name: str, tree: dict, run: Path, *, minutes: float, progress: boo
 def row(name: str, record: dict, report: dict) -> dict:
     """One table row from the training record and eval.json."""
     metrics, settings, lik = report.get("metrics", {}), report.get("settings", {}), report.get("likelihood") or {}
-    unit = "bits_per_dim" if "bits_per_dim" in lik else "nats_per_dim"
+    # text: bits per byte of the test split (tokenizer-independent); images: bits/dim; vectors: nats/dim
+    unit = next((u for u in ("bits_per_byte", "bits_per_dim") if u in lik), "nats_per_dim")
     return {
         "name": name,
         **record,
-        **{k: metrics.get(k) for k in COLUMNS},
+        **{k: metrics.get(k) for k in COLUMNS + TEXT_COLUMNS},
         "likelihood": lik.get(unit),
         "likelihood_unit": unit if lik.get(unit) is not None else None,
         "likelihood_kind": lik.get("kind") if lik.get(unit) is not None else None,
@@ -142,13 +144,16 @@ def _cell(value, digits: int = 3) -> str:
     return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
 
 
-def markdown(rows: list[dict], *, minutes: float, n: int, seed: int) -> str:
+def markdown(rows: list[dict], *, minutes: float, n: int | None, seed: int) -> str:
+    text = any(r.get(k) is not None for r in rows for k in TEXT_COLUMNS)
     head = (
-        "| run | method | FD ↓ | precision ↑ | recall ↑ | class acc. ↑ | likelihood ↓ | NFE | ms/sample | "
-        "train min | steps |"
+        "| run | method | FD ↓ | precision ↑ | recall ↑ | class acc. ↑ | "
+        + ("distinct-2 | repetition-4 | " if text else "")
+        + "likelihood ↓ | NFE | ms/sample | train min | steps |"
     )
+    sizes = "each evaluator's default n" if n is None else f"n = {n}"
     lines = [
-        f"# genlab compare: {minutes:g} CPU minutes per run, n = {n}, seed = {seed}",
+        f"# genlab compare: {minutes:g} CPU minutes per run, {sizes}, seed = {seed}",
         "",
         head,
         "|" + " --- |" * head.count(" |"),
@@ -165,7 +170,7 @@ def markdown(rows: list[dict], *, minutes: float, n: int, seed: int) -> str:
         cells = [
             r["name"],
             r["method"],
-            *(_cell(r[k]) for k in COLUMNS),
+            *(_cell(r[k]) for k in COLUMNS + (TEXT_COLUMNS if text else ())),
             lik,
             _cell(r["nfe"]),
             _cell(r["ms_per_sample"]),
@@ -175,8 +180,15 @@ def markdown(rows: list[dict], *, minutes: float, n: int, seed: int) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines += [
         "",
-        "likelihood: bits/dim of held-out data (nats/dim for vectors), from eval.json; '(bound)' = an "
-        "upper bound on bits/dim (ELBO). steps: done / planned from the calibration; a token prior's train "
+        "likelihood: bits/dim of held-out data (nats/dim for vectors, bits/byte for text), from eval.json; "
+        "'(bound)' = an upper bound (ELBO). "
+        + (
+            "distinct-2: share of distinct 2-grams of the text samples; repetition-4: share of repeated 4-grams "
+            "(degenerate repetition). "
+            if text
+            else ""
+        )
+        + "steps: done / planned from the calibration; a token prior's train "
         "minutes include its tokenizer's, which gets no row of its own. ms/sample: sampling "
         f"only (the run already loaded). torch threads: {torch.get_num_threads()}.",
     ]
@@ -208,11 +220,13 @@ def compare(
     *,
     budget_minutes: float = 5.0,
     out: str | Path = "runs/compare",
-    n: int = 1000,
+    n: int | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> Path:
-    """Train every recipe into OUT/<name> for the same budget, evaluate each alike; write OUT/compare.{md,json,png}."""
+    """Train every recipe into OUT/<name> for the same budget, evaluate each alike; write OUT/compare.{md,json,png}.
+    n: samples per run for the metrics (None: the evaluator's default for the run's kind, 1000 images or points,
+    64 texts)."""
     from genlab.evaluate import evaluate
 
     if not recipes:

@@ -46,12 +46,12 @@ training the 2000 merges on a train split takes about 1-1.5 s on one CPU core:
   topics      train              61     372,748  101,644      794         3.68
               validation         11      55,835   15,924      124         3.52
               test                7      36,387    9,799       76         3.72
-  docstrings  train              36     434,913  133,299     1041         3.26
-              validation          8      51,043   16,263      127         3.14
-              test                7      54,380   19,201      150         2.83
-  both        train              97     814,191  245,963     1921         3.31
-              validation         19     100,348   30,258      236         3.32
-              test               14      90,767   29,083      227         3.12
+  docstrings  train              84     831,569  256,613     2004         3.24
+              validation         13     108,110   33,580      262         3.22
+              test               16     102,977   34,139      266         3.02
+  both        train             145   1,210,847  369,949     2890         3.28
+              validation         28     143,897   44,829      350         3.21
+              test               19     152,882   47,022      367         3.25
 """
 
 from __future__ import annotations
@@ -82,12 +82,17 @@ INSTRUCTION_PROMPT = "Explain {topic}:\n"
 TEST_FRACTION = 0.1
 VALIDATION_FRACTION = 0.1
 DOCSTRING_MODULES = (
-    "argparse", "ast", "base64", "bisect", "calendar", "collections", "contextlib", "copy", "csv",
-    "dataclasses", "datetime", "difflib", "enum", "fractions", "functools", "glob", "gzip", "heapq",
-    "html", "http.client", "inspect", "ipaddress", "itertools", "json", "logging", "math", "operator",
-    "os", "pathlib", "pickle", "pprint", "queue", "random", "re", "shutil", "socket", "statistics",
-    "string", "subprocess", "tarfile", "tempfile", "textwrap", "threading", "timeit", "traceback",
-    "typing", "unittest.case", "urllib.parse", "uuid", "warnings", "zipfile",
+    "abc", "argparse", "array", "ast", "asyncio", "base64", "bdb", "bisect", "builtins", "bz2", "calendar", "cmd",
+    "code", "codecs", "codeop", "collections", "compileall", "configparser", "contextlib", "copy", "csv", "ctypes",
+    "dataclasses", "datetime", "decimal", "difflib", "dis", "doctest", "enum", "filecmp", "fileinput", "fractions",
+    "ftplib", "functools", "getopt", "glob", "graphlib", "gzip", "hashlib", "heapq", "hmac", "html", "http.client",
+    "imaplib", "inspect", "io", "ipaddress", "itertools", "json", "locale", "logging", "lzma", "mailbox", "math",
+    "mimetypes", "numbers", "operator", "optparse", "os", "pathlib", "pdb", "pickle", "pickletools", "pkgutil",
+    "platform", "plistlib", "poplib", "pprint", "profile", "pstats", "py_compile", "pyclbr", "pydoc", "queue",
+    "random", "re", "rlcompleter", "runpy", "sched", "selectors", "shelve", "shutil", "signal", "site", "smtplib",
+    "socket", "socketserver", "statistics", "string", "struct", "subprocess", "symtable", "sysconfig", "tarfile",
+    "tempfile", "textwrap", "threading", "time", "timeit", "tokenize", "trace", "traceback", "types", "typing",
+    "unicodedata", "unittest.case", "urllib.parse", "uuid", "warnings", "wave", "weakref", "zipfile", "zlib",
 )  # fmt: skip
 
 
