@@ -6,7 +6,9 @@
    (genlab.samplers.guided) against two calls of n rows (cond, then uncond).
 2. Class-conditional DiT, genlab's against diffusers' `DiTTransformer2DModel` (adaLN-Zero), same input
    (latents 4x8x8, patch 2, t, labels), genlab's width searched for the closest parameter count (param_ratio):
-   forward (inference) and forward + backward + AdamW (training) samples/s.
+   forward (inference) and forward + backward + AdamW (training) samples/s. Same run, train step only: an
+   ablation (genlab with genlab.models.dit.FUSED off = the old mul+add modulation/gating; genlab at diffusers'
+   width, i.e. diffusers' head size, not parameter-matched) and a torch.profiler summary (self-CPU ms per step).
 Repeats are interleaved (the order alternates), medians reported, same thread count for both.
 
     python benchmarks/t2i_speed.py [--quick] [--threads 2] [--out benchmarks/results/t2i_speed.json]
@@ -22,6 +24,7 @@ from types import SimpleNamespace
 
 import torch
 
+import genlab.models.dit as dit_module
 from genlab.atomic import atomic_write_text
 from genlab.models.autoencoder import Autoencoder, AutoencoderConfig
 from genlab.models.dit import DiT, DiTConfig, dit_dims
@@ -122,25 +125,64 @@ def matched_genlab(target: int, heads: int, layers: int, classes: int) -> DiT:
     return DiT(best[0])
 
 
+def fused(model: torch.nn.Module, on: bool):
+    """model's forward with genlab.models.dit.FUSED (addcmul modulation and gating) set to `on` for the call."""
+
+    def run(*args, **kwargs):
+        before, dit_module.FUSED = dit_module.FUSED, on
+        try:
+            return model(*args, **kwargs)
+        finally:
+            dit_module.FUSED = before
+
+    return run
+
+
+def profile_summary(step, steps: int = 3, top: int = 8) -> dict:
+    """torch.profiler (CPU) over `steps` calls of `step` after one warm-up: self-CPU ms per step of the top ops,
+    and the share of matrix products (mm, addmm, bmm) in the total."""
+    from torch.profiler import ProfilerActivity, profile
+
+    step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    matmul = sum(e.self_cpu_time_total for e in events if e.key in ("aten::mm", "aten::addmm", "aten::bmm"))
+    return {
+        "ms_per_step": round(total / steps / 1000, 2),
+        "matmul_ms_per_step": round(matmul / steps / 1000, 2),
+        "matmul_share": round(matmul / total, 3),
+        "top_self_ms_per_step": {e.key: round(e.self_cpu_time_total / steps / 1000, 2) for e in events[:top]},
+    }
+
+
 def dit_vs_diffusers(batch: int, repeats: int, *, heads: int, head_dim: int, layers: int, classes: int) -> dict:
     torch.manual_seed(0)
     theirs = diffusers_dit(heads, head_dim, layers, classes)
     ours = matched_genlab(num_params(theirs), heads, layers, classes)
+    same_width = DiT(
+        DiTConfig(in_channels=4, image_size=8, num_classes=classes, width=heads * head_dim, depth=layers, heads=heads)
+    )
     x, t = torch.randn(batch, *LATENT), torch.rand(batch)
     label = torch.randint(0, classes, (batch,))
     target = torch.randn(batch, *LATENT)
     call = {
-        "genlab": lambda: ours(x, t, label),
+        "genlab": lambda: fused(ours, True)(x, t, label),
         "diffusers": lambda: theirs(x, timestep=t * 1000, class_labels=label, return_dict=False)[0],
     }
-    opts = {
-        "genlab": torch.optim.AdamW(ours.parameters(), 1e-4),
-        "diffusers": torch.optim.AdamW(theirs.parameters(), 1e-4),
+    ablation = {  # same-run variants of genlab's model, timed with the two above
+        "genlab_unfused": lambda: fused(ours, False)(x, t, label),
+        "genlab_diffusers_width": lambda: fused(same_width, True)(x, t, label),
     }
+    models = {"genlab": ours, "diffusers": theirs, "genlab_unfused": ours, "genlab_diffusers_width": same_width}
+    opts = {k: torch.optim.AdamW(m.parameters(), 1e-4) for k, m in models.items()}
+    call_all = {**call, **ablation}
 
     def train_step(name):
         opts[name].zero_grad(set_to_none=True)
-        (call[name]() - target).pow(2).mean().backward()
+        (call_all[name]() - target).pow(2).mean().backward()
         opts[name].step()
 
     def forward(name):
@@ -148,9 +190,10 @@ def dit_vs_diffusers(batch: int, repeats: int, *, heads: int, head_dim: int, lay
             call[name]()
 
     fwd = interleaved({k: (lambda k=k: forward(k)) for k in call}, repeats)
-    train = interleaved({k: (lambda k=k: train_step(k)) for k in call}, repeats)
+    train = interleaved({k: (lambda k=k: train_step(k)) for k in call_all}, repeats)
     sps = lambda times: {k: round(batch / statistics.median(v), 1) for k, v in times.items()}  # noqa: E731
     f, tr = sps(fwd), sps(train)
+    profiles = {k: profile_summary(lambda k=k: train_step(k)) for k in ("genlab", "genlab_unfused", "diffusers")}
     return {
         "compared": "diffusers' DiTTransformer2DModel with the stated config, other arguments at its defaults; "
         "genlab's DiT with the same depth and heads, width searched (multiples of heads) for the "
@@ -168,6 +211,16 @@ def dit_vs_diffusers(batch: int, repeats: int, *, heads: int, head_dim: int, lay
         "train_step_samples_per_s": tr,
         "speedup_forward": round(f["genlab"] / f["diffusers"], 3),
         "speedup_train_step": round(tr["genlab"] / tr["diffusers"], 3),
+        "ablation_train_step": {
+            "what": "train-step speedup over diffusers, same run: genlab as shipped (fused: addcmul modulation and "
+            "gated residuals), with FUSED off (the old mul+add code), and genlab at diffusers' width "
+            "(head size = diffusers', NOT parameter-matched: see its param_ratio)",
+            "speedup": {
+                k: round(tr[k] / tr["diffusers"], 3) for k in ("genlab", "genlab_unfused", "genlab_diffusers_width")
+            },
+            "genlab_diffusers_width_param_ratio": round(num_params(same_width) / num_params(theirs), 4),
+        },
+        "profile_train_step": profiles,
         "seconds": {"forward": fwd, "train_step": train},
     }
 
