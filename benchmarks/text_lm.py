@@ -129,11 +129,15 @@ def validation_curve(run: Path, bytes_per_token: float) -> list[list[float]]:
 # ----------------------------------------------------------------------------- likelihood
 
 
+def unigram_logp(train_x: torch.Tensor, vocab: int) -> torch.Tensor:
+    """(vocab,) log-probabilities of the train tokens' add-one smoothed unigram."""
+    counts = torch.bincount(train_x.flatten(), minlength=vocab).double() + 1
+    return (counts / counts.sum()).log()
+
+
 def unigram_nats(train_x: torch.Tensor, test_x: torch.Tensor, vocab: int) -> float:
     """Cross-entropy (nats/token) of the test tokens under the train tokens' add-one smoothed unigram."""
-    counts = torch.bincount(train_x.flatten(), minlength=vocab).double() + 1
-    logp = (counts / counts.sum()).log()
-    return float(-logp[test_x.flatten()].mean())
+    return float(-unigram_logp(train_x, vocab)[test_x.flatten()].mean())
 
 
 def likelihoods(runs: dict, test, train, *, k: int, seeds: int, final: dict | None = None) -> dict:
@@ -183,8 +187,7 @@ def context_use(method, test, train_x: torch.Tensor, rates=(0.02, 0.25, 0.5, 0.7
     a share `rate` of the tokens is masked (one draw, seed 0), beside the train unigram's at the same positions
     (rate 1: no context at all, so the two should meet)."""
     x = test.x[:n].to(method.device)
-    counts = torch.bincount(train_x.flatten(), minlength=method.vocab_size).double() + 1
-    unigram = (counts / counts.sum()).log().to(x.device)
+    unigram = unigram_logp(train_x, method.vocab_size).to(x.device)
     rows = []
     for rate in rates:
         gen = torch.Generator().manual_seed(0)

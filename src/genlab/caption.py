@@ -16,49 +16,39 @@ Image files are decoded by genlab.data.images (RGB), centre-cropped to a square 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from genlab.errors import GenlabError
 from genlab.methods.captioner import CaptionerMethod
-from genlab.runs import Run, load_run, read_run
+from genlab.runs import Run, method_of_kind, shipped_asset
 
 SHIPPED = "shapes-captioner"
 
 
 def shipped_captioner() -> Path:
     """The folder of the captioner checkpoint shipped inside the package."""
-    return Path(str(resources.files("genlab") / "assets" / SHIPPED))
+    return shipped_asset(SHIPPED)
 
 
 def captioner_method(run: str | Path | Run | CaptionerMethod | None = None) -> CaptionerMethod:
     """The captioner of a run folder, a loaded `Run` or a `CaptionerMethod` (default: the shipped one), in eval mode."""
     if isinstance(run, CaptionerMethod):
         return run.eval()
-    run = shipped_captioner() if run is None else run
-    kind = run.recipe.method.kind if isinstance(run, Run) else read_run(run)[0].method.kind  # before any weights
-    if kind != "captioner":
-        where = run.path if isinstance(run, Run) else run
-        raise GenlabError(
-            f"{where} is a {kind!r} run, not a captioner: name a run of recipes/shapes-captioner.yaml "
-            "(or drop --run for the shipped one)"
-        )
-    return (run if isinstance(run, Run) else load_run(run)).method.eval()
+    return method_of_kind(
+        shipped_captioner() if run is None else run,
+        "captioner",
+        "not a captioner: name a run of recipes/shapes-captioner.yaml (or drop --run for the shipped one)",
+    )
 
 
 def read_images(paths: Sequence[str | Path], method: CaptionerMethod) -> Tensor:
     """Image files as (N, C, S, S) in [-1, 1] for the captioner's encoder: centre-cropped and resized."""
-    from genlab.data.images import center_crop_resize, load_image, uint8_to_tensor
+    from genlab.data.images import load_images
 
-    cfg = method.encoder.model.cfg
-    if not paths:
-        raise GenlabError("no images given: pass one or more image files")
-    arrays = [center_crop_resize(load_image(p, channels=cfg.in_channels), cfg.image_size) for p in paths]
-    return uint8_to_tensor(np.stack(arrays))
+    return load_images(paths, channels=method.encoder.model.cfg.in_channels, size=method.encoder.model.cfg.image_size)
 
 
 def caption(

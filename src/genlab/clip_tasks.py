@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -35,15 +34,9 @@ def clip_method(run) -> ClipMethod:
     """The CLIP method of a run folder, a loaded `Run`, or a `ClipMethod` (in eval mode)."""
     if isinstance(run, ClipMethod):
         return run.eval()
-    from genlab.runs import Run, load_run, read_run
+    from genlab.runs import method_of_kind
 
-    kind = run.recipe.method.kind if isinstance(run, Run) else read_run(run)[0].method.kind  # before any weights
-    if kind != "clip":
-        where = run.path if isinstance(run, Run) else run
-        raise GenlabError(
-            f"{where} is a {kind!r} run, not a CLIP: name a run of recipes/shapes-clip.yaml or recipes/digits-clip.yaml"
-        )
-    return (run if isinstance(run, Run) else load_run(run)).method.eval()
+    return method_of_kind(run, "clip", "not a CLIP: name a run of recipes/shapes-clip.yaml or recipes/digits-clip.yaml")
 
 
 def parse_labels(labels: str | Sequence[str]) -> list[str]:
@@ -104,13 +97,9 @@ def image_files(folder: str | Path) -> list[Path]:
 
 def read_images(paths: Sequence[str | Path], clip: ClipMethod) -> Tensor:
     """Image files as (N, C, S, S) in [-1, 1] for the CLIP: its channels, centre-cropped and resized to its size."""
-    from genlab.data.images import center_crop_resize, load_image, uint8_to_tensor
+    from genlab.data.images import load_images
 
-    cfg = clip.model.cfg
-    if not paths:
-        raise GenlabError("no images given: pass one or more image files")
-    arrays = [center_crop_resize(load_image(p, channels=cfg.in_channels), cfg.image_size) for p in paths]
-    return uint8_to_tensor(np.stack(arrays))
+    return load_images(paths, channels=clip.model.cfg.in_channels, size=clip.model.cfg.image_size)
 
 
 def _images(clip: ClipMethod, images) -> tuple[Tensor, list[str]]:

@@ -8,11 +8,10 @@ negative prompt (`--negative red`) the guidance pushes away from that prompt's p
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 from genlab.errors import GenlabError
-from genlab.runs import Run, load_run
+from genlab.runs import Run, load_run, shipped_asset
 from genlab.settings import Samples
 
 SHIPPED = "shapes-t2i"
@@ -20,7 +19,7 @@ SHIPPED = "shapes-t2i"
 
 def shipped_run() -> Path:
     """The folder of the text-to-image checkpoint shipped inside the package."""
-    return Path(str(resources.files("genlab") / "assets" / SHIPPED))
+    return shipped_asset(SHIPPED)
 
 
 def text_run(run: str | Path | Run | None = None) -> Run:

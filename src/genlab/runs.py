@@ -104,6 +104,22 @@ def load_run(path: str | Path, *, device: str | torch.device | None = None, weig
     return Run(Path(path), recipe, method.eval(), step)
 
 
+def method_of_kind(run: str | Path | Run, kind: str, hint: str) -> Method:
+    """The method (eval mode) of a run folder or a loaded `Run` whose method.kind is `kind`; a folder's kind is read
+    before any weights load. Another kind is a GenlabError "PATH is a 'KIND' run, " + hint."""
+    found = run.recipe.method.kind if isinstance(run, Run) else read_run(run)[0].method.kind
+    if found != kind:
+        raise GenlabError(f"{run.path if isinstance(run, Run) else run} is a {found!r} run, {hint}")
+    return (run if isinstance(run, Run) else load_run(run)).method.eval()
+
+
+def shipped_asset(name: str) -> Path:
+    """The folder of a checkpoint shipped inside the package (genlab/assets/NAME: config.json + ema.safetensors)."""
+    from importlib import resources
+
+    return Path(str(resources.files("genlab") / "assets" / name))
+
+
 def class_labels(n: int, num_classes: int, label: int | None, *, start: int = 0) -> torch.Tensor | None:
     """`label` repeated n times, or the classes cycled evenly (start, start + 1, ...) mod num_classes."""
     if not num_classes:

@@ -72,6 +72,14 @@ def center_crop_resize(image: np.ndarray, size: int) -> np.ndarray:
     return out[:, :, None] if out.ndim == 2 else out
 
 
+def load_images(paths, *, channels: int, size: int) -> torch.Tensor:
+    """Image files as (N, channels, size, size) in [-1, 1]: decoded, centre-cropped to a square and resized."""
+    paths = list(paths)
+    if not paths:
+        raise GenlabError("no images given: pass one or more image files")
+    return uint8_to_tensor(np.stack([center_crop_resize(load_image(p, channels=channels), size) for p in paths]))
+
+
 def uint8_to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 (N, H, W, C) -> float32 (N, C, H, W) in [-1, 1]."""
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # (N, C, H, W)

@@ -150,6 +150,16 @@ def _colours() -> list[Prompt]:
     return out
 
 
+def _pair_wordings(a: ObjectSpec, b: ObjectSpec, joiner: str) -> tuple[str, ...]:
+    """Four wordings of "a and b": both orders, articles dropped, and `joiner` ("together with", "next to")."""
+    return (
+        f"{_np(a)} and {_np(b)}",
+        f"{_np(b)} and {_np(a)}",
+        f"{_np(a, article=False)} and {_np(b, article=False)}",
+        f"{_np(a)} {joiner} {_np(b)}",
+    )
+
+
 def _two_objects() -> list[Prompt]:
     out = []
     for i, k1 in enumerate(KINDS):
@@ -157,13 +167,7 @@ def _two_objects() -> list[Prompt]:
             for s1, s2 in ((None, None), ("small", "large"), ("large", "small")):
                 a, b = ObjectSpec(k1, size=s1), ObjectSpec(k2, size=s2)
                 spec = f"two:{s1 or ''}{k1}+{s2 or ''}{k2}"
-                texts = (
-                    f"{_np(a)} and {_np(b)}",
-                    f"{_np(b)} and {_np(a)}",
-                    f"{_np(a, article=False)} and {_np(b, article=False)}",
-                    f"{_np(a)} together with {_np(b)}",
-                )
-                out += [Prompt(t, "two_objects", (a, b), spec=spec) for t in texts]
+                out += [Prompt(t, "two_objects", (a, b), spec=spec) for t in _pair_wordings(a, b, "together with")]
     return out
 
 
@@ -201,13 +205,7 @@ def _colour_attribution(rng: np.random.Generator) -> list[Prompt]:
     out = []
     for a, b in _pairs(rng, 12, heldout=4):
         spec = f"attr:{a.colour} {a.shape}+{b.colour} {b.shape}"
-        texts = (
-            f"{_np(a)} and {_np(b)}",
-            f"{_np(b)} and {_np(a)}",
-            f"{_np(a, article=False)} and {_np(b, article=False)}",
-            f"{_np(a)} next to {_np(b)}",
-        )
-        out += [Prompt(t, "colour_attribution", (a, b), spec=spec) for t in texts]
+        out += [Prompt(t, "colour_attribution", (a, b), spec=spec) for t in _pair_wordings(a, b, "next to")]
     return out
 
 
