@@ -149,7 +149,7 @@ class Run:
 
     @property
     def text_conditional(self) -> bool:
-        return self.recipe.method.kind == "latent_flow"
+        return self.method.takes_prompts
 
     def resolve_settings(self, settings: SampleSettings | None = None, **overrides: Any) -> SampleSettings:
         """`settings` (a whole SampleSettings; default: the recipe's) with the non-None `overrides` applied; an

@@ -62,6 +62,9 @@ class Method(nn.Module):
     #: a language model: `sample` returns token ids (n, L) and `decode_text` turns them into strings; the trainer writes
     #: samples.txt, `genlab generate-text` and the text evaluator serve it
     makes_text: bool = False
+    #: text-to-image: `sample` takes `cond` = a list of n prompts (None: a fixed default set); the run layer,
+    #: `genlab generate` and `genlab eval --prompts` serve it
+    takes_prompts: bool = False
     #: the trainer's step, set before each step (warm-ups such as an adversarial term's start read it)
     step: int = 0
 

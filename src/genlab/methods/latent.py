@@ -95,6 +95,7 @@ def text_encoder(name: str):
 
 class LatentFlowMethod(FlowMethod):
     likelihood = None  # a density of latents is not an image likelihood
+    takes_prompts = True
 
     @classmethod
     def frozen_parts(cls, cfg: LatentFlowConfig) -> dict[str, tuple[str, str]]:
