@@ -100,3 +100,40 @@ def test_captioned_image_folder_batches_carry_text(tmp_path):
     assert batch["text"] == [texts[4], texts[1]] and torch.equal(batch["x"], x[[4, 1]])
     shapes_batch = build_dataset(ShapesConfig(n=8), "train").batch(torch.tensor([0, 3]))
     assert isinstance(shapes_batch["text"], list) and len(shapes_batch["text"]) == 2
+
+
+def test_full_grammar_covers_counting_pairs_and_both_ways_relations():
+    from genlab.data.shapes import INVERSE, caption_full, is_count, sample_pairs
+
+    x, texts, scenes = sample_pairs(600, split="train", seed=5, grammar="full")
+    parsed = [parse_caption(t) for t in texts]
+    assert all(p is not None for p in parsed), [t for t, p in zip(texts, parsed) if p is None][:3]
+    counts = {len(s.shapes) for s in scenes if is_count(s)}
+    assert counts == {2, 3, 4}
+    assert any(t.startswith("three ") for t in texts) and any(" and " in t and "two shapes" not in t for t in texts)
+    swapped = direct = 0
+    for p, s in zip(parsed, scenes):
+        assert len(p.shapes) == len(s.shapes)
+        if s.relation is None:
+            continue
+        # the caption states the drawn relation, either as "A rel B" or as "B inverse(rel) A"
+        if p.relation == s.relation and p.shapes[0].kind == s.shapes[0].kind and p.shapes[1].kind == s.shapes[1].kind:
+            direct += 1
+        else:
+            assert (p.relation, p.shapes[0].kind, p.shapes[1].kind) == (
+                INVERSE[s.relation],
+                s.shapes[1].kind,
+                s.shapes[0].kind,
+            )
+            swapped += 1
+    assert swapped > 50 and direct > 50
+    uncoloured = sum(all(sh.colour is None for sh in p.shapes) for p in parsed)
+    assert 40 < uncoloured < 160  # about 15 % of 600
+    # no held-out pair in training, one in every held-out scene; the basic grammar is what it was
+    assert not {(s.colour, s.kind) for sc in scenes for s in sc.shapes} & HELDOUT_PAIRS
+    _, _, held = sample_pairs(200, split="heldout", seed=5, grammar="full")
+    assert all({(s.colour, s.kind) for s in sc.shapes} & HELDOUT_PAIRS for sc in held)
+    assert sample_pairs(20, seed=5)[1] == sample_pairs(20, seed=5, grammar="basic")[1]
+    rng = np.random.default_rng(0)
+    assert caption_full(Scene((Shape("red", "square", "small"),) * 3), rng) == "three small red squares"
+    assert parse_caption("four triangles") == Scene((Shape(None, "triangle"),) * 4)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, replace
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
@@ -64,6 +64,10 @@ class ShapesConfig:
     size: Annotated[int, Range(32)] = 32  # the shapes are laid out for 32x32 or larger
     seed: Seed = 0
     labels: bool = False  # True: label = first shape's kind × colour (24 classes, for feature nets)
+    # basic: 1–2 shapes, the captions above. full: also counting scenes (2–4 copies of one shape: "three red
+    # squares"), "A and B", every relation stated either way round ("B right of A" for "A left of B") and, 15 % of the
+    # time, no colour stated (the shapes keep theirs); a text-to-image model then sees every GenEval category
+    grammar: Literal["basic", "full"] = "basic"
 
 
 # ----------------------------------------------------------------------------- captions
@@ -79,6 +83,14 @@ def _phrase(shape: Shape, *, article: str | None = None) -> str:
 
 
 _REL_WORDS = {"left of": "to the left of", "right of": "to the right of", "above": "above", "below": "below"}
+INVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+COUNT_WORDS = ("one", "two", "three", "four")
+MAX_COPIES = 4  # counting scenes (grammar full) hold 2..MAX_COPIES copies of one shape
+
+
+def is_count(scene: Scene) -> bool:
+    """Two or more copies of one shape with no relation: captioned "three red squares" by the full grammar."""
+    return len(scene.shapes) >= 2 and scene.relation is None and len(set(scene.shapes)) == 1
 
 
 def caption(scene: Scene, *, template: int = 0) -> str:
@@ -99,10 +111,28 @@ def caption(scene: Scene, *, template: int = 0) -> str:
     return (f"{a} {rel} {b}", f"{a} is {rel} {b}")[template % 2]
 
 
-_OBJ = rf"(?:a|an|one) (?:({'|'.join(SIZES)}) )?({'|'.join(COLOURS)}) ({'|'.join(KINDS)})"
+def caption_full(scene: Scene, rng: np.random.Generator) -> str:
+    """A caption of the full grammar (see ShapesConfig.grammar) for a scene whose sizes (and colours) are as stated."""
+    if is_count(scene):
+        s = scene.shapes[0]
+        words = " ".join(w for w in (COUNT_WORDS[len(scene.shapes) - 1], s.size, s.colour, s.kind) if w)
+        return words + "s"
+    if len(scene.shapes) == 2:
+        a, b = scene.shapes
+        if rng.random() < 0.5:  # the same picture stated the other way round
+            scene = Scene((b, a), None if scene.relation is None else INVERSE[scene.relation])
+        if scene.relation is None and rng.random() < 0.5:
+            return " and ".join(_phrase(s) for s in scene.shapes)
+    return caption(scene, template=int(rng.integers(0, 4)))
+
+
+_OBJ = rf"(?:a|an|one) (?:({'|'.join(SIZES)}) )?(?:({'|'.join(COLOURS)}) )?({'|'.join(KINDS)})"
 _ONE = re.compile(rf"^(?:a picture of )?{_OBJ}(?: on a black background)?$")
 _REL = re.compile(rf"^{_OBJ} (?:is )?(to the left of|to the right of|above|below) {_OBJ}$")
-_TWO = re.compile(rf"^two shapes: {_OBJ} and {_OBJ}$")
+_TWO = re.compile(rf"^(?:two shapes: )?{_OBJ} and {_OBJ}$")
+_COUNT = re.compile(
+    rf"^({'|'.join(COUNT_WORDS[1:])}) (?:({'|'.join(SIZES)}) )?(?:({'|'.join(COLOURS)}) )?({'|'.join(KINDS)})s$"
+)
 _REL_NAMES = {v: k for k, v in _REL_WORDS.items()}
 
 
@@ -115,6 +145,8 @@ def parse_caption(text: str) -> Scene | None:
         return Scene((Shape(m[2], m[3], m[1]), Shape(m[6], m[7], m[5])), _REL_NAMES[m[4]])
     if m := _TWO.match(text):
         return Scene((Shape(m[2], m[3], m[1]), Shape(m[5], m[6], m[4])))
+    if m := _COUNT.match(text):
+        return Scene((Shape(m[3], m[4], m[2]),) * (COUNT_WORDS.index(m[1]) + 1))
     return None
 
 
@@ -255,26 +287,58 @@ def sample_scene(rng: np.random.Generator, *, split: str) -> Scene:
     return Scene(tuple(shapes), relation)
 
 
+def sample_scene_full(rng: np.random.Generator, *, split: str) -> Scene:
+    """A scene of the full grammar: 1 shape (30 %), 2–4 copies of one shape (15 %; small when 3 or more), two shapes
+    with a relation (40 %) or without (15 %); held-out pairs as in `sample_scene`."""
+    r = rng.random()
+    if r < 0.3:
+        return Scene((_random_shape(rng, heldout=split == "heldout"),))
+    if r < 0.45:
+        copies = int(rng.integers(2, MAX_COPIES + 1))
+        shape = _random_shape(rng, heldout=split == "heldout")
+        return Scene((shape if copies == 2 else replace(shape, size="small"),) * copies)
+    first_new = split == "heldout" and rng.random() < 0.5
+    shapes = [_random_shape(rng, heldout=first_new), _random_shape(rng, heldout=split == "heldout" and not first_new)]
+    return Scene(tuple(shapes), _pick(rng, RELATIONS) if r < 0.85 else None)
+
+
 def stated(scene: Scene, rng: np.random.Generator) -> Scene:
     """What a caption states: each size is dropped with probability 1/4."""
     return replace(scene, shapes=tuple(s if rng.random() >= 0.25 else replace(s, size=None) for s in scene.shapes))
 
 
+def stated_full(scene: Scene, rng: np.random.Generator) -> Scene:
+    """`stated` (the copies of a counting scene all at once), and with probability 0.15 no colour stated at all
+    ("a circle above a square")."""
+    if is_count(scene):
+        keep = rng.random() >= 0.25
+        scene = replace(scene, shapes=tuple(s if keep else replace(s, size=None) for s in scene.shapes))
+    else:
+        scene = stated(scene, rng)
+    if rng.random() < 0.15:
+        scene = replace(scene, shapes=tuple(replace(s, colour=None) for s in scene.shapes))
+    return scene
+
+
 def sample_pairs(
-    n: int, *, split: str = "train", seed: int = 0, image_size: int = 32
+    n: int, *, split: str = "train", seed: int = 0, image_size: int = 32, grammar: str = "basic"
 ) -> tuple[torch.Tensor, list[str], list[Scene]]:
-    """(images (n, 3, H, W) in [-1, 1], captions, scenes), a pure function of (split, seed)."""
+    """(images (n, 3, H, W) in [-1, 1], captions, scenes), a pure function of (split, seed, grammar)."""
     if split not in SPLITS:
         raise GenlabError(f"shapes split must be one of {', '.join(SPLITS)}, got {split!r}")
     if image_size < 32:
         raise GenlabError(f"data.size={image_size}: shapes needs images of at least 32 pixels")
     rng = np.random.default_rng([seed, SPLITS[split]])
     images, texts, scenes = [], [], []
+    full = grammar == "full"
     for _ in range(n):
-        scene = sample_scene(rng, split=split)
+        scene = (sample_scene_full if full else sample_scene)(rng, split=split)
         centres = layout(scene, rng, image_size=image_size)
         images.append(draw(scene, centres, image_size=image_size))
-        texts.append(caption(stated(scene, rng), template=int(rng.integers(0, 4))))
+        if full:
+            texts.append(caption_full(stated_full(scene, rng), rng))
+        else:
+            texts.append(caption(stated(scene, rng), template=int(rng.integers(0, 4))))
         scenes.append(scene)
     return uint8_to_tensor(np.stack(images)), texts, scenes
 
@@ -294,7 +358,7 @@ def build_shapes(cfg: ShapesConfig, *, split: str = "train") -> Dataset:
     n = cfg.n if split == "train" else cfg.n_test
     if n < 1:
         raise GenlabError(f"data.n and data.n_test must be >= 1, got {n} for split {split!r}")
-    x, texts, scenes = sample_pairs(n, split=split, seed=cfg.seed, image_size=cfg.size)
+    x, texts, scenes = sample_pairs(n, split=split, seed=cfg.seed, image_size=cfg.size, grammar=cfg.grammar)
     data = Dataset(x=x, texts=texts, name="shapes")
     if cfg.labels:
         data.labels = torch.tensor([label_of(s) for s in scenes], dtype=torch.long)
