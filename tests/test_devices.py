@@ -142,13 +142,26 @@ KINDS = {  # kind: (data, model, method)
     "pixelcnn": (DIGITS, {"kind": "pixelcnn", "channels": 8, "layers": 1, "head_channels": 8}, {"kind": "pixelcnn"}),
     "vqvae": (DIGITS, VQ, {"kind": "vqvae"}),
     "token_prior": (DIGITS, {"kind": "transformer", "dim": 8, "depth": 1, "heads": 2}, {"kind": "token_prior"}),
+    "text_token_prior": (
+        "squares",
+        {"kind": "transformer", "dim": 8, "depth": 1, "heads": 2},
+        {"kind": "text_token_prior"},
+    ),
     "autoencoder": ("squares", AE, AE_METHOD),
     "latent_flow": ("squares", DIT, {"kind": "latent_flow", "text_encoder": "minilm"}),
     "noisy_classifier": (DIGITS, UNET, {"kind": "noisy_classifier", "time": {"t_max": 0.6}}),
     "clip": (SHAPES, CLIP, {"kind": "clip"}),
 }
-PARTS = {"token_prior": ("tokenizer", "vqvae"), "latent_flow": ("autoencoder", "autoencoder")}
-PART_METHODS = {"vqvae": ({"kind": "vqvae"}, VQ, DIGITS), "autoencoder": (AE_METHOD, AE, "squares")}
+PARTS = {
+    "token_prior": ("tokenizer", "vqvae"),
+    "text_token_prior": ("tokenizer", "vqvae_squares"),
+    "latent_flow": ("autoencoder", "autoencoder"),
+}
+PART_METHODS = {
+    "vqvae": ({"kind": "vqvae"}, VQ, DIGITS),
+    "vqvae_squares": ({"kind": "vqvae"}, VQ, "squares"),
+    "autoencoder": (AE_METHOD, AE, "squares"),
+}
 
 
 def _recipe(tmp: Path, kind: str, data: dict | str, model: dict, method: dict):
@@ -194,12 +207,13 @@ def run_everything(method, batch: dict, texts) -> None:
         method.reconstruct(batch["x"][:2])
     if method.generates and method.kind != "vqvae":  # a vqvae run is a tokenizer: token_prior samples with it
         # conditions as the run layer passes them: prompts, or class labels made on the CPU (runs.class_labels)
-        cond = texts[:2] if method.kind == "latent_flow" else torch.arange(2) if method.num_classes else None
+        cond = texts[:2] if method.takes_prompts else torch.arange(2) if method.num_classes else None
         ode = "steps" in method.sample_settings
+        guide = {"guidance_scale": 2.0} if method.takes_prompts else {}  # the guided (batched) path of text models
         # a CPU generator as the run layer passes; None (the global RNG) too where it is cheap (one network pass)
         for generator in (torch.Generator().manual_seed(0), *((None,) if method.sampled_by.endswith("pass)") else ())):
             method.sample(
-                2, cond=cond, settings=SampleSettings(steps=2) if ode else SampleSettings(), generator=generator
+                2, cond=cond, settings=SampleSettings(**({"steps": 2} if ode else {}), **guide), generator=generator
             )
         if method.kind == "flow":  # a stochastic sampler draws noise at every step
             method.sample(

@@ -15,7 +15,14 @@ from tests.conftest import ROOT, write_recipe
 
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
 # parts of other recipes, trained in this order before the recipes that use them
-FIRST = ("digits-vqvae", "shapes-autoencoder", "shapes-clip", "shapes-captioner-lm", "shapes-captioner-stage1")
+FIRST = (
+    "digits-vqvae",
+    "shapes-vqvae",
+    "shapes-autoencoder",
+    "shapes-clip",
+    "shapes-captioner-lm",
+    "shapes-captioner-stage1",
+)
 TINY = [
     "--train.steps=2",
     "--train.batch_size=8",
@@ -36,7 +43,9 @@ def _tiny_tree(path: Path, runs: Path) -> dict:
     if tree["data"]["kind"] == "toy2d":
         tree["data"]["n"] = 500
     method = tree["method"]
-    for key, part in (("tokenizer", "digits-vqvae"), ("autoencoder", "shapes-autoencoder"), ("encoder", "shapes-clip")):
+    tokenizer = "shapes-vqvae" if tree["data"]["kind"] == "shapes" else "digits-vqvae"
+    parts = (("tokenizer", tokenizer), ("autoencoder", "shapes-autoencoder"), ("encoder", "shapes-clip"))
+    for key, part in parts:
         if key in method:
             method[key] = str(runs / part)
     if method.get(

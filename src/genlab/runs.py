@@ -37,7 +37,7 @@ from genlab.settings import Callback, Samples, SampleSettings
 
 #: the recipe that trains a part of each kind, for error messages
 PART_RECIPES = {
-    "vqvae": "recipes/digits-vqvae.yaml",
+    "vqvae": "recipes/digits-vqvae.yaml or recipes/shapes-vqvae.yaml",
     "autoencoder": "recipes/shapes-autoencoder.yaml",
     "clip": "recipes/shapes-clip.yaml",
 }
@@ -246,6 +246,11 @@ class Run:
             self.conditions(n, negative=negative)  # the error for a run that is not text-to-image
         if guided_by_classifier:
             raise GenlabError("--negative acts through classifier-free guidance: drop --classifier")
+        if "guidance_scale" not in self.method.sample_settings:  # a text GAN: nothing to guide
+            raise GenlabError(
+                f"a {self.recipe.method.kind} run has no classifier-free guidance, through which negative prompts "
+                "act: drop --negative"
+            )
         negs = [negative] if isinstance(negative, str) else list(negative)
         if not isinstance(negative, str) and len(negs) != n:
             raise GenlabError(f"give one negative prompt for all samples or one per sample: {len(negs)} for n={n}")

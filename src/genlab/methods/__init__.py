@@ -19,18 +19,21 @@ from genlab.methods.pix2pix import Pix2PixConfig, Pix2PixMethod
 from genlab.methods.pixelcnn import PixelCNNMethod, PixelCNNMethodConfig
 from genlab.methods.progressive import ProgressiveConfig, ProgressiveMethod
 from genlab.methods.reflow import ReflowConfig, ReflowMethod
-from genlab.methods.token_prior import TokenPriorConfig, TokenPriorMethod
+from genlab.methods.text_gan import TextGANConfig, TextGANMethod
+from genlab.methods.token_prior import TextTokenPriorConfig, TextTokenPriorMethod, TokenPriorConfig, TokenPriorMethod
 from genlab.methods.vae import VAEConfig, VAEMethod
 from genlab.methods.vqvae import VQVAEConfig, VQVAEMethod
 
 METHOD_CONFIGS = {
     "gan": GANConfig,
+    "text_gan": TextGANConfig,  # text-conditional GAN (conditioning augmentation, matching-aware D)
     "flow": FlowConfig,
     "noisy_classifier": NoisyClassifierConfig,
     "classifier": ClassifierConfig,  # a plain image classifier (ViT or U-Net encoder)
     "pixelcnn": PixelCNNMethodConfig,
     "vqvae": VQVAEConfig,
     "token_prior": TokenPriorConfig,
+    "text_token_prior": TextTokenPriorConfig,  # Parti-style text-to-image over the tokenizer's codes
     "vae": VAEConfig,
     "gmm": GMMConfig,
     "autoencoder": AutoencoderMethodConfig,
@@ -52,12 +55,14 @@ METHOD_CONFIGS = {
 }
 METHODS = {
     "gan": GANMethod,
+    "text_gan": TextGANMethod,
     "flow": FlowMethod,
     "noisy_classifier": NoisyClassifier,
     "classifier": Classifier,
     "pixelcnn": PixelCNNMethod,
     "vqvae": VQVAEMethod,
     "token_prior": TokenPriorMethod,
+    "text_token_prior": TextTokenPriorMethod,
     "vae": VAEMethod,
     "gmm": GMMMethod,
     "autoencoder": AutoencoderMethod,

@@ -33,9 +33,15 @@ class GANConfig:
 
 def disc_loss(kind: str, real: Tensor, fake: Tensor) -> Tensor:
     """D's loss from logits on real and fake images."""
+    return disc_term(kind, real, real=True).mean() + disc_term(kind, fake, real=False).mean()
+
+
+def disc_term(kind: str, logits: Tensor, *, real: bool) -> Tensor:
+    """D's loss per sample (B,) on logits it should call real (-log D) or fake (-log(1 - D)); hinge: relu(1 -/+ l)."""
+    sign = -1 if real else 1
     if kind == "hinge":
-        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
-    return F.softplus(-real).mean() + F.softplus(fake).mean()  # -log D(x) - log(1 - D(G(z)))
+        return F.relu(1 + sign * logits)
+    return F.softplus(sign * logits)
 
 
 def gen_loss(kind: str, fake: Tensor) -> Tensor:

@@ -4,6 +4,8 @@ G(z, y): [z, emb(y)] -> Linear -> 4x4 features -> one stride-2 transposed conv p
 Style G: w = MLP([z/rms(z), emb(y)]); a learned constant 4x4 input; after every conv, per-pixel noise and
 AdaIN(h, w) = (1 + s(w)) * (h - mu(h)) / sigma(h) + b(w), instance statistics per channel.
 D(x, y) = psi(phi(x)) + <emb(y), phi(x)> (projection discriminator), phi = strided convs, flattened.
+Built with `cond_dim` (a text GAN) the condition is a vector instead of a label: G reads [z, c] with c (B, cond_dim)
+given, and D projects onto W e, e (B, cond_dim), by a bias-free linear map in place of the label embedding.
 
 Stabiliser: spectral normalisation of every discriminator weight (Miyato et al. 2018), W / sigma_max(W)
 with sigma_max from one power iteration per training forward. What it controls: each layer is 1-Lipschitz
@@ -69,13 +71,13 @@ def widths(cfg) -> list[int]:
 
 
 class DCGenerator(nn.Module):
-    """[z, emb(y)] -> (C0, 4, 4) -> ConvTranspose(4, stride 2) per octave -> 3x3 conv -> tanh."""
+    """[z, emb(y)] (or [z, c]) -> (C0, 4, 4) -> ConvTranspose(4, stride 2) per octave -> 3x3 conv -> tanh."""
 
-    def __init__(self, cfg: DCGANConfig):
+    def __init__(self, cfg: DCGANConfig, cond_dim: int = 0):
         super().__init__()
         w = widths(cfg)
         self.embed = nn.Embedding(cfg.num_classes, cfg.latent_dim) if cfg.num_classes else None
-        self.stem = nn.Linear(cfg.latent_dim * (2 if self.embed else 1), w[0] * 16)
+        self.stem = nn.Linear(cfg.latent_dim * (2 if self.embed else 1) + cond_dim, w[0] * 16)
         self.norm0 = group_norm(w[0])
         self.ups = nn.ModuleList(
             nn.Sequential(nn.ConvTranspose2d(a, b, 4, stride=2, padding=1), group_norm(b), nn.ReLU())
@@ -86,6 +88,8 @@ class DCGenerator(nn.Module):
     def forward(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
         if self.embed is not None:
             z = torch.cat([z, self.embed(cond)], dim=1)  # (B, 2L)
+        elif cond is not None:
+            z = torch.cat([z, cond], dim=1)  # (B, L + cond_dim)
         h = self.stem(z).view(z.shape[0], -1, 4, 4)  # (B, C0, 4, 4)
         h = F.relu(self.norm0(h))
         for up in self.ups:
@@ -129,11 +133,11 @@ class StyleLayer(nn.Module):
 class StyleGenerator(nn.Module):
     """Mapping MLP z -> w; learned constant 4x4 input; two StyleLayers per size; 1x1 conv -> tanh."""
 
-    def __init__(self, cfg: StyleGANConfig):
+    def __init__(self, cfg: StyleGANConfig, cond_dim: int = 0):
         super().__init__()
         w = widths(cfg)
         self.embed = nn.Embedding(cfg.num_classes, cfg.latent_dim) if cfg.num_classes else None
-        dims = [cfg.latent_dim * (2 if self.embed else 1)] + [cfg.w_dim] * cfg.mapping_depth
+        dims = [cfg.latent_dim * (2 if self.embed else 1) + cond_dim] + [cfg.w_dim] * cfg.mapping_depth
         self.mapping = nn.Sequential(*(m for a, b in zip(dims, dims[1:]) for m in (nn.Linear(a, b), nn.LeakyReLU(0.2))))
         self.const = nn.Parameter(torch.randn(1, w[0], 4, 4))
         layers = []
@@ -149,6 +153,8 @@ class StyleGenerator(nn.Module):
         z = z * torch.rsqrt(z.pow(2).mean(1, keepdim=True) + 1e-8)  # (B, L), pixel norm
         if self.embed is not None:
             z = torch.cat([z, self.embed(cond)], dim=1)  # (B, 2L)
+        elif cond is not None:
+            z = torch.cat([z, cond], dim=1)  # (B, L + cond_dim)
         return self.mapping(z)
 
     def forward(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
@@ -163,9 +169,10 @@ class StyleGenerator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """3x3 conv, then a stride-2 4x4 conv per octave down to 4x4 (LeakyReLU 0.2); logit = psi(phi) + <emb(y), phi>."""
+    """3x3 conv, then a stride-2 4x4 conv per octave down to 4x4 (LeakyReLU 0.2); logit = psi(phi) + <emb(y), phi>
+    (with `cond_dim`: + <W e, phi> for condition vectors e)."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, cond_dim: int = 0):
         super().__init__()
         w = widths(cfg)[::-1]  # widest last
         sn = spectral_norm if cfg.spectral_norm else (lambda m: m)
@@ -173,6 +180,8 @@ class Discriminator(nn.Module):
         self.downs = nn.ModuleList(sn(nn.Conv2d(a, b, 4, stride=2, padding=1)) for a, b in zip(w, w[1:]))
         self.head = sn(nn.Linear(w[-1] * 16, 1))
         self.embed = sn(nn.Embedding(cfg.num_classes, w[-1] * 16)) if cfg.num_classes else None
+        if cond_dim and self.embed is None:  # W (16 * C0, cond_dim): e -> W e, the label embedding's place
+            self.embed = sn(nn.Linear(cond_dim, w[-1] * 16, bias=False))
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
         h = F.leaky_relu(self.from_image(x), 0.2)  # (B, C_k, S, S)
@@ -186,10 +195,15 @@ class Discriminator(nn.Module):
 
 
 class GAN(nn.Module):
-    """The pair the GAN method trains: `generator` (DCGAN or style, by config kind) and `discriminator`."""
+    """The pair the GAN method trains: `generator` (DCGAN or style, by config kind) and `discriminator`; with
+    `cond_dim` G reads a condition vector (B, cond_dim) instead of labels, and D one of `disc_cond_dim` (default
+    cond_dim) (cfg.num_classes must then be 0)."""
 
-    def __init__(self, cfg: DCGANConfig | StyleGANConfig):
+    def __init__(self, cfg: DCGANConfig | StyleGANConfig, cond_dim: int = 0, disc_cond_dim: int | None = None):
         super().__init__()
+        if cond_dim and cfg.num_classes:
+            raise GenlabError("a GAN reads labels or condition vectors, not both: set model.num_classes to 0")
         self.latent_dim = cfg.latent_dim
-        self.generator = StyleGenerator(cfg) if cfg.kind == "stylegan" else DCGenerator(cfg)
-        self.discriminator = Discriminator(cfg)
+        generator = StyleGenerator if cfg.kind == "stylegan" else DCGenerator
+        self.generator = generator(cfg, cond_dim)
+        self.discriminator = Discriminator(cfg, cond_dim if disc_cond_dim is None else disc_cond_dim)

@@ -4,11 +4,13 @@ The input is s = [class(y), t_0, ..., t_{L-2}] + learned positions; pre-LN block
 h += Attn(LN(h)) (causal), h += MLP(LN(h)); logits at position i give p(t_i | y, t_{<i}). The null class
 (row num_classes) serves unconditional sampling. A KV cache stores each layer's keys and values so
 sampling costs one position per step. Sampling filters: temperature, top-k, top-p (nucleus,
-Holtzman et al. 2020, The Curious Case of Neural Text Degeneration).
+Holtzman et al. 2020, The Curious Case of Neural Text Degeneration). `TextTransformer` conditions on a text
+instead of a class: a start token from the pooled text and masked cross-attention to its tokens in every block.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -184,3 +186,79 @@ def sample_logits(
     probs = logits.softmax(-1).reshape(-1, logits.shape[-1])
     where = probs.device if generator is None else generator.device
     return torch.multinomial(probs.to(where), 1, generator=generator).to(logits.device).view(logits.shape[:-1])
+
+
+class TextCache(KVCache):
+    """A KVCache that also keeps each layer's cross-attention keys and values of the text (computed once)."""
+
+    def __init__(self, depth: int):
+        super().__init__(depth)
+        self.text: list[tuple[Tensor, Tensor] | None] = [None] * depth
+        self.mask: Tensor | None = None  # (B, 1, 1, S) bool, True = a real text token
+
+
+class TextBlock(Block):
+    """Block with cross-attention to text between self-attention and the MLP (the Transformer decoder of
+    Vaswani et al. 2017, as in Parti): h += CrossAttn(LN(h), text), keys at padded text positions masked out."""
+
+    def __init__(self, cfg: TransformerConfig, index: int):
+        super().__init__(cfg, index)
+        self.ln_text = nn.LayerNorm(cfg.dim)
+        self.q_text, self.kv_text = nn.Linear(cfg.dim, cfg.dim), nn.Linear(cfg.dim, 2 * cfg.dim)
+        self.proj_text = nn.Linear(cfg.dim, cfg.dim)
+
+    def cross_attention(self, x: Tensor, memory: Tensor | None, mask: Tensor, cache: TextCache | None) -> Tensor:
+        b, t, d = x.shape
+        kv = None if cache is None else cache.text[self.index]
+        if kv is None:  # memory (B, S, dim) -> keys and values (B, heads, S, head_dim) each
+            kv = self.kv_text(memory).view(b, -1, 2, self.heads, d // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+            if cache is not None:
+                cache.text[self.index] = kv
+        q = self.q_text(x).view(b, t, self.heads, d // self.heads).transpose(1, 2)  # (B, heads, T, head_dim)
+        drop = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, kv[0], kv[1], attn_mask=mask, dropout_p=drop)
+        return self.proj_text(y.transpose(1, 2).reshape(b, t, d))
+
+    def forward(self, x: Tensor, cache: KVCache | None, memory: Tensor | None = None, mask: Tensor | None = None):
+        x = x + self.attention(self.ln1(x), cache)
+        x = x + self.cross_attention(self.ln_text(x), memory, mask, cache)
+        return x + self.mlp(self.ln2(x))
+
+
+class TextTransformer(Transformer):
+    """forward(tokens, text, cache) -> logits (B, T', vocab): the Transformer with a text start token and
+    cross-attention to the text in every block.
+
+    The text is a genlab.methods.latent.Text: tokens (B, S, text_dim), mask (B, S), pooled (B, text_dim).
+    Position 0 is the learned start token + W_p·pooled; every block reads W_m·tokens through cross-attention whose
+    padded keys are masked, so padding the text changes nothing. With a filled cache the text is not read again.
+    """
+
+    def __init__(self, cfg: TransformerConfig, text_dim: int):
+        super().__init__(dataclasses.replace(cfg, num_classes=0))
+        self.blocks = nn.ModuleList(TextBlock(cfg, i) for i in range(cfg.depth))
+        self.text_in = nn.Linear(text_dim, cfg.dim)  # text tokens -> the memory every block attends to
+        self.pooled_in = nn.Linear(text_dim, cfg.dim)
+
+    def new_cache(self) -> TextCache:
+        return TextCache(self.cfg.depth)
+
+    def forward(self, tokens: Tensor, text=None, *, cache: KVCache | None = None) -> Tensor:
+        past = 0 if cache is None else cache.length()
+        h = self.tok(tokens)  # (B, T, dim)
+        memory = None
+        mask = None if cache is None else cache.mask
+        if past == 0:
+            if text is None:
+                raise GenlabError("the text transformer needs the text for the first positions")
+            start = self.cls.weight[0] + self.pooled_in(text.pooled.to(h.dtype))  # (B, dim)
+            h = torch.cat([start[:, None], h], 1)
+            memory, mask = self.text_in(text.tokens.to(h.dtype)), text.mask[:, None, None, :]  # (B, S, dim), (B,1,1,S)
+            if cache is not None:
+                cache.mask = mask
+        if past + h.shape[1] > self.cfg.seq_len:
+            raise GenlabError(f"sequence of {past + h.shape[1]} positions exceeds seq_len={self.cfg.seq_len}")
+        h = h + self.pos[past : past + h.shape[1]]
+        for block in self.blocks:
+            h = block(h, cache, memory, mask)
+        return self.head(self.ln(h))
