@@ -22,6 +22,7 @@ FIRST = (
     "shapes-clip",
     "shapes-captioner-lm",
     "shapes-captioner-stage1",
+    "shapes-t2i",  # the base of the adapters (shapes-gligen, shapes-ip-adapter)
 )
 TINY = [
     "--train.steps=2",
@@ -45,6 +46,7 @@ def _tiny_tree(path: Path, runs: Path) -> dict:
     method = tree["method"]
     tokenizer = "shapes-vqvae" if tree["data"]["kind"] == "shapes" else "digits-vqvae"
     parts = (("tokenizer", tokenizer), ("autoencoder", "shapes-autoencoder"), ("encoder", "shapes-clip"))
+    parts += (("base", "shapes-t2i"), ("image_encoder", "shapes-clip"))  # adapters on a frozen text-to-image run
     for key, part in parts:
         if key in method:
             method[key] = str(runs / part)

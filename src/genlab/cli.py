@@ -195,21 +195,118 @@ def _features(args) -> None:
 
 
 def _generate(args) -> None:
+    if args.edit_to is not None or args.reweight:
+        return _prompt2prompt(args)
     from genlab.generate import check_prompt, text_run
+    from genlab.methods.adapters import adapter_inputs
+    from genlab.textual_inversion import using
 
     check_prompt(args.prompt)
-    run = text_run(args.run)
-    out, _ = run.sample_to_file(
-        args.output,
-        args.n,
-        nrow=min(args.n, 8),
-        prompts=[args.prompt] * args.n,
-        negative=args.negative,
+    with using(text_run(args.run), args.embedding, prompts=[args.prompt, args.negative]) as run:
+        out, _ = run.sample_to_file(
+            args.output,
+            args.n,
+            nrow=min(args.n, 8),
+            prompts=[args.prompt] * args.n,
+            negative=args.negative,
+            seed=args.seed,
+            adapter=adapter_inputs(run.method, args.boxes, args.image_prompt, args.image_scale),
+            **_settings(args),
+        )
+    against = "" if args.negative is None else f" (negative {args.negative!r})"
+    print(f"{args.n} images for {args.prompt!r}{against} written to {out}")
+
+
+def _textual_inversion(args) -> None:
+    from genlab.textual_inversion import check_token, learn, save
+
+    check_token(args.token)
+    if not args.output.endswith(".safetensors"):
+        raise GenlabError(f"-o {args.output}: use a .safetensors file name")
+
+    def log(step: int, loss: float) -> None:
+        if not args.no_progress:
+            print(f"step {step}/{args.steps}: loss {loss:.4f}", file=sys.stderr)
+
+    concept = learn(
+        args.run,
+        args.images,
+        token=args.token,
+        steps=args.steps,
+        lr=args.lr,
+        init=args.init,
+        seed=args.seed,
+        callback=log,
+    )
+    out = save(concept, args.output)
+    print(
+        f"embedding of {concept.token} ({len(args.images)} images, {concept.steps} steps, final loss "
+        f'{concept.losses[-1]:.4f}) written to {out} (+ .json); use it: genlab generate "{concept.token} ..." '
+        f"--embedding {out}"
+    )
+
+
+def _prompt2prompt(args) -> None:
+    from genlab.edit.prompt2prompt import parse_reweight, prompt2prompt
+    from genlab.runs import write_samples
+
+    for flag in ("negative", "boxes", "image_prompt", "embedding"):
+        if getattr(args, flag, None):
+            raise GenlabError(f"--{flag.replace('_', '-')} does not combine with --edit-to/--reweight: drop it")
+    target = args.prompt if args.edit_to is None else args.edit_to
+    out = prompt2prompt(
+        args.prompt,
+        args.edit_to,
+        run=args.run,
+        mode=args.mode,
+        share=args.share,
+        weights=parse_reweight(args.reweight),
+        n=args.n,
         seed=args.seed,
         **_settings(args),
     )
-    against = "" if args.negative is None else f" (negative {args.negative!r})"
-    print(f"{args.n} images for {args.prompt!r}{against} written to {out}")
+    path = write_samples(out.x, None, args.output, nrow=args.n)
+    print(
+        f"{args.n} images of {args.prompt!r} (top row) and their edits to {target!r} (share {args.share:g}) in {path}"
+    )
+
+
+def _invert(args) -> None:
+    import torch
+
+    from genlab.edit import read_image
+    from genlab.edit.inversion import edit_image
+    from genlab.edit.prompt2prompt import parse_reweight
+    from genlab.generate import text_run
+    from genlab.metrics.image import psnr as image_psnr
+    from genlab.runs import write_samples
+
+    if not args.output.endswith((".png", ".npz")):
+        raise GenlabError(f"-o {args.output}: use a .png (rows: input, reconstruction, edit) or .npz file name")
+    run = text_run(args.run)
+    c, size, _ = run.method.image_shape
+    images = torch.cat([read_image(f, channels=c, size=size, resize=args.resize) for f in args.images])
+    out = edit_image(
+        images,
+        args.prompt,
+        args.edit_to,
+        run=run,
+        null_text=args.null_text,
+        mode=args.mode,
+        share=args.share,
+        weights=parse_reweight(args.reweight),
+        iters=args.iters,
+        **_settings(args),
+    )
+    parts = out.x.view(-1, len(images), *images.shape[1:])  # (1 or 2, N, C, H, W): reconstructions, edits
+    rows = torch.stack([images, *parts], dim=1).flatten(0, 1)  # per image: input, reconstruction[, edit]
+    path = write_samples(rows, None, args.output, nrow=1 + len(parts))
+    psnr = ", ".join(f"{v:.1f}" for v in image_psnr(parts[0], images).tolist())
+    print(
+        f"{len(images)} images inverted (reconstruction PSNR {psnr} dB); rows: input, reconstruction"
+        + (", edit" if len(parts) > 1 else "")
+        + f" in {path}"
+    )
 
 
 def _generate_text(args) -> None:
@@ -316,6 +413,8 @@ COMMANDS: dict[str, Callable] = {
     "features": _features,
     "generate": _generate,
     "generate-text": _generate_text,
+    "invert": _invert,
+    "textual-inversion": _textual_inversion,
 }
 
 
@@ -337,7 +436,13 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
     progress.add_argument("--no-progress", action="store_true", help="no progress bars")
     label = argparse.ArgumentParser(add_help=False)
     label.add_argument("--label", type=int, help="class to sample (default: cycle the classes)")
-    return {"settings": settings, "seed": seed, "progress": progress, "label": label}
+    p2p = argparse.ArgumentParser(add_help=False)
+    g = p2p.add_argument_group("prompt-to-prompt editing")
+    g.add_argument("--edit-to", help='the edited prompt, e.g. "a blue circle" (its images form a second row)')
+    g.add_argument("--share", type=float, default=0.6, help="fraction of the steps sharing attention (default 0.6)")
+    g.add_argument("--mode", choices=["swap", "refine"], help="word swap or added words (default: by word count)")
+    g.add_argument("--reweight", action="append", metavar="WORD=FACTOR", help="scale a word's attention (repeatable)")
+    return {"settings": settings, "seed": seed, "progress": progress, "label": label, "p2p": p2p}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -469,7 +574,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser(
         "generate",
-        parents=[par["settings"], par["seed"]],
+        parents=[par["settings"], par["seed"], par["p2p"]],
         help="images from a text prompt (default: the shipped shapes checkpoint)",
     )
     g.add_argument("prompt", help='e.g. "a red circle above a blue square"')
@@ -477,6 +582,38 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--n", type=int, default=4)
     g.add_argument("--run", help="a text-to-image run folder (default: the checkpoint shipped with genlab)")
     g.add_argument("--negative", help='a negative prompt: guidance pushes away from it (e.g. "red"; needs CFG > 1)')
+    g.add_argument("--boxes", help='a gligen run: "PHRASE:x0,y0,x1,y1;..." in [0, 1], y down (objects to place)')
+    g.add_argument("--image-prompt", help="an ip_adapter run: a reference image (PNG/JPEG) whose content to follow")
+    g.add_argument("--image-scale", type=float, help="with --image-prompt: weight of the image (default the run's)")
+    g.add_argument(
+        "--embedding", action="append", help="a textual-inversion .safetensors whose token the prompt uses (repeatable)"
+    )
+
+    ti = sub.add_parser(
+        "textual-inversion",
+        parents=[par["seed"], par["progress"]],
+        help="learn a new prompt word (<c>) from a few images with a frozen text-to-image run",
+    )
+    ti.add_argument("images", nargs="+", metavar="IMAGE", help="3-5 images of the concept (PNG/JPEG)")
+    ti.add_argument("--token", default="<c>", help="the placeholder to learn, <name> (default <c>)")
+    ti.add_argument("--run", help="a text-to-image run folder (default: the checkpoint shipped with genlab)")
+    ti.add_argument("--steps", type=int, default=300, help="Adam steps on the embedding (default 300)")
+    ti.add_argument("--lr", type=float, default=5e-3, help="learning rate (default 5e-3)")
+    ti.add_argument("--init", default="shape", help="the word whose embedding starts the search (default shape)")
+    ti.add_argument("-o", "--output", default="concept.safetensors", help="the embedding (+ a .json beside it)")
+
+    iv = sub.add_parser(
+        "invert",
+        parents=[par["settings"], par["p2p"]],
+        help="invert real images to noise with a text-to-image run (reconstruction), and edit them (--edit-to)",
+    )
+    iv.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG/JPEG) of the run's size")
+    iv.add_argument("--prompt", required=True, help='the caption of the images, e.g. "a red circle"')
+    iv.add_argument("--run", help="a text-to-image run folder (default: the checkpoint shipped with genlab)")
+    iv.add_argument("--null-text", action="store_true", help="null-text inversion (Mokady et al.), for guidance > 1")
+    iv.add_argument("--iters", type=int, default=10, help="with --null-text: Adam steps per sampler step (default 10)")
+    iv.add_argument("--resize", action="store_true", help="centre-crop and resize the images to the run's size")
+    iv.add_argument("-o", "--output", default="invert.png", help="a .png (rows: input, reconstruction, edit) or .npz")
 
     gt = sub.add_parser(
         "generate-text",

@@ -34,13 +34,28 @@ def generate(
     seed: int = 0,
     run: str | Path | Run | None = None,
     negative: str | None = None,
+    embeddings=None,
+    boxes: str | list | None = None,
+    image_prompt=None,
+    image_scale: float | None = None,
     **settings,
 ) -> Samples:
     """n images (n, C, H, W) in [-1, 1] for `prompt` from `run` (default: the shipped checkpoint); `settings` are
     SampleSettings fields (steps, guidance_scale, sampler, ...), None keeps the run's recipe value. `negative`:
-    a negative prompt, guided against instead of the null text (eps(neg) + s·(eps(pos) − eps(neg)))."""
+    a negative prompt, guided against instead of the null text (eps(neg) + s·(eps(pos) − eps(neg))).
+    `embeddings`: textual-inversion files (or one) whose tokens the prompt may use ("<c> left of a red square").
+    A gligen run takes `boxes` ("PHRASE:x0,y0,x1,y1;..." or [(phrase, (x0, y0, x1, y1)), ...] in [0, 1], y down);
+    an ip_adapter run takes `image_prompt` (an image file, or a (3, H, W) tensor in [-1, 1]) at `image_scale`."""
+    from genlab.methods.adapters import adapter_inputs, adapter_options
+    from genlab.textual_inversion import using
+
     check_prompt(prompt)
-    return text_run(run).generate(prompt, n, seed=seed, negative=negative, **settings)
+    with using(text_run(run), embeddings, prompts=[prompt, negative]) as r:
+        if isinstance(boxes, str) or isinstance(image_prompt, (str, Path)):
+            adapter = adapter_inputs(r.method, boxes, None if image_prompt is None else str(image_prompt), image_scale)
+        else:
+            adapter = adapter_options(r.method, boxes=boxes, image=image_prompt, image_scale=image_scale)
+        return r.generate(prompt, n, seed=seed, negative=negative, adapter=adapter or None, **settings)
 
 
 def check_prompt(prompt: str) -> None:

@@ -210,11 +210,13 @@ class Run:
         classifier: str | Path | Run | None = None,
         classifier_scale: float = 1.0,
         chunk: int = CHUNK,
+        adapter: dict | None = None,
         **overrides: Any,
     ) -> Iterator[Samples]:
         """The samples of `sample`, `chunk` at a time (bounded memory), on the CPU; one seeded generator.
         `negative` (text-to-image runs): one negative prompt for all samples or one per sample; classifier-free
-        guidance then pushes away from it instead of from the null text (negative "" is plain CFG)."""
+        guidance then pushes away from it instead of from the null text (negative "" is plain CFG). `adapter`: the
+        inputs of an adapter run, the same for every sample (genlab.methods.adapters.adapter_options: boxes, image)."""
         if n < 1:
             raise GenlabError(f"--n must be >= 1, got {n}")
         if prompts is not None and len(prompts) != n:
@@ -230,7 +232,9 @@ class Run:
             size = min(chunk, n - start)
             if guide is None:
                 cond = self.conditions(size, label=label, prompts=prompts, start=start, negative=negative)
-                out = self.method.sample(size, cond=cond, settings=resolved, generator=gen, callback=callback)
+                out = self.method.sample(
+                    size, cond=cond, settings=resolved, generator=gen, callback=callback, **(adapter or {})
+                )
             else:  # labels over the classifier's classes (the same as the model's when it has classes)
                 draw, classes = guide
                 cond = class_labels(size, classes, label, start=start)

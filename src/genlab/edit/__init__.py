@@ -15,6 +15,9 @@ Mask blur (`mask_blur` = σ in pixels): the mask is feathered outward, m' = max(
 marked is still made in full and a band of about 3σ outside it becomes a soft blend of the input and the model's
 pixels: the seam is spread over the band instead of falling between two neighbours. Pixels farther away are kept
 exactly.
+
+Text-to-image runs also edit by prompt: genlab.edit.prompt2prompt (attention control, `genlab generate --edit-to`)
+and genlab.edit.inversion (real images to noise and back, null-text inversion, `genlab invert`).
 """
 
 from __future__ import annotations

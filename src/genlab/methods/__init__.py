@@ -1,5 +1,6 @@
 """Methods: one module per family. METHOD_CONFIGS / METHODS are plain registries keyed by `kind`."""
 
+from genlab.methods.adapters import GligenConfig, GligenMethod, IPAdapterConfig, IPAdapterMethod
 from genlab.methods.autoencoder import AutoencoderMethod, AutoencoderMethodConfig
 from genlab.methods.base import Method
 from genlab.methods.captioner import CaptionerMethod, CaptionerMethodConfig
@@ -52,6 +53,8 @@ METHOD_CONFIGS = {
     "ar_lm": ARLMConfig,  # language models on text data: autoregressive and masked diffusion (one backbone)
     "mdlm": MDLMConfig,
     "captioner": CaptionerMethodConfig,  # LLaVA-style image captioner over a frozen CLIP image tower
+    "gligen": GligenConfig,  # adapters trained on a frozen text-to-image run: grounded boxes, image prompts
+    "ip_adapter": IPAdapterConfig,
 }
 METHODS = {
     "gan": GANMethod,
@@ -80,6 +83,8 @@ METHODS = {
     "ar_lm": ARLMMethod,
     "mdlm": MDLMMethod,
     "captioner": CaptionerMethod,
+    "gligen": GligenMethod,
+    "ip_adapter": IPAdapterMethod,
 }
 
 # methods are built by genlab.runs.build_method, which also hands them their frozen parts

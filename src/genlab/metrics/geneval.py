@@ -318,6 +318,11 @@ def detect_objects(image: np.ndarray, *, min_pixels: int | None = None) -> list[
     colour most of its pixels take, its kind, size and centre as `genlab.metrics.t2i.detect` reads them. Unlike
     that detector, a shape drawn in a blend of two named colours stays one object (shapes never touch in the
     data: there are >= 2 empty pixels between them)."""
+    return [d for d, _ in object_masks(image, min_pixels=min_pixels)]
+
+
+def object_masks(image: np.ndarray, *, min_pixels: int | None = None) -> list[tuple[Detected, np.ndarray]]:
+    """The objects of `detect_objects`, each with its boolean pixel mask (H, W), largest first."""
     scale = image.shape[0] / 32
     min_pixels = min_pixels or max(4, round(8 * scale**2))
     nearest = ((image[:, :, None, :].astype(np.float32) - PALETTE) ** 2).sum(-1).argmin(-1)  # (H, W) palette index
@@ -325,11 +330,12 @@ def detect_objects(image: np.ndarray, *, min_pixels: int | None = None) -> list[
     labels, count = ndimage.label(nearest > 0, structure=np.ones((3, 3)))
     found = []
     for k in range(1, count + 1):
-        ys, xs = np.nonzero(labels == k)
+        mask = labels == k
+        ys, xs = np.nonzero(mask)
         if len(ys) >= min_pixels:
             votes = np.bincount(nearest[ys, xs], minlength=len(NAMES))
-            found.append(describe(ys, xs, NAMES[int(votes[1:].argmax()) + 1], threshold))
-    return sorted(found, key=lambda d: -d.pixels)
+            found.append((describe(ys, xs, NAMES[int(votes[1:].argmax()) + 1], threshold), mask))
+    return sorted(found, key=lambda o: -o[0].pixels)
 
 
 def _matches(o: ObjectSpec, d: Detected) -> bool:

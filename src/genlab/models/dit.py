@@ -113,6 +113,18 @@ def heads_merge(x: Tensor) -> Tensor:
     return x.transpose(1, 2).reshape(b, n, h * d)  # (B, N, W)
 
 
+def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, control=None, image_tokens=None) -> Tensor:
+    """SDPA over (B, nh, N, d) heads. With an attention `control` (genlab.edit.prompt2prompt) the probabilities
+    softmax(q·kᵀ/√d) (B, nh, Nq, Nk) are formed explicitly and passed through control(probs, image_tokens) first;
+    image_tokens is None for cross-attention, the image tokens' count for joint attention (MM-DiT)."""
+    if control is None:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, nh, Nq, Nk)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return control(scores.softmax(dim=-1), image_tokens) @ v
+
+
 def mlp(width: int, ratio: float) -> nn.Sequential:
     hidden = int(width * ratio)
     return nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, width))
@@ -128,11 +140,12 @@ class CrossAttention(nn.Module):
         self.q = nn.Linear(width, width)
         self.kv = nn.Linear(width, 2 * width)
         self.out = nn.Linear(width, width)
+        self.control = None  # an attention controller (genlab.edit.prompt2prompt); None: plain SDPA
 
     def forward(self, h: Tensor, ctx: Tensor, mask: Tensor | None) -> Tensor:
         q = heads_split(self.q(self.norm(h)), self.heads)  # (B, nh, N, d)
         k, v = (heads_split(z, self.heads) for z in self.kv(ctx).chunk(2, dim=-1))  # (B, nh, L, d)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask(mask))
+        out = attention(q, k, v, key_mask(mask), self.control)
         return self.out(heads_merge(out))  # (B, N, W)
 
 
@@ -149,6 +162,11 @@ class DiTBlock(nn.Module):
         self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.mlp = mlp(width, mlp_ratio)
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
+        # insertion points of adapters trained on a frozen model (genlab.methods.adapters), held outside the module
+        # tree: `after_attention` maps h -> h after self-attention (GLIGEN's gated self-attention);
+        # `cross_extras` each add f(block, h) to the cross-attention's update (IP-Adapter). Empty: the plain block.
+        self.after_attention: list = []
+        self.cross_extras: list = []
 
     def attend(self, h: Tensor) -> Tensor:
         q, k, v = (heads_split(z, self.heads) for z in self.qkv(h).chunk(3, dim=-1))  # (B, nh, N, d)
@@ -157,8 +175,13 @@ class DiTBlock(nn.Module):
     def forward(self, h: Tensor, c: Tensor, ctx: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
         sh1, sc1, g1, sh2, sc2, g2 = self.ada(c).chunk(6, dim=-1)  # each (B, W)
         h = gated(h, g1, self.attend(shift_scale(self.norm1(h), sh1, sc1)))
+        for extra in self.after_attention:
+            h = extra(h)
         if self.cross is not None:
-            h = h + self.cross(h, ctx, mask)
+            update = self.cross(h, ctx, mask)
+            for extra in self.cross_extras:
+                update = update + extra(self, h)
+            h = h + update
         return gated(h, g2, self.mlp(shift_scale(self.norm2(h), sh2, sc2)))  # (B, N, W)
 
 
@@ -182,6 +205,7 @@ class MMDiTBlock(nn.Module):
         super().__init__()
         self.heads = heads
         self.img, self.txt = Stream(width, mlp_ratio), Stream(width, mlp_ratio)
+        self.control = None  # an attention controller (genlab.edit.prompt2prompt); None: plain SDPA
 
     def forward(self, h: Tensor, c: Tensor, ctx: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
         mods = [s.ada(c).chunk(6, dim=-1) for s in (self.img, self.txt)]  # per stream: 6 x (B, W)
@@ -190,7 +214,7 @@ class MMDiTBlock(nn.Module):
             heads_split(torch.cat(parts, dim=1), self.heads) for parts in zip(*(z.chunk(3, dim=-1) for z in qkvs))
         )  # (B, nh, N + L, d)
         full = None if mask is None else torch.cat([mask.new_ones(h.shape[0], h.shape[1]), mask], dim=1)
-        out = heads_merge(F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask(full)))
+        out = heads_merge(attention(q, k, v, key_mask(full), self.control, image_tokens=h.shape[1]))
         outs = out.split([h.shape[1], ctx.shape[1]], dim=1)  # (B, N, W), (B, L, W)
         new = []
         for s, z, o, m in zip((self.img, self.txt), (h, ctx), outs, mods):

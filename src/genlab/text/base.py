@@ -7,15 +7,25 @@ encoded once per process. The null text for classifier-free guidance is `encode(
 real tokens, e.g. [CLS] [SEP], so attention over it is never empty).
 A text longer than max_length tokens is cut to its first max_length tokens; `encode` says so with a
 UserWarning (once per distinct text) that names how many tokens were kept and how the ignored tail begins.
+
+Textual inversion (Gal et al. 2022): inside `with encoder.concepts({"<c>": v})` the placeholder "<c>" of a text
+is one token whose input embedding (the word-embedding row the network reads, before position embeddings) is
+the vector v (in_dim,); everything after that lookup is the frozen network, so gradients reach v through it
+(`encode_live`). Encoders that support it override `input_embeddings` and read `self.placeholders` in
+`tokenize` / `run`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+
+from genlab.errors import GenlabError
 
 CACHE_LIMIT = 100_000  # cached strings per encoder; the cache is cleared when it grows past this
 TAIL_WORDS = 8  # words of an ignored tail quoted in the truncation warning
@@ -42,6 +52,7 @@ class TextEncoder(nn.Module):
         object.__setattr__(self, "frozen", frozen.requires_grad_(False).eval())
         self._cache: dict[str, tuple[Tensor, Tensor]] = {}
         self._warned: set[str] = set()  # texts whose truncation was already reported
+        self.placeholders: dict[str, Tensor] = {}  # textual inversion: placeholder -> input embedding (in_dim,)
 
     def __deepcopy__(self, memo: dict) -> TextEncoder:
         return self  # frozen and stateless apart from the cache: one shared instance is exact
@@ -62,6 +73,30 @@ class TextEncoder(nn.Module):
     def run(self, ids: Tensor) -> tuple[Tensor, Tensor]:
         """(per-token states (b, n, dim), pooled (b, dim)) of unpadded ids (b, n)."""
         raise NotImplementedError
+
+    def input_embeddings(self) -> nn.Embedding | None:
+        """The frozen word-embedding table (vocab, in_dim) a placeholder's vector stands in for; None: this
+        encoder does not support placeholders (textual inversion)."""
+        return None
+
+    @contextlib.contextmanager
+    def concepts(self, table: dict[str, Tensor]) -> Iterator[TextEncoder]:
+        """Within the block, each placeholder of `table` ("<c>") is one token whose input embedding is its vector
+        (in_dim,); the encoding cache is cleared on entry and exit, so no text keeps a stale encoding."""
+        if table and self.input_embeddings() is None:
+            raise GenlabError(f"text encoder {self.name!r} takes no learned placeholders: use a 'minilm' run")
+        old = self.placeholders
+        self.placeholders = {**old, **table}
+        self._cache.clear()
+        try:
+            yield self
+        finally:
+            self.placeholders = old
+            self._cache.clear()
+
+    def encode_live(self, texts: list[str]) -> TextEmbedding:
+        """`encode` without the cache and with gradients (to the placeholder vectors): for learning them."""
+        return TextEmbedding(*self._encode_batch(list(texts)))
 
     def overflow(self, text: str) -> tuple[int, int, str] | None:
         """(tokens kept, tokens of the whole text, the ignored tail as text) when `tokenize` cuts `text` to

@@ -2,7 +2,10 @@
 
 A 6-layer BERT (Wang et al. 2020, MiniLM): WordPiece tokens [CLS] w_1 … w_n [SEP] → last hidden states
 h (B, L, 384). tokens = h, mask = attention mask, pooled = Σ_l mask_l h_l / Σ_l mask_l (mean pooling, the
-sentence-transformers recipe, before its L2 normalisation). Loaded from site-packages only, offline
+sentence-transformers recipe, before its L2 normalisation). A textual-inversion placeholder ("<c>", see
+genlab.text.base) takes the id vocab + k (k: its index in `placeholders`) and its vector replaces the word
+embedding there; the rest of the text is tokenised piece by piece, which WordPiece splits the same way (it
+splits at the placeholder's angle brackets anyway). Loaded from site-packages only, offline
 (HF_HUB_OFFLINE=1, local_files_only): nothing is ever downloaded.
 """
 
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 
 import torch
 from torch import Tensor
@@ -56,8 +60,25 @@ class MiniLMEncoder(TextEncoder):
         super().__init__(model, name="minilm", dim=model.config.hidden_size, max_length=max_length)
         self.tokenizer = tokenizer
 
+    def input_embeddings(self) -> torch.nn.Embedding:
+        return self.frozen.get_input_embeddings()  # (30522, 384)
+
     def tokenize(self, texts: list[str]) -> list[list[int]]:
+        if any(p in t for t in texts for p in self.placeholders):
+            return [self._tokenize_placeholders(t) for t in texts]
         return self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]  # [CLS] … [SEP]
+
+    def _tokenize_placeholders(self, text: str) -> list[int]:
+        """[CLS] … [SEP] with each placeholder one id past the vocabulary (vocab + its index)."""
+        names, vocab = list(self.placeholders), self.input_embeddings().num_embeddings
+        pattern = "(" + "|".join(map(re.escape, sorted(names, key=len, reverse=True))) + ")"
+        ids = [self.tokenizer.cls_token_id]
+        for piece in re.split(pattern, text):
+            if piece in self.placeholders:
+                ids.append(vocab + names.index(piece))
+            elif piece:
+                ids += self.tokenizer(piece, add_special_tokens=False)["input_ids"]
+        return ids[: self.max_length - 1] + [self.tokenizer.sep_token_id]
 
     def overflow(self, text: str) -> tuple[int, int, str] | None:
         ids = self.tokenizer(text)["input_ids"]  # untruncated: [CLS] … [SEP]
@@ -66,5 +87,13 @@ class MiniLMEncoder(TextEncoder):
         return self.max_length, len(ids), self.tokenizer.decode(ids[self.max_length - 1 : -1])  # [SEP] is kept
 
     def run(self, ids: Tensor) -> tuple[Tensor, Tensor]:
-        hidden = self.frozen(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state  # (b, n, 384)
+        table = self.input_embeddings()
+        extra = ids - table.num_embeddings  # (b, n): >= 0 at placeholders
+        if not (extra >= 0).any():
+            hidden = self.frozen(input_ids=ids, attention_mask=torch.ones_like(ids)).last_hidden_state  # (b, n, 384)
+        else:
+            vectors = torch.stack(list(self.placeholders.values())).to(table.weight)  # (k, 384)
+            words = table(ids.clamp(max=table.num_embeddings - 1))  # (b, n, 384)
+            embeds = torch.where((extra >= 0)[..., None], vectors[extra.clamp(min=0)], words)
+            hidden = self.frozen(inputs_embeds=embeds, attention_mask=torch.ones_like(ids)).last_hidden_state
         return hidden, hidden.mean(1)  # mean pooling over the (all real) tokens: (b, 384)
