@@ -66,6 +66,12 @@ bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/text_lm.py
 	$(BIN)/python benchmarks/scaling.py
 	$(BIN)/python benchmarks/vision_language.py
+	$(BIN)/python benchmarks/geneval_shapes.py
+	$(BIN)/python benchmarks/t2i_ablation.py
+	$(BIN)/python benchmarks/t2i_families.py
+	$(BIN)/python benchmarks/prompt2prompt.py
+	$(BIN)/python benchmarks/textual_inversion.py
+	$(BIN)/python benchmarks/adapters.py
 	@if [ -d runs/digits-flow/checkpoint ]; then $(BIN)/python benchmarks/likelihood_digits.py; \
 	  $(BIN)/python benchmarks/digits_samplers.py; else echo "train runs/digits-flow (make demo) for the likelihood and sampler studies"; fi
 	@if [ -d runs/shapes-clip/checkpoint ]; then $(BIN)/python benchmarks/shapes_clip.py runs/shapes-clip; fi
