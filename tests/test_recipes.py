@@ -43,6 +43,8 @@ def _tiny_tree(path: Path, runs: Path) -> dict:
         tree["data"].update(n=64, n_test=32)
     if tree["data"]["kind"] == "toy2d":
         tree["data"]["n"] = 500
+    if tree["data"]["kind"] == "videos":
+        tree["data"].update(n=16, n_test=8, frames=4)
     method = tree["method"]
     tokenizer = "shapes-vqvae" if tree["data"]["kind"] == "shapes" else "digits-vqvae"
     parts = (("tokenizer", tokenizer), ("autoencoder", "shapes-autoencoder"), ("encoder", "shapes-clip"))

@@ -195,6 +195,8 @@ def _features(args) -> None:
 
 
 def _generate(args) -> None:
+    if args.video:
+        return _generate_video(args)
     if args.edit_to is not None or args.reweight:
         return _prompt2prompt(args)
     from genlab.generate import check_prompt, text_run
@@ -215,6 +217,18 @@ def _generate(args) -> None:
         )
     against = "" if args.negative is None else f" (negative {args.negative!r})"
     print(f"{args.n} images for {args.prompt!r}{against} written to {out}")
+
+
+def _generate_video(args) -> None:
+    from genlab.generate import check_prompt
+    from genlab.video import generate_video
+
+    if args.run is None:
+        raise GenlabError("--video needs --run RUN: a text-to-video run (train recipes/videos-t2v.yaml)")
+    check_prompt(args.prompt)
+    output = args.output if args.output != "out.png" else "out.gif"
+    out = generate_video(args.prompt, run=args.run, out=output, n=args.n, seed=args.seed, **_settings(args))
+    print(f"{args.n} video(s) for {args.prompt!r} written to {out}")
 
 
 def _textual_inversion(args) -> None:
@@ -581,6 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("-o", "--output", default="out.png", help="grid .png or .npz (default out.png)")
     g.add_argument("--n", type=int, default=4)
     g.add_argument("--run", help="a text-to-image run folder (default: the checkpoint shipped with genlab)")
+    g.add_argument("--video", action="store_true", help="a text-to-video run (--run): write an animated .gif")
     g.add_argument("--negative", help='a negative prompt: guidance pushes away from it (e.g. "red"; needs CFG > 1)')
     g.add_argument("--boxes", help='a gligen run: "PHRASE:x0,y0,x1,y1;..." in [0, 1], y down (objects to place)')
     g.add_argument("--image-prompt", help="an ip_adapter run: a reference image (PNG/JPEG) whose content to follow")

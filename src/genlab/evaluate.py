@@ -195,6 +195,8 @@ def evaluate(
             )
         if not run.method.generates or run.method.shows_reconstructions or run.method.image_task:
             return evaluate_heldout(run, out=out, seed=seed, n=n, sampler_opts=sampler_opts)
+        if run.method.makes_video:  # the motion checker on videos sampled for the test captions
+            return evaluate_heldout(run, out=out, seed=seed, n=n, sampler_opts=sampler_opts)
         x, labels, settings = sample_for_eval(run, n=n or 1000, seed=seed, **sampler_opts)
     else:
         if data is None:
@@ -274,7 +276,8 @@ def evaluate_heldout(run: Run, *, out: str | Path, seed: int, n: int | None, sam
     images: the method's own `heldout_metrics` on (n items of) the test split of its data; an image-to-image run
     translates with its recipe's sample settings and the given overrides."""
     given = sorted(k for k, v in sampler_opts.items() if v is not None)
-    if given and not run.method.image_task:
+    samples = run.method.image_task or run.method.makes_video
+    if given and not samples:
         raise GenlabError(f"a {run.method.kind} run makes no samples: --{given[0].replace('_', '-')} does not apply")
     settings = run.resolve_settings(**sampler_opts)
     train, heldout = load_splits(run.recipe.data)
@@ -290,7 +293,7 @@ def evaluate_heldout(run: Run, *, out: str | Path, seed: int, n: int | None, sam
             "split": split,
             "n": metrics.pop("n", None),
             "seed": seed,
-            **({"sample_settings": settings.as_dict(run.method.sample_settings)} if run.method.image_task else {}),
+            **({"sample_settings": settings.as_dict(run.method.sample_settings)} if samples else {}),
         },
         "metrics": metrics,
     }

@@ -609,7 +609,9 @@ def write_samples(x: torch.Tensor, labels: torch.Tensor | None, out: str | Path,
     if out.suffix not in (".png", ".npz"):
         raise GenlabError(f"-o {out}: use a .png (grid) or .npz (arrays) file name")
     with atomic_path(out) as tmp:
-        if out.suffix == ".png":
+        if out.suffix == ".png" and x.dim() == 5:  # videos (n, T, C, H, W): one per row, frames left to right
+            save_samples(x.flatten(0, 1), tmp, nrow=x.shape[1])
+        elif out.suffix == ".png":
             save_samples(x, tmp, nrow=nrow)
         else:
             arrays = {"images": tensor_to_uint8(x)} if x.dim() == 4 else {"x": x.float().numpy()}

@@ -63,7 +63,10 @@ def resolve(recipe: Recipe, data: Dataset) -> Recipe:
     if m.kind == "lm":
         raise GenlabError("model.kind='lm' is a language model: it needs text data (data.kind text)")
     wanted = {"num_classes": data.num_classes}
-    if data.is_image:
+    if data.is_video:  # (N, T, C, H, W)
+        _, frames, c, h, w = data.x.shape
+        wanted.update(in_channels=c, image_size=h, frames=frames)
+    elif data.is_image:
         _, c, h, w = data.x.shape
         if h != w:
             raise GenlabError(f"images are {h}x{w}; genlab's image models need square images: set data.size")
@@ -73,7 +76,8 @@ def resolve(recipe: Recipe, data: Dataset) -> Recipe:
     for key, value in wanted.items():
         if not hasattr(m, key):
             if key != "num_classes":
-                raise GenlabError(f"model.kind={m.kind!r} does not fit {'image' if data.is_image else 'vector'} data")
+                what = "video" if data.is_video else "image" if data.is_image else "vector"
+                raise GenlabError(f"model.kind={m.kind!r} does not fit {what} data")
             continue
         if getattr(m, key) is None:
             setattr(m, key, value)
@@ -532,6 +536,11 @@ def write_sample_grid(method: Method, recipe: Recipe, data: Dataset | None, path
         write_texts(method.decode_text(ids, eos=EOS_TEXT), path.with_suffix(".txt"))
         return
     cols = recipe.train.grid_columns
+    if method.makes_video:  # one video per row, its frames left to right
+        x = method.sample(cols, settings=recipe.sample, generator=gen).x  # (cols, T, C, H, W)
+        with atomic_path(path) as tmp:
+            save_samples(x.flatten(0, 1).cpu(), tmp, nrow=x.shape[1])
+        return
     classes = method.num_classes
     label = torch.arange(classes).repeat_interleave(cols) if classes else None
     n = classes * cols if classes else (cols * cols if data is None or data.is_image else 2000)

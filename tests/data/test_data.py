@@ -33,7 +33,7 @@ def test_registry_kinds_match_configs():
     assert (
         set(DATA_CONFIGS)
         == set(DATASETS)
-        == {"toy2d", "digits", "imagefolder", "npz", "shapes", "photos", "faces", "unpaired", "text"}
+        == {"toy2d", "digits", "imagefolder", "npz", "shapes", "photos", "faces", "unpaired", "text", "videos"}
     )
     for kind, cls in DATA_CONFIGS.items():
         assert cls().kind == kind

@@ -1,7 +1,7 @@
 """Built-in datasets. Each kind has a config dataclass (DATA_CONFIGS) and a builder (DATASETS).
 
 All datasets are held in memory as tensors (`genlab.data.base.Dataset`): images (N, C, H, W) in
-[-1, 1], vectors (N, D), optional integer labels and captions.
+[-1, 1], videos (N, T, C, H, W), vectors (N, D), optional integer labels and captions.
 """
 
 from genlab.data.arrays import ArraysConfig, build_arrays
@@ -14,6 +14,7 @@ from genlab.data.shapes import ShapesConfig, build_shapes
 from genlab.data.text import TextConfig, build_text
 from genlab.data.toy2d import Toy2DConfig, build_toy2d
 from genlab.data.unpaired import UnpairedConfig, build_unpaired
+from genlab.data.videos import VideosConfig, build_videos
 
 DATA_CONFIGS = {
     "toy2d": Toy2DConfig,
@@ -25,6 +26,7 @@ DATA_CONFIGS = {
     "faces": FacesConfig,
     "unpaired": UnpairedConfig,
     "text": TextConfig,
+    "videos": VideosConfig,
 }
 DATASETS = {
     "toy2d": build_toy2d,
@@ -36,6 +38,7 @@ DATASETS = {
     "faces": build_faces,
     "unpaired": build_unpaired,
     "text": build_text,
+    "videos": build_videos,
 }
 
 

@@ -1,6 +1,6 @@
 """The in-memory dataset every method trains on.
 
-Images are float32 (N, C, H, W) in [-1, 1]; vector data is float32 (N, D). Labels, when present,
+Images are float32 (N, C, H, W) in [-1, 1]; videos (N, T, C, H, W); vector data is float32 (N, D). Labels, when present,
 are int64 (N,) in [0, num_classes). Captions (for text-conditional data) are a list of N strings.
 Unpaired two-domain data (CycleGAN) holds domain A in `x` and domain B in `y`, both (N, C, H, W).
 Text data (genlab.data.text) is int64 token ids (N, seq_len) with its `tokenizer` and `bytes_per_token`.
@@ -33,6 +33,11 @@ class Dataset:
     @property
     def is_image(self) -> bool:
         return self.x.dim() == 4
+
+    @property
+    def is_video(self) -> bool:
+        """Videos (N, T, C, H, W) in [-1, 1] (genlab.data.videos)."""
+        return self.x.dim() == 5
 
     def batch(self, idx: torch.Tensor) -> dict:
         """The batch dict methods receive: {'x': ..., 'label': ... (if labelled), 'text': [str] (if captioned),

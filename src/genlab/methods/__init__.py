@@ -23,6 +23,7 @@ from genlab.methods.reflow import ReflowConfig, ReflowMethod
 from genlab.methods.text_gan import TextGANConfig, TextGANMethod
 from genlab.methods.token_prior import TextTokenPriorConfig, TextTokenPriorMethod, TokenPriorConfig, TokenPriorMethod
 from genlab.methods.vae import VAEConfig, VAEMethod
+from genlab.methods.video import VideoFlowConfig, VideoFlowMethod
 from genlab.methods.vqvae import VQVAEConfig, VQVAEMethod
 
 METHOD_CONFIGS = {
@@ -55,6 +56,7 @@ METHOD_CONFIGS = {
     "captioner": CaptionerMethodConfig,  # LLaVA-style image captioner over a frozen CLIP image tower
     "gligen": GligenConfig,  # adapters trained on a frozen text-to-image run: grounded boxes, image prompts
     "ip_adapter": IPAdapterConfig,
+    "video_flow": VideoFlowConfig,  # text-to-video: latent_flow over per-frame latents with a video DiT
 }
 METHODS = {
     "gan": GANMethod,
@@ -85,6 +87,7 @@ METHODS = {
     "captioner": CaptionerMethod,
     "gligen": GligenMethod,
     "ip_adapter": IPAdapterMethod,
+    "video_flow": VideoFlowMethod,
 }
 
 # methods are built by genlab.runs.build_method, which also hands them their frozen parts

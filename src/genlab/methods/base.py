@@ -65,6 +65,9 @@ class Method(nn.Module):
     #: text-to-image: `sample` takes `cond` = a list of n prompts (None: a fixed default set); the run layer,
     #: `genlab generate` and `genlab eval --prompts` serve it
     takes_prompts: bool = False
+    #: text-to-video: `sample` returns videos (n, T, C, H, W); the trainer's grid shows one video per row, `genlab eval`
+    #: asks the method's `heldout_metrics`, `genlab generate --video` writes a GIF
+    makes_video: bool = False
     #: the trainer's step, set before each step (warm-ups such as an adversarial term's start read it)
     step: int = 0
 

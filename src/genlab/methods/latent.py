@@ -96,6 +96,7 @@ def text_encoder(name: str):
 class LatentFlowMethod(FlowMethod):
     likelihood = None  # a density of latents is not an image likelihood
     takes_prompts = True
+    model_kind = "dit"  # the denoiser it needs (genlab.methods.video: "video_dit")
 
     @classmethod
     def frozen_parts(cls, cfg: LatentFlowConfig) -> dict[str, tuple[str, str]]:
@@ -106,8 +107,8 @@ class LatentFlowMethod(FlowMethod):
         return parts
 
     def __init__(self, cfg: LatentFlowConfig, model_cfg, parts: dict):
-        if model_cfg.kind != "dit":
-            raise GenlabError(f"method.kind=latent_flow needs model.kind=dit, got {model_cfg.kind!r}")
+        if model_cfg.kind != self.model_kind:
+            raise GenlabError(f"method.kind={cfg.kind} needs model.kind={self.model_kind}, got {model_cfg.kind!r}")
         ae = parts["autoencoder"].ae
         c, h, _ = ae.cfg.latent_shape()
         clip = parts.get("text_encoder")

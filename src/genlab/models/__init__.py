@@ -20,6 +20,7 @@ from genlab.models.pixelcnn import PixelCNN, PixelCNNConfig
 from genlab.models.transformer import Transformer, TransformerConfig
 from genlab.models.unet import UNet, UNetConfig
 from genlab.models.vae import MLPVAE, ConvVAE, ConvVAEConfig, MLPVAEConfig
+from genlab.models.video_dit import VideoDiT, VideoDiTConfig
 from genlab.models.vit import ViT, ViTConfig
 from genlab.models.vq import VQAutoencoder, VQConfig
 
@@ -41,6 +42,7 @@ MODEL_CONFIGS = {
     "lm": LMConfig,
     "vit": ViTConfig,
     "captioner": CaptionerConfig,
+    "video_dit": VideoDiTConfig,
 }
 MODELS = {
     "dcgan": GAN,
@@ -60,6 +62,7 @@ MODELS = {
     "lm": TextTransformer,  # built causal or bidirectional by its method (ar_lm, mdlm), never by build_model
     "vit": ViT,  # an image classifier (method.kind classifier)
     "captioner": CaptionerNet,  # built with its image encoder by method.kind captioner, never by build_model
+    "video_dit": VideoDiT,  # space-time DiT over videos (B, T, C, H, W)
 }
 
 
@@ -72,7 +75,9 @@ def build_model(cfg):
 
 
 def data_shape(cfg) -> tuple[int, ...]:
-    """Shape of one data point the model consumes: (C, H, W) for images, (D,) for vectors."""
+    """Shape of one data point the model consumes: (C, H, W) for images, (T, C, H, W) for videos, (D,) for vectors."""
+    if cfg.kind == "video_dit":
+        return (cfg.frames, cfg.in_channels, cfg.image_size, cfg.image_size)
     if cfg.kind in ("mlp", "mlp_vae") or (cfg.kind == "none" and cfg.dim is not None):
         return (cfg.dim,)
     return (cfg.in_channels, cfg.image_size, cfg.image_size)

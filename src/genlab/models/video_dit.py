@@ -1,0 +1,189 @@
+"""Video diffusion transformer: the image DiT's blocks over space-time patches (Latte / MovieGen style).
+
+Patchify: x (B, T, C, H, W) -> each frame's S = (H/p)² patches of width W, tokens (B, T, S, W), plus fixed 3-D
+sin-cos positions: 2-D sin-cos over the patch grid in the first ~2/3 of the channels, 1-D sin-cos of the frame
+index in the rest. Attention, per `attention`:
+  factorized: each layer is a spatial DiTBlock over the S tokens of each frame ((B·T, S, W), with the text
+    cross-attention), then a temporal DiTBlock over the T tokens of each patch position ((B·S, T, W));
+  full: each layer is one DiTBlock over all T·S tokens ((B, T·S, W)).
+Conditioning as the image DiT: c = MLP(sinusoid(t)) + Linear(pooled text), adaLN-Zero everywhere (every block
+starts as the identity), text tokens by cross-attention; the output head is per frame, as in the image DiT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from genlab.constraints import OneOf, OptCount, OptPositiveInt, PositiveFloat, PositiveInt, Range, require
+from genlab.errors import GenlabError
+from genlab.models.dit import DIT_PRESETS, DiTBlock, dit_dims, shift_scale, sincos_2d
+from genlab.models.layers import ConditionEmbedding, run_block
+
+
+@dataclass
+class VideoDiTConfig:
+    kind: str = "video_dit"
+    in_channels: OptPositiveInt = None  # filled from the dataset (or the autoencoder's latent channels)
+    image_size: OptPositiveInt = None  # frame side, filled from the dataset (or the latent size)
+    frames: OptPositiveInt = None  # filled from the dataset
+    num_classes: OptCount = None  # no class table: text conditioning only (0 or None)
+    size: Annotated[str, OneOf(DIT_PRESETS)] = "micro"  # preset: S | XS | tiny | micro (width, depth, heads)
+    width: OptPositiveInt = None  # overrides the preset
+    depth: OptPositiveInt = None  # layers (factorized: each a spatial and a temporal block)
+    heads: OptPositiveInt = None
+    patch_size: PositiveInt = 2
+    mlp_ratio: PositiveFloat = 4.0
+    text_dim: Annotated[int, Range(0)] = 0  # width of the text encoder's tokens; 0 = no text
+    attention: Literal["factorized", "full"] = "factorized"
+
+    def __post_init__(self) -> None:
+        if self.size in DIT_PRESETS and (self.width or 1) >= 1 and (self.heads or 1) >= 1:
+            width, _, heads = dit_dims(self)
+            require(width % heads == 0, "heads", f"must divide the width {width}, got {heads}")
+        if self.image_size and self.patch_size >= 1:
+            require(
+                self.image_size % self.patch_size == 0,
+                "patch_size",
+                f"must divide image_size={self.image_size}, got {self.patch_size}",
+            )
+
+
+def sincos_1d(length: int, width: int) -> Tensor:
+    """Fixed 1-D sin-cos embedding (length, width) of the positions 0 .. length − 1."""
+    half = width // 2
+    freqs = 1.0 / 10000 ** (torch.arange(half, dtype=torch.float64) / max(half, 1))
+    ang = torch.arange(length, dtype=torch.float64)[:, None] * freqs[None]  # (length, half)
+    return F.pad(torch.cat([ang.sin(), ang.cos()], dim=1), (0, width - 2 * half)).float()
+
+
+def space_time_widths(width: int) -> tuple[int, int]:
+    """Channels of the spatial (a multiple of 4, ~2/3) and the temporal part of a 3-D position embedding."""
+    space = max(4, 2 * width // 3 // 4 * 4)
+    return space, width - space
+
+
+def _repeat(z: Tensor | None, n: int) -> Tensor | None:
+    """Each row of z repeated n times in place (B, ...) -> (B·n, ...), matching h.flatten(0, 1) of (B, n, ...)."""
+    return None if z is None else z.repeat_interleave(n, dim=0)
+
+
+class FactorizedBlock(nn.Module):
+    """A spatial DiTBlock within each frame, then a temporal DiTBlock along each patch position's frames."""
+
+    def __init__(self, width: int, heads: int, *, mlp_ratio: float, cross: bool):
+        super().__init__()
+        self.space = DiTBlock(width, heads, mlp_ratio=mlp_ratio, cross=cross)
+        self.time = DiTBlock(width, heads, mlp_ratio=mlp_ratio, cross=False)
+
+    def spatial(self, h: Tensor, c: Tensor, ctx: Tensor | None, mask: Tensor | None) -> Tensor:
+        b, t, s, w = h.shape
+        out = self.space(h.flatten(0, 1), _repeat(c, t), _repeat(ctx, t), _repeat(mask, t))  # (B·T, S, W)
+        return out.view(b, t, s, w)
+
+    def temporal(self, h: Tensor, c: Tensor) -> Tensor:
+        b, t, s, w = h.shape
+        out = self.time(h.transpose(1, 2).flatten(0, 1), c.repeat_interleave(s, dim=0))  # (B·S, T, W)
+        return out.view(b, s, t, w).transpose(1, 2)  # (B, T, S, W)
+
+    def forward(self, h: Tensor, c: Tensor, ctx: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        return self.temporal(self.spatial(h, c, ctx, mask), c)  # (B, T, S, W)
+
+
+class FullBlock(nn.Module):
+    """One DiTBlock over all T·S space-time tokens."""
+
+    def __init__(self, width: int, heads: int, *, mlp_ratio: float, cross: bool):
+        super().__init__()
+        self.block = DiTBlock(width, heads, mlp_ratio=mlp_ratio, cross=cross)
+
+    def forward(self, h: Tensor, c: Tensor, ctx: Tensor | None = None, mask: Tensor | None = None) -> Tensor:
+        return self.block(h.flatten(1, 2), c, ctx, mask).view(h.shape)  # (B, T, S, W)
+
+
+class VideoDiT(nn.Module):
+    def __init__(self, cfg: VideoDiTConfig):
+        super().__init__()
+        for name in ("in_channels", "image_size", "frames"):
+            if getattr(cfg, name) is None:
+                raise GenlabError(f"model.{name} is not set: set it in the recipe or let the dataset fill it")
+        if cfg.image_size % cfg.patch_size:
+            raise GenlabError(f"model.image_size={cfg.image_size} is not divisible by patch_size={cfg.patch_size}")
+        if cfg.num_classes:
+            raise GenlabError(
+                f"model.num_classes={cfg.num_classes}: the video DiT has no class table; condition on text"
+            )
+        if cfg.attention not in ("factorized", "full"):
+            raise GenlabError(f"model.attention={cfg.attention!r}: use 'factorized' or 'full'")
+        width, depth, heads = dit_dims(cfg)
+        if width % heads:
+            raise GenlabError(f"video DiT width {width} is not divisible by heads={heads}: pick a divisor")
+        self.cfg, self.p, self.side = cfg, cfg.patch_size, cfg.image_size // cfg.patch_size
+        self.patch = nn.Conv2d(cfg.in_channels, width, cfg.patch_size, stride=cfg.patch_size)
+        ws, wt = space_time_widths(width)
+        self.register_buffer("pos_space", sincos_2d(self.side, ws)[:, None], persistent=False)  # (1, 1, S, ws)
+        self.register_buffer("pos_time", sincos_1d(cfg.frames, wt)[None, :, None], persistent=False)  # (1, T, 1, wt)
+        self.cond = ConditionEmbedding(256, width, 0)
+        text = cfg.text_dim > 0
+        self.text_in = nn.Linear(cfg.text_dim, width) if text else None  # tokens -> width
+        self.pooled_in = nn.Linear(cfg.text_dim, width) if text else None  # pooled -> conditioning vector
+        block = FactorizedBlock if cfg.attention == "factorized" else FullBlock
+        self.blocks = nn.ModuleList(block(width, heads, mlp_ratio=cfg.mlp_ratio, cross=text) for _ in range(depth))
+        self.norm_out = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
+        self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
+        self.out = nn.Linear(width, cfg.patch_size**2 * cfg.in_channels)
+        self.activation_checkpointing = False  # recompute each block in the backward pass (genlab.parallel)
+        self.init_weights()
+
+    def init_weights(self) -> None:
+        """Xavier linears, patch embedding like a linear, adaLN, cross-attention output and head zeroed."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        nn.init.xavier_uniform_(self.patch.weight.view(self.patch.weight.shape[0], -1))
+        nn.init.zeros_(self.patch.bias)
+        for m in self.cond.mlp:
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.02)
+        dit_blocks = [m for m in self.modules() if isinstance(m, DiTBlock)]
+        zero = [b.ada[-1] for b in dit_blocks] + [b.cross.out for b in dit_blocks if b.cross is not None]
+        for m in [*zero, self.ada_out[-1], self.out]:
+            nn.init.zeros_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    def positions(self) -> Tensor:
+        """The 3-D position embedding (1, T, S, W)."""
+        t, s = self.pos_time.shape[1], self.pos_space.shape[2]
+        return torch.cat([self.pos_space.expand(1, t, s, -1), self.pos_time.expand(1, t, s, -1)], dim=-1)
+
+    def embed(self, x: Tensor) -> Tensor:
+        """Patch tokens with positions: x (B, T, C, H, W) -> (B, T, S, W)."""
+        if x.dim() != 5 or x.shape[1] != self.cfg.frames:
+            raise GenlabError(f"video DiT expects x (B, {self.cfg.frames}, C, H, W), got {tuple(x.shape)}")
+        h = self.patch(x.flatten(0, 1)).flatten(2).transpose(1, 2)  # (B·T, S, W)
+        return h.unflatten(0, x.shape[:2]) + self.positions()  # (B, T, S, W)
+
+    def forward(self, x: Tensor, t: Tensor, cond=None) -> Tensor:
+        """x (B, T, C, H, W), t (B,); cond: text with .tokens (B, L, text_dim), .mask (B, L) bool and .pooled
+        (B, text_dim) for a text model, None for an unconditional one. Output (B, T, C, H, W)."""
+        if (cond is not None) != (self.text_in is not None):
+            want = "pass encoded text" if self.text_in is not None else "set model.text_dim to condition on text"
+            raise GenlabError(f"this video DiT is {'' if self.text_in is not None else 'not '}text-conditioned: {want}")
+        b, frames = x.shape[:2]
+        h = self.embed(x)  # (B, T, S, W)
+        c, ctx, mask = self.cond(t), None, None  # (B, W)
+        if cond is not None:
+            c = c + self.pooled_in(cond.pooled)
+            ctx, mask = self.text_in(cond.tokens), cond.mask  # (B, L, W), (B, L)
+        for block in self.blocks:
+            h = run_block(block, h, c, ctx, mask, checkpoint=self.activation_checkpointing)
+        shift, scale = self.ada_out(c).chunk(2, dim=-1)
+        h = self.out(shift_scale(self.norm_out(h.flatten(1, 2)), shift, scale))  # (B, T·S, p·p·C)
+        h = h.view(b * frames, self.side, self.side, self.p, self.p, -1)  # (B·T, s, s, p, p, C)
+        h = h.permute(0, 5, 1, 3, 2, 4).reshape(b, frames, -1, self.side * self.p, self.side * self.p)
+        return h  # (B, T, C, H, W)
