@@ -32,7 +32,11 @@ ARMS = {  # name: (recipe overrides, what changes)
     "basic": ([], "retrained here: basic caption grammar"),
     "full": (
         ["--data.grammar=full"],
-        "full caption grammar: counting scenes, 'A and B', relations stated both ways, colours sometimes unstated",
+        "full caption grammar: counting scenes, pairs stated in either order, colours sometimes unstated",
+    ),
+    "full-mmdit": (
+        ["--data.grammar=full", "--model.text_mode=mmdit"],
+        "full grammar + MM-DiT (joint attention over image and text tokens) in place of cross-attention",
     ),
 }
 
