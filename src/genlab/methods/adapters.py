@@ -37,7 +37,7 @@ from genlab.constraints import NonEmpty, NonNegFloat, PositiveFloat, PositiveInt
 from genlab.errors import GenlabError
 from genlab.methods.base import ODE_SETTINGS, Method, randn
 from genlab.models.dit import DiTBlock, heads_merge, heads_split, key_mask
-from genlab.samplers import guided, sample
+from genlab.samplers import guided
 from genlab.settings import DEFAULT_SETTINGS, Callback, Samples, SampleSettings
 
 SHIPPED = "shipped:"  # method.base / method.image_encoder "shipped:NAME": the checkpoint genlab/assets/NAME
@@ -247,8 +247,6 @@ class AdapterMethod(Method):
     ) -> Samples:
         """n samples of the base with the adapter: `contexts(sample_rows, unconditional (bool rows), t)` gives the
         layers' contexts of a network call over rows of samples (None: no adapter in that call)."""
-        from genlab.methods.flow import with_callback
-
         base, device = self.base, self.device
         net, c, null = base.guidance_inputs(n, cond, device)
         null = torch.full_like(c, n) if null is None else null
@@ -260,23 +258,8 @@ class AdapterMethod(Method):
 
         idx = torch.arange(n, device=device)
         fn = guided(model, idx, scale=settings.guidance_scale, null_cond=idx + n)
-        if callback is not None:
-            fn = with_callback(fn, callback, path=base.path, target=base.cfg.target)
         noise = randn((n, *base.shape), generator=generator, device=device) if noise is None else noise.to(device)
-        stats: dict = {}
-        x = sample(
-            fn,
-            noise,
-            sampler=settings.sampler,
-            steps=settings.steps,
-            path=base.path,
-            target=base.cfg.target,
-            grid=settings.grid,
-            stats=stats,
-            eta=settings.eta,
-            generator=generator,
-        )
-        return Samples(base.finish(x), stats["nfe"])
+        return base.integrate(fn, noise, settings, generator, callback)
 
 
 class GligenMethod(AdapterMethod):

@@ -121,13 +121,25 @@ class FlowMethod(Method):
             grid_opts["t_max"] = float(strength)
         fn = self.prediction(n, cond, settings)
         fn = fn if wrap is None else wrap(fn)
+        return self.integrate(fn, noise, settings, generator, callback, start=start, **grid_opts)
+
+    def integrate(
+        self,
+        fn: Callable,
+        noise: Tensor,
+        settings: SampleSettings,
+        generator: torch.Generator | None,
+        callback: Callback | None,
+        **opts,
+    ) -> Samples:
+        """Run the sampler of `settings` on the prediction `fn(x_t, t)` from `noise` along this method's path (the
+        callback sees each step), then `finish` the result; `opts` go to `genlab.samplers.sample` (start, t_max)."""
         if callback is not None:
             fn = with_callback(fn, callback, path=self.path, target=self.cfg.target)
         stats: dict = {}
         x = sample(
             fn,
             noise,
-            start=start,
             sampler=settings.sampler,
             steps=settings.steps,
             path=self.path,
@@ -136,7 +148,7 @@ class FlowMethod(Method):
             stats=stats,
             eta=settings.eta,
             generator=generator,
-            **grid_opts,
+            **opts,
         )
         return Samples(self.finish(x), stats["nfe"])
 

@@ -38,15 +38,20 @@ class DiTConfig:
     text_mode: Literal["cross", "mmdit"] = "cross"  # cross (adaLN-Zero + cross-attention) | mmdit (joint attention)
 
     def __post_init__(self) -> None:
-        if self.size in DIT_PRESETS and (self.width or 1) >= 1 and (self.heads or 1) >= 1:
-            width, _, heads = dit_dims(self)
-            require(width % heads == 0, "heads", f"must divide the width {width}, got {heads}")
-        if self.image_size and self.patch_size >= 1:
-            require(
-                self.image_size % self.patch_size == 0,
-                "patch_size",
-                f"must divide image_size={self.image_size}, got {self.patch_size}",
-            )
+        check_dims(self)
+
+
+def check_dims(cfg) -> None:
+    """A DiT-like config's heads divide its width and its patch size divides its image size (errors name the key)."""
+    if cfg.size in DIT_PRESETS and (cfg.width or 1) >= 1 and (cfg.heads or 1) >= 1:
+        width, _, heads = dit_dims(cfg)
+        require(width % heads == 0, "heads", f"must divide the width {width}, got {heads}")
+    if cfg.image_size and cfg.patch_size >= 1:
+        require(
+            cfg.image_size % cfg.patch_size == 0,
+            "patch_size",
+            f"must divide image_size={cfg.image_size}, got {cfg.patch_size}",
+        )
 
 
 DIT_PRESETS = {  # (width, depth, heads)
@@ -223,6 +228,28 @@ class MMDiTBlock(nn.Module):
         return new[0], new[1]
 
 
+def init_dit(model: nn.Module) -> None:
+    """adaLN-Zero initialisation of a DiT-like model (attributes patch, cond, ada_out, out; DiT / MM-DiT blocks
+    anywhere in it): Xavier linears, the patch embedding like a linear, every block's adaLN modulation, every
+    cross-attention output and the head zeroed, so each block starts as the identity."""
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+    nn.init.xavier_uniform_(model.patch.weight.view(model.patch.weight.shape[0], -1))
+    nn.init.zeros_(model.patch.bias)
+    for m in model.cond.mlp:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+    blocks = list(model.modules())
+    zero = [b.ada[-1] for b in blocks if isinstance(b, DiTBlock)]
+    zero += [s.ada[-1] for b in blocks if isinstance(b, MMDiTBlock) for s in (b.img, b.txt)]
+    zero += [b.cross.out for b in blocks if isinstance(b, DiTBlock) and b.cross is not None]
+    for m in [*zero, model.ada_out[-1], model.out]:
+        nn.init.zeros_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
 class DiT(nn.Module):
     def __init__(self, cfg: DiTConfig):
         super().__init__()
@@ -256,22 +283,7 @@ class DiT(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
-        """Xavier linears, patch embedding like a linear, adaLN and output layers zeroed (adaLN-Zero)."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
-        nn.init.xavier_uniform_(self.patch.weight.view(self.patch.weight.shape[0], -1))
-        nn.init.zeros_(self.patch.bias)
-        for m in self.cond.mlp:
-            if isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, std=0.02)
-        zero = [b.ada[-1] for b in self.blocks if isinstance(b, DiTBlock)]
-        zero += [s.ada[-1] for b in self.blocks if isinstance(b, MMDiTBlock) for s in (b.img, b.txt)]
-        zero += [b.cross.out for b in self.blocks if isinstance(b, DiTBlock) and b.cross is not None]
-        for m in [*zero, self.ada_out[-1], self.out]:
-            nn.init.zeros_(m.weight)
-            nn.init.zeros_(m.bias)
+        init_dit(self)
 
     def forward(self, x: Tensor, t: Tensor, cond=None) -> Tensor:
         """x (B,C,H,W), t (B,); cond: class labels (B,) int, or text with .tokens (B,L,text_dim),

@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from genlab.constraints import OneOf, OptCount, OptPositiveInt, PositiveFloat, PositiveInt, Range, require
+from genlab.constraints import OneOf, OptCount, OptPositiveInt, PositiveFloat, PositiveInt, Range
 from genlab.errors import GenlabError
-from genlab.models.dit import DIT_PRESETS, DiTBlock, dit_dims, shift_scale, sincos_2d
+from genlab.models.dit import DIT_PRESETS, DiTBlock, check_dims, dit_dims, init_dit, shift_scale, sincos_2d
 from genlab.models.layers import ConditionEmbedding, run_block
 
 
@@ -42,15 +42,7 @@ class VideoDiTConfig:
     attention: Literal["factorized", "full"] = "factorized"
 
     def __post_init__(self) -> None:
-        if self.size in DIT_PRESETS and (self.width or 1) >= 1 and (self.heads or 1) >= 1:
-            width, _, heads = dit_dims(self)
-            require(width % heads == 0, "heads", f"must divide the width {width}, got {heads}")
-        if self.image_size and self.patch_size >= 1:
-            require(
-                self.image_size % self.patch_size == 0,
-                "patch_size",
-                f"must divide image_size={self.image_size}, got {self.patch_size}",
-            )
+        check_dims(self)
 
 
 def sincos_1d(length: int, width: int) -> Tensor:
@@ -140,21 +132,7 @@ class VideoDiT(nn.Module):
         self.init_weights()
 
     def init_weights(self) -> None:
-        """Xavier linears, patch embedding like a linear, adaLN, cross-attention output and head zeroed."""
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
-        nn.init.xavier_uniform_(self.patch.weight.view(self.patch.weight.shape[0], -1))
-        nn.init.zeros_(self.patch.bias)
-        for m in self.cond.mlp:
-            if isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, std=0.02)
-        dit_blocks = [m for m in self.modules() if isinstance(m, DiTBlock)]
-        zero = [b.ada[-1] for b in dit_blocks] + [b.cross.out for b in dit_blocks if b.cross is not None]
-        for m in [*zero, self.ada_out[-1], self.out]:
-            nn.init.zeros_(m.weight)
-            nn.init.zeros_(m.bias)
+        init_dit(self)
 
     def positions(self) -> Tensor:
         """The 3-D position embedding (1, T, S, W)."""
