@@ -5,7 +5,7 @@ TORCH ?= torch==2.13.0
 RECIPE ?= recipes/digits-flow.yaml
 BIN := $(VENV)/bin
 
-.PHONY: setup setup-test demo test check format lint bench clean
+.PHONY: setup setup-test demo test check format lint bench clean browser
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,17 @@ demo: setup
 	@echo "look at $(RUN)/samples.png, $(RUN)/loss.png and $(RUN)/metrics.jsonl"
 
 # the house rules, checked by machine: formatting, lint, then the suite
-test: check
+test: check browser
 	$(BIN)/python -m pytest
+
+# the web app's browser tests drive the system Chromium (Playwright cannot download its own browser offline);
+# installed here when missing, so that `make test` stays one command on a fresh Debian machine
+CHROMIUM ?= chromium
+browser:
+	@command -v $(CHROMIUM) >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	@command -v $(CHROMIUM) >/dev/null 2>&1 || { echo "chromium is needed by the browser tests: install it (apt-get install chromium)"; exit 1; }
 
 check: setup
 	$(BIN)/ruff format --check src tests benchmarks
