@@ -23,6 +23,7 @@ FIRST = (
     "shapes-captioner-lm",
     "shapes-captioner-stage1",
     "shapes-t2i",  # the base of the adapters (shapes-gligen, shapes-ip-adapter)
+    "videos-tae",  # the video autoencoder of videos-t2v-tae
 )
 TINY = [
     "--train.steps=2",
@@ -51,7 +52,8 @@ def _tiny_tree(path: Path, runs: Path) -> dict:
     parts += (("base", "shapes-t2i"), ("image_encoder", "shapes-clip"))  # adapters on a frozen text-to-image run
     for key, part in parts:
         if key in method:
-            method[key] = str(runs / part)
+            named = Path(method[key]).name  # runs/NAME of a recipe trained first (runs/videos-tae) is its tiny run
+            method[key] = str(runs / (named if key == "autoencoder" and named in FIRST else part))
     if method.get(
         "init"
     ):  # SFT recipes start from runs/NAME[/best]: the tiny run of recipes/NAME.yaml (trained before)

@@ -544,6 +544,12 @@ def write_sample_grid(method: Method, recipe: Recipe, data: Dataset | None, path
     classes = method.num_classes
     label = torch.arange(classes).repeat_interleave(cols) if classes else None
     n = classes * cols if classes else (cols * cols if data is None or data.is_image else 2000)
+    if method.shows_reconstructions and data is not None and data.is_video:  # each video's frames over its recon
+        real = data.x[: max(cols // 2, 1)].to(method.device)  # (k, T, C, H, W)
+        pairs = torch.stack([real, method.reconstruct(real)], 1)  # (k, 2, T, C, H, W)
+        with atomic_path(path) as tmp:
+            save_samples(pairs.flatten(0, 2).cpu(), tmp, nrow=real.shape[1])
+        return
     if method.shows_reconstructions and data is not None:  # a tokenizer has no samples
         real = data.x[: n // (2 * cols) * cols].to(method.device)  # rows of real images over their reconstructions
         pairs = torch.stack([real.unflatten(0, (-1, cols)), method.reconstruct(real).unflatten(0, (-1, cols))], 1)

@@ -33,7 +33,19 @@ def test_registry_kinds_match_configs():
     assert (
         set(DATA_CONFIGS)
         == set(DATASETS)
-        == {"toy2d", "digits", "imagefolder", "npz", "shapes", "photos", "faces", "unpaired", "text", "videos"}
+        == {
+            "toy2d",
+            "digits",
+            "imagefolder",
+            "npz",
+            "shapes",
+            "photos",
+            "faces",
+            "unpaired",
+            "text",
+            "videos",
+            "video_folder",
+        }
     )
     for kind, cls in DATA_CONFIGS.items():
         assert cls().kind == kind

@@ -92,7 +92,8 @@ def test_sample_eval_and_generate_video_end_to_end(runs, tmp_path):
     assert x.shape == (2, FRAMES, 3, 32, 32) and x.abs().max() <= 1
     assert main(["eval", str(t2v), "--n", "10", "--out", str(tmp_path / "eval")]) == 0
     metrics = json.loads((tmp_path / "eval" / "eval.json").read_text())["metrics"]
-    assert set(metrics) == {"motion", "frames", "consistency"} and all(0 <= v <= 1 for v in metrics.values())
+    assert set(metrics) == {"motion", "frames", "consistency", "identity", "fd"}
+    assert all(0 <= metrics[k] <= 1 for k in ("motion", "frames", "consistency", "identity")) and metrics["fd"] > 0
     png = tmp_path / "s.png"  # genlab sample: one video per row, its frames left to right
     assert main(["sample", str(t2v), "--n", "2", "--steps", "1", "-o", str(png)]) == 0
     from PIL import Image

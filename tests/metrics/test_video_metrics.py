@@ -19,7 +19,7 @@ def render(casts: list[tuple[Actor, ...]], frames: int = 8, seed: int = 0) -> to
 def test_true_renders_score_100_percent():
     for split in ("train", "heldout"):
         x, texts, _ = sample_videos(40, split=split, seed=5)
-        assert video_scores(x, texts) == {"motion": 1.0, "frames": 1.0, "consistency": 1.0}
+        assert video_scores(x, texts) == {"motion": 1.0, "frames": 1.0, "consistency": 1.0, "identity": 1.0}
 
 
 def test_every_motion_is_classified():
@@ -57,6 +57,7 @@ def test_still_video_fails_every_motion_and_lost_objects_score_zero():
         "motion": 0.0,
         "frames": 0.0,
         "consistency": 1.0,
+        "identity": 0.0,
     }
 
 

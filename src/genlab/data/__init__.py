@@ -14,6 +14,7 @@ from genlab.data.shapes import ShapesConfig, build_shapes
 from genlab.data.text import TextConfig, build_text
 from genlab.data.toy2d import Toy2DConfig, build_toy2d
 from genlab.data.unpaired import UnpairedConfig, build_unpaired
+from genlab.data.video_folder import VideoFolderConfig, build_video_folder
 from genlab.data.videos import VideosConfig, build_videos
 
 DATA_CONFIGS = {
@@ -27,6 +28,7 @@ DATA_CONFIGS = {
     "unpaired": UnpairedConfig,
     "text": TextConfig,
     "videos": VideosConfig,
+    "video_folder": VideoFolderConfig,
 }
 DATASETS = {
     "toy2d": build_toy2d,
@@ -39,6 +41,7 @@ DATASETS = {
     "unpaired": build_unpaired,
     "text": build_text,
     "videos": build_videos,
+    "video_folder": build_video_folder,
 }
 
 

@@ -66,7 +66,8 @@ def _scan_folders(root: Path) -> _Listing:
     return _Listing(files, labels, None, root)
 
 
-def _parse_line(line: str, lineno: int, meta: Path, root: Path) -> dict:
+def _parse_line(line: str, lineno: int, meta: Path, root: Path, *, folders: bool = False) -> dict:
+    """One metadata.jsonl line; `folders` also lets file_name name a folder (a video's frames)."""
     try:
         row = json.loads(line)
     except json.JSONDecodeError:
@@ -76,8 +77,9 @@ def _parse_line(line: str, lineno: int, meta: Path, root: Path) -> dict:
     file = root / row["file_name"]
     if not file.resolve().is_relative_to(root.resolve()):
         raise GenlabError(f"{meta}: line {lineno}: file_name {row['file_name']!r} points outside {root}")
-    if not file.is_file():
-        raise GenlabError(f"{meta}: line {lineno} names {row['file_name']!r}, which is not a file in {root}")
+    if not (file.is_file() or (folders and file.is_dir())):
+        kind = "a file or folder" if folders else "a file"
+        raise GenlabError(f"{meta}: line {lineno} names {row['file_name']!r}, which is not {kind} in {root}")
     label, text = row.get("label"), row.get("text")
     if label is not None and (isinstance(label, bool) or not isinstance(label, (int, str))):
         raise GenlabError(f"{meta}: line {lineno}: 'label' must be an int or a string, got {label!r}")

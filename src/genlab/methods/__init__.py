@@ -24,6 +24,7 @@ from genlab.methods.text_gan import TextGANConfig, TextGANMethod
 from genlab.methods.token_prior import TextTokenPriorConfig, TextTokenPriorMethod, TokenPriorConfig, TokenPriorMethod
 from genlab.methods.vae import VAEConfig, VAEMethod
 from genlab.methods.video import VideoFlowConfig, VideoFlowMethod
+from genlab.methods.video_autoencoder import VideoAutoencoderMethod, VideoAutoencoderMethodConfig
 from genlab.methods.vqvae import VQVAEConfig, VQVAEMethod
 
 METHOD_CONFIGS = {
@@ -57,6 +58,7 @@ METHOD_CONFIGS = {
     "gligen": GligenConfig,  # adapters trained on a frozen text-to-image run: grounded boxes, image prompts
     "ip_adapter": IPAdapterConfig,
     "video_flow": VideoFlowConfig,  # text-to-video: latent_flow over per-frame latents with a video DiT
+    "video_autoencoder": VideoAutoencoderMethodConfig,  # causal video KL autoencoder (time and space compressed)
 }
 METHODS = {
     "gan": GANMethod,
@@ -88,6 +90,7 @@ METHODS = {
     "gligen": GligenMethod,
     "ip_adapter": IPAdapterMethod,
     "video_flow": VideoFlowMethod,
+    "video_autoencoder": VideoAutoencoderMethod,
 }
 
 # methods are built by genlab.runs.build_method, which also hands them their frozen parts

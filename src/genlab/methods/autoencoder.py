@@ -39,15 +39,19 @@ class AutoencoderMethodConfig:
 
 class AutoencoderMethod(Method):
     sampled_by = "decoding prior draws (one pass)"
+    model_kind = "autoencoder"  # genlab.methods.video_autoencoder: "video_autoencoder"
 
     def __init__(self, cfg: AutoencoderMethodConfig, model_cfg):
         super().__init__()
-        if model_cfg.kind != "autoencoder":
-            raise GenlabError(f"method.kind=autoencoder needs model.kind=autoencoder, got {model_cfg.kind!r}")
+        if model_cfg.kind != self.model_kind:
+            raise GenlabError(f"method.kind={cfg.kind} needs model.kind={self.model_kind}, got {model_cfg.kind!r}")
         self.cfg = cfg
-        self.ae = Autoencoder(model_cfg)
+        self.ae = self.build_autoencoder(model_cfg)
         self.disc = PatchDiscriminator(model_cfg.in_channels, channels=cfg.disc_channels, layers=cfg.disc_layers)
         self.latent_shape = model_cfg.latent_shape()
+
+    def build_autoencoder(self, model_cfg) -> nn.Module:
+        return Autoencoder(model_cfg)
 
     def optimizer_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"model": list(self.ae.parameters()), "disc": list(self.disc.parameters())}
@@ -70,7 +74,11 @@ class AutoencoderMethod(Method):
         rec = err.mean()
         kl = kl_to_standard(mean, logvar).mean() / x[0].numel()
         loss = rec + self.cfg.kl_weight * kl
-        logs = {"loss_rec": rec.detach(), "kl": kl.detach(), "psnr": psnr(xr.detach(), x).mean()}
+        logs = {
+            "loss_rec": rec.detach(),
+            "kl": kl.detach(),
+            "psnr": psnr(xr.detach().flatten(0, -4), x.flatten(0, -4)).mean(),
+        }
         if self.adversarial:
             with frozen(self.disc):
                 g = gen_loss(self.cfg.adv_loss, self.disc(xr))

@@ -97,10 +97,11 @@ class LatentFlowMethod(FlowMethod):
     likelihood = None  # a density of latents is not an image likelihood
     takes_prompts = True
     model_kind = "dit"  # the denoiser it needs (genlab.methods.video: "video_dit")
+    autoencoder_kinds = "autoencoder"  # the method kinds `autoencoder` may name ("|"-separated)
 
     @classmethod
     def frozen_parts(cls, cfg: LatentFlowConfig) -> dict[str, tuple[str, str]]:
-        parts = {"autoencoder": (cfg.autoencoder, "autoencoder")}
+        parts = {"autoencoder": (cfg.autoencoder, cls.autoencoder_kinds)}
         kind, _, run = cfg.text_encoder.partition(":")
         if kind == "clip":
             parts["text_encoder"] = (run, "clip")
@@ -110,7 +111,7 @@ class LatentFlowMethod(FlowMethod):
         if model_cfg.kind != self.model_kind:
             raise GenlabError(f"method.kind={cfg.kind} needs model.kind={self.model_kind}, got {model_cfg.kind!r}")
         ae = parts["autoencoder"].ae
-        c, h, _ = ae.cfg.latent_shape()
+        *_, c, h, _ = ae.cfg.latent_shape()  # (c, h, w); a video autoencoder's (T', c, h, w)
         clip = parts.get("text_encoder")
         if clip is None:
             encoder = text_encoder(cfg.text_encoder)

@@ -20,6 +20,7 @@ from genlab.models.pixelcnn import PixelCNN, PixelCNNConfig
 from genlab.models.transformer import Transformer, TransformerConfig
 from genlab.models.unet import UNet, UNetConfig
 from genlab.models.vae import MLPVAE, ConvVAE, ConvVAEConfig, MLPVAEConfig
+from genlab.models.video_autoencoder import VideoAutoencoder, VideoAutoencoderConfig
 from genlab.models.video_dit import VideoDiT, VideoDiTConfig
 from genlab.models.vit import ViT, ViTConfig
 from genlab.models.vq import VQAutoencoder, VQConfig
@@ -43,6 +44,7 @@ MODEL_CONFIGS = {
     "vit": ViTConfig,
     "captioner": CaptionerConfig,
     "video_dit": VideoDiTConfig,
+    "video_autoencoder": VideoAutoencoderConfig,
 }
 MODELS = {
     "dcgan": GAN,
@@ -63,6 +65,7 @@ MODELS = {
     "vit": ViT,  # an image classifier (method.kind classifier)
     "captioner": CaptionerNet,  # built with its image encoder by method.kind captioner, never by build_model
     "video_dit": VideoDiT,  # space-time DiT over videos (B, T, C, H, W)
+    "video_autoencoder": VideoAutoencoder,  # causal KL autoencoder of videos, time and space compressed
 }
 
 
@@ -76,7 +79,7 @@ def build_model(cfg):
 
 def data_shape(cfg) -> tuple[int, ...]:
     """Shape of one data point the model consumes: (C, H, W) for images, (T, C, H, W) for videos, (D,) for vectors."""
-    if cfg.kind == "video_dit":
+    if cfg.kind in ("video_dit", "video_autoencoder"):
         return (cfg.frames, cfg.in_channels, cfg.image_size, cfg.image_size)
     if cfg.kind in ("mlp", "mlp_vae") or (cfg.kind == "none" and cfg.dim is not None):
         return (cfg.dim,)
