@@ -195,6 +195,10 @@ def _features(args) -> None:
 
 
 def _generate(args) -> None:
+    if args.from_png is not None:
+        return _generate_from_png(args)
+    if args.prompt is None:
+        raise GenlabError('give a prompt, e.g. genlab generate "a red circle above a blue square", or --from-png FILE')
     if args.video:
         return _generate_video(args)
     if args.edit_to is not None or args.reweight:
@@ -217,6 +221,33 @@ def _generate(args) -> None:
         )
     against = "" if args.negative is None else f" (negative {args.negative!r})"
     print(f"{args.n} images for {args.prompt!r}{against} written to {out}")
+
+
+def _generate_from_png(args) -> None:
+    """`genlab generate --from-png FILE`: the image a PNG from `genlab serve` records, drawn again from its settings."""
+    from genlab.serve.core import reproduce
+    from genlab.serve.pngmeta import write_png
+
+    given = [
+        f
+        for f in ("prompt", "negative", "boxes", "image_prompt", "embedding", "edit_to", "reweight")
+        if getattr(args, f)
+    ]
+    given += [k for k, v in _settings(args).items() if v is not None] + (["video"] if args.video else [])
+    if given or args.n != 4 or args.seed != 0:
+        what = (given or ["n/seed"])[0].replace("_", "-")
+        raise GenlabError(f"--from-png takes every setting from the PNG: drop {what}")
+    if not str(args.output).endswith(".png"):
+        raise GenlabError(f"-o {args.output}: --from-png writes one .png")
+    image, record = reproduce(args.from_png, run=args.run)
+    out = write_png(args.output, image, record)
+    print(f"image of {args.from_png} (seed {record['seed']}) drawn again and written to {out}")
+
+
+def _serve(args) -> None:
+    from genlab.serve import launch
+
+    launch(args.runs, host=args.host, port=args.port, results_dir=args.results)
 
 
 def _generate_video(args) -> None:
@@ -426,6 +457,7 @@ COMMANDS: dict[str, Callable] = {
     "compare": _compare,
     "features": _features,
     "generate": _generate,
+    "serve": _serve,
     "generate-text": _generate_text,
     "invert": _invert,
     "textual-inversion": _textual_inversion,
@@ -591,7 +623,10 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[par["settings"], par["seed"], par["p2p"]],
         help="images from a text prompt (default: the shipped shapes checkpoint)",
     )
-    g.add_argument("prompt", help='e.g. "a red circle above a blue square"')
+    g.add_argument("prompt", nargs="?", help='e.g. "a red circle above a blue square"')
+    g.add_argument(
+        "--from-png", metavar="FILE", help="draw again the image of a PNG saved by genlab serve (its settings)"
+    )
     g.add_argument("-o", "--output", default="out.png", help="grid .png or .npz (default out.png)")
     g.add_argument("--n", type=int, default=4)
     g.add_argument("--run", help="a text-to-image run folder (default: the checkpoint shipped with genlab)")
@@ -685,6 +720,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--n", type=int, help="samples per run for the metrics (default: the evaluator's, 1000 images, 64 texts)"
     )
+
+    sv = sub.add_parser("serve", help="the web app: generate, edit, compare and inspect runs in a browser")
+    sv.add_argument("--runs", default="runs", help="folder of run folders to offer (default ./runs)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    sv.add_argument("--results", default="benchmarks/results", help="benchmark plots to offer (if the folder exists)")
 
     f = sub.add_parser("features", help="feature networks for the image metrics")
     fsub = f.add_subparsers(dest="features_command", required=True)
