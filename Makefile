@@ -32,8 +32,10 @@ demo: setup
 	@echo "look at $(RUN)/samples.png, $(RUN)/loss.png and $(RUN)/metrics.jsonl"
 
 # the house rules, checked by machine: formatting, lint, then the suite
+# (PYTEST_ARGS="-n 2 --dist loadfile": 2 pytest-xdist workers, one file per worker at a time)
+PYTEST_ARGS ?=
 test: check browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # the web app's browser tests drive the system Chromium (Playwright cannot download its own browser offline);
 # installed here when missing, so that `make test` stays one command on a fresh Debian machine

@@ -23,6 +23,19 @@ def run_cli(*args, timeout=300):
     )
 
 
+def main_cli(capsys, *args) -> subprocess.CompletedProcess:
+    """`genlab ARGS` through genlab.cli.main in this process (no interpreter start-up): the exit code main returns
+    (or an argparse SystemExit's), and what it printed. The whole-process path (`python -m genlab`: exit status,
+    nothing else on stderr) is checked once, by run_cli, in test_missing_run_and_pickle_checkpoint."""
+    capsys.readouterr()  # drop earlier output
+    try:
+        code = main(list(map(str, args)))
+    except SystemExit as e:
+        code = e.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
+
+
 def test_train_writes_grid_curve_metrics_checkpoint(digits_run):
     for name in (
         "samples.png",
@@ -154,7 +167,7 @@ def _png(path, size=8):
 
 
 @pytest.mark.parametrize("problem", ["corrupt", "truncated", "empty", "mixed"])
-def test_bad_image_folders(tmp_path, problem):
+def test_bad_image_folders(tmp_path, capsys, problem):
     folder = tmp_path / "imgs"
     for i in range(4):
         _png(folder / "a" / f"{i}.png")
@@ -168,12 +181,13 @@ def test_bad_image_folders(tmp_path, problem):
             p.unlink()
     else:
         _png(folder / "a" / "big.png", size=12)
-    result = run_cli("train", _folder_recipe(tmp_path, folder), "--out", tmp_path / "run")
+    result = main_cli(capsys, "train", _folder_recipe(tmp_path, folder), "--out", tmp_path / "run")
     expected = {"corrupt": "0.png", "truncated": "1.png", "empty": "imgs", "mixed": "data.size"}[problem]
     _assert_clean_error(result, expected)
     assert not (tmp_path / "run").exists()  # nothing half-written
     if problem == "mixed":  # resizing by recipe option fixes it
-        result = run_cli(
+        result = main_cli(
+            capsys,
             "train",
             _folder_recipe(tmp_path, folder, size=8),
             "--out",
@@ -192,20 +206,21 @@ def test_bad_image_folders(tmp_path, problem):
         (["--train.steps"], "--section.key=value"),
     ],
 )
-def test_bad_recipe_options(tmp_path, args, pattern):
+def test_bad_recipe_options(tmp_path, capsys, args, pattern):
     recipe = write_recipe(tmp_path / "toy.yaml", TINY_TOY)
-    _assert_clean_error(run_cli("train", recipe, "--out", tmp_path / "run", *args), pattern)
+    _assert_clean_error(main_cli(capsys, "train", recipe, "--out", tmp_path / "run", *args), pattern)
     assert not (tmp_path / "run").exists()
 
 
-def test_missing_run_and_pickle_checkpoint(tmp_path):
+def test_missing_run_and_pickle_checkpoint(tmp_path, capsys):
+    # one bad request through a real `python -m genlab` process: exit status 2, one line on stderr, no traceback
     _assert_clean_error(run_cli("sample", tmp_path / "nope", "-o", tmp_path / "x.png"), "does not exist")
-    _assert_clean_error(run_cli("info", tmp_path / "nope"), "does not exist")
+    _assert_clean_error(main_cli(capsys, "info", tmp_path / "nope"), "does not exist")
     marker = tmp_path / "unpickled"
     evil = tmp_path / "model.pt"
     evil.write_bytes(pickle.dumps(Path_touch(marker)))
-    _assert_clean_error(run_cli("sample", evil, "-o", tmp_path / "x.png"), "never loaded")
-    _assert_clean_error(run_cli("train", "--resume", evil), "never loaded")
+    _assert_clean_error(main_cli(capsys, "sample", evil, "-o", tmp_path / "x.png"), "never loaded")
+    _assert_clean_error(main_cli(capsys, "train", "--resume", evil), "never loaded")
     assert not marker.exists() and not (tmp_path / "x.png").exists()
 
 
@@ -217,7 +232,7 @@ class Path_touch:  # unpickling this would create a file
         return (open, (self.path, "w"))
 
 
-def test_checkpoint_config_mismatch(digits_run, tmp_path):
+def test_checkpoint_config_mismatch(digits_run, tmp_path, capsys):
     import shutil
 
     run = tmp_path / "run"
@@ -226,14 +241,17 @@ def test_checkpoint_config_mismatch(digits_run, tmp_path):
     cfg = json.loads(cfg_file.read_text())
     cfg["recipe"]["model"]["channels"] = 24
     cfg_file.write_text(json.dumps(cfg))
-    _assert_clean_error(run_cli("sample", run, "-o", tmp_path / "x.png"), "does not match the model")
+    _assert_clean_error(main_cli(capsys, "sample", run, "-o", tmp_path / "x.png"), "does not match the model")
     assert not (tmp_path / "x.png").exists()
     (run / "checkpoint" / "ema.safetensors").write_bytes(b"\x00" * 10)
-    _assert_clean_error(run_cli("sample", run, "-o", tmp_path / "x.png"), "damaged")
+    _assert_clean_error(main_cli(capsys, "sample", run, "-o", tmp_path / "x.png"), "damaged")
 
 
-def test_bad_sample_requests(digits_run, tmp_path):
-    _assert_clean_error(run_cli("sample", digits_run, "--label", "12", "-o", tmp_path / "x.png"), "--label")
-    _assert_clean_error(run_cli("sample", digits_run, "-o", tmp_path / "x.jpg"), ".png")
-    _assert_clean_error(run_cli("sample", digits_run, "--sampler", "zzz", "-o", tmp_path / "x.png"), "unknown sampler")
+def test_bad_sample_requests(digits_run, tmp_path, capsys):
+    run = digits_run
+    _assert_clean_error(main_cli(capsys, "sample", run, "--label", "12", "-o", tmp_path / "x.png"), "--label")
+    _assert_clean_error(main_cli(capsys, "sample", run, "-o", tmp_path / "x.jpg"), ".png")
+    _assert_clean_error(
+        main_cli(capsys, "sample", run, "--sampler", "zzz", "-o", tmp_path / "x.png"), "unknown sampler"
+    )
     assert not list(tmp_path.glob("*.png"))

@@ -149,6 +149,21 @@ def test_class_metrics_and_floor_helpers():
     assert g.shape == (100, 1, 4, 4) and g.abs().max() <= 1.0  # image draws are clipped
 
 
+@pytest.mark.parametrize("items", [40, 6])  # N > D: eigendecomposition of Σ; N <= D: the data-matrix draw
+def test_gaussian_fit_draws_have_the_fitted_moments(items):
+    gen = torch.Generator().manual_seed(0)
+    train = (
+        torch.randn(items, 12, generator=gen, dtype=torch.float64)
+        @ torch.randn(12, 12, generator=gen, dtype=torch.float64)
+        + 3.0
+    )
+    draws = gaussian_fit_samples(train.float(), 200_000, seed=1).double()
+    cov = torch.cov(train.T)
+    assert torch.allclose(draws.mean(0), train.mean(0), atol=0.05 * cov.diagonal().max().sqrt())
+    assert (torch.cov(draws.T) - cov).abs().max() < 0.03 * cov.abs().max()
+    assert torch.equal(draws, gaussian_fit_samples(train.float(), 200_000, seed=1).double())  # seeded
+
+
 def test_shipped_feature_net(digits, net):
     train, test = digits
     assert ASSET.stat().st_size < 1_000_000
