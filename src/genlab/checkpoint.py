@@ -50,7 +50,12 @@ def optimizer_from_tensors(optimizers: dict, tensors: dict, meta: dict) -> None:
             group, pid, field = key.split(".", 2)
             if group == name:
                 state.setdefault(int(pid), {})[field] = value
-        opt.load_state_dict({"state": state, "param_groups": meta[name]["param_groups"]})
+        # the saved hyperparameters, but this optimizer's kernel choice (fused / foreach: the same update, so a
+        # checkpoint of the per-tensor loop resumes on the fused kernel, and one saved fused resumes where none is)
+        kernel = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in opt.param_groups]
+        groups = [{**saved, **own} for saved, own in zip(meta[name]["param_groups"], kernel)]
+        groups += meta[name]["param_groups"][len(groups) :]  # a group-count mismatch stays load_state_dict's error
+        opt.load_state_dict({"state": state, "param_groups": groups})
 
 
 def save_checkpoint(

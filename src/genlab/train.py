@@ -151,6 +151,21 @@ def _has_accelerator() -> bool:
     return torch.cuda.is_available() or torch.backends.mps.is_available()
 
 
+def adamw(params: list, *, fused: bool = True, **kwargs) -> torch.optim.AdamW:
+    """torch.optim.AdamW, with its fused kernel (one kernel over all tensors instead of a loop of elementwise ops per
+    tensor: the optimizer step about 3x faster on CPU, see benchmarks/t2i_speed.py) where torch has it for every
+    parameter's device and dtype; the default per-tensor loop otherwise (FSDP's sharded parameters: fused=False)."""
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+
+        devices = _get_fused_kernels_supported_devices()
+    except (ImportError, AttributeError):  # older torch
+        devices = []
+    wide = (torch.float32, torch.float64)  # fp32 / fp64 weights: the same update as the loop to rounding (1e-7)
+    fused = fused and all(type(p) is nn.Parameter and p.device.type in devices and p.dtype in wide for p in params)
+    return torch.optim.AdamW(params, fused=True if fused else None, **kwargs)
+
+
 def _all_reduce_sum(tensors: dict[str, torch.Tensor], world: int) -> None:
     if world > 1:
         for v in tensors.values():
@@ -243,7 +258,7 @@ class Trainer:
             self.sharding = setup(self.method, self.ema, self.recipe, self.acc.device)
         self.groups = self.method.optimizer_groups()  # after sharding: FSDP replaces the parameters
         self.optimizers = {
-            name: torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+            name: adamw(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay, fused=self.sharding is None)
             for name, params in self.groups.items()
         }
         self.norms = spectral_norms(self.method)
