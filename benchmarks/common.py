@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import time
@@ -30,6 +31,15 @@ def write_json(path: str | Path, result: dict, *, with_machine: bool = True, **d
     atomic_write_text(path, json.dumps(body, indent=2, **dumps) + "\n")
     print(f"wrote {path}")
     return Path(path)
+
+
+def wilson(k: int, n: int) -> list[float]:
+    """95 % Wilson score interval of k successes in n."""
+    if n == 0:
+        return [float("nan"), float("nan")]
+    z, p = 1.96, k / n
+    mid, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return [round((mid - half) / (1 + z * z / n), 4), round((mid + half) / (1 + z * z / n), 4)]
 
 
 def train_or_reuse(recipe, run_dir: str | Path, *, reuse: bool):

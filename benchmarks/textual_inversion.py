@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 from pathlib import Path
 
 import torch
 
-from common import write_json
+from common import wilson, write_json
 from genlab.atomic import atomic_path, atomic_write_text
 from genlab.data.images import save_grid, tensor_to_uint8
 from genlab.data.shapes import Scene, Shape, render
@@ -59,15 +58,6 @@ def concept_images(seed: int) -> torch.Tensor:
     """N_IMAGES renders (N, 3, 32, 32) in [-1, 1] of the concept at random places (a set per seed)."""
     scene = Scene((Shape(CONCEPT.colour, CONCEPT.shape, CONCEPT.size),))
     return torch.stack([render(scene, seed=s) for s in render_seeds(seed)])
-
-
-def wilson(k: int, n: int) -> list[float]:
-    """95 % Wilson score interval of k successes in n."""
-    if n == 0:
-        return [float("nan"), float("nan")]
-    z, p = 1.96, k / n
-    mid, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return [round((mid - half) / (1 + z * z / n), 4), round((mid + half) / (1 + z * z / n), 4)]
 
 
 def rate(flags: list[bool]) -> dict:
