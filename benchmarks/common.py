@@ -42,6 +42,26 @@ def wilson(k: int, n: int) -> list[float]:
     return [round((mid - half) / (1 + z * z / n), 4), round((mid + half) / (1 + z * z / n), 4)]
 
 
+def _status(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def measured(fn) -> tuple[float, int]:
+    """(seconds, rise of the process's peak RSS over the RSS just before) of one call of fn() (Linux: VmHWM is
+    reset before the call; elsewhere the rise reads 0)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    except OSError:
+        pass
+    before = _status("VmRSS")
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start, _status("VmHWM") - before
+
+
 def train_or_reuse(recipe, run_dir: str | Path, *, reuse: bool):
     """(the run, training wall seconds or None): train `recipe` into run_dir afresh, or with `reuse` score the run
     already there, which must have finished the recipe's steps."""

@@ -36,7 +36,7 @@ import torch
 from genlab.atomic import atomic_write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_json  # noqa: E402
+from common import measured, write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZES = {"dit-w64-d2": (64, 2), "dit-w128-d4": (128, 4), "dit-w256-d6": (256, 6)}  # (width, depth), heads = width/32
@@ -110,26 +110,6 @@ def state_bytes(trainer) -> dict[str, int]:
     return out
 
 
-def _status(key: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def peak_step(trainer) -> tuple[float, int]:
-    """(seconds, rise of the peak RSS over the RSS before) of one training step."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-    except OSError:
-        pass
-    before = _status("VmRSS")
-    start = time.perf_counter()
-    trainer.train_step()
-    seconds = time.perf_counter() - start
-    return seconds, _status("VmHWM") - before
-
-
 def worker(out: Path, repeats: int) -> None:
     import torch.distributed as dist
 
@@ -151,7 +131,7 @@ def worker(out: Path, repeats: int) -> None:
             order = list(LEVERS) if r % 2 == 0 else list(reversed(LEVERS))
             for lever in order:
                 dist.barrier()
-                seconds, peak = peak_step(trainers[lever])
+                seconds, peak = measured(trainers[lever].train_step)
                 times[lever].append(seconds)
                 peaks[lever].append(peak)
         for lever, trainer in trainers.items():

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from common import train_or_reuse, write_json
+from common import measured, train_or_reuse, write_json
 from genlab.config import load_recipe
 from genlab.data.videos import sample_videos
 from genlab.metrics.fid import frechet_distance
@@ -49,25 +49,6 @@ MMAP = str(128 * 1024)
 
 RECIPE = "recipes/videos-t2v.yaml"
 ARMS = ("factorized", "full")
-
-
-def _status(key: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def measured(fn) -> tuple[float, int]:
-    """(seconds, rise of the peak RSS over the RSS before) of one call of fn()."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-    except OSError:
-        pass
-    before = _status("VmRSS")
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start, _status("VmHWM") - before
 
 
 def recipe_for(arm: str, steps: int):
