@@ -107,3 +107,10 @@ def test_serve_without_gradio_is_a_one_line_error(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio now raises ImportError
     assert main(["serve", "--runs", "nowhere"]) == 2
     assert "pip install 'genlab[serve]'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("port", ["-5", "70000"])
+def test_serve_bad_port_is_a_one_line_error(capsys, port):
+    assert main(["serve", "--runs", "nowhere", "--port", port]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--port must be in 0..65535" in err and len(err.splitlines()) == 1

@@ -641,6 +641,8 @@ def launch(
 ):
     """Serve the app on http://HOST:PORT (port None or 0: a free one). block=False returns (demo, url) with the
     server running in the background (demo.close() stops it)."""
+    if port is not None and not 0 <= port <= 65535:
+        raise GenlabError(f"--port must be in 0..65535 (0: a free one), got {port}")
     demo = build_app(runs_dir, limits, results_dir=results_dir)
     port = free_port(host) if not port else port
     lim = demo.genlab.limits
@@ -660,6 +662,6 @@ def launch(
             enable_monitoring=False,
             max_threads=max(40, 4 * lim.queue + 8),
         )
-    except OSError as e:
+    except (OSError, OverflowError) as e:
         raise GenlabError(f"cannot serve on {host}:{port} ({e}); pick another --port") from None
     return demo, f"http://{host}:{port}/"
