@@ -1,18 +1,32 @@
 """What each change to the text-to-image recipe buys on the GenEval-style suite, at the same budget and settings.
 
     python benchmarks/t2i_ablation.py [--arms shipped full] [--n-per-prompt 4] [--threads 1] [--reuse]
-        [--out benchmarks/results/t2i_ablation.json]
+        [--minutes M] [--guidance 2 4 7] [--guidance-arm full] [--out benchmarks/results/t2i_ablation.json]
 
 Every arm is recipes/shapes-t2i.yaml (same steps, batch, learning rate and sampler) with the overrides listed in
 ARMS, trained by steps (no time limit, so a busy machine changes the wall time and nothing else) on the autoencoder of
 recipes/shapes-autoencoder.yaml, then scored by `genlab.metrics.geneval` with the same seeds. The arm `shipped` is the
 checkpoint in the package (the recipe as it was, basic caption grammar), scored, not retrained.
+
+The arms in CONTINUED are scaling points, not same-budget ablations: `full-long` copies the run of `full` (the copy,
+never the original, is resumed) and continues it with train.steps doubled (2x the budget of every other arm). The
+learning rate is a pure function of (step, train.steps): on resume the cosine is recomputed for the new length, so it
+jumps from the end of the old schedule (5e-5 at step 6000 of 6000) back up to about 5.4e-4 (step 6000 of 12000) and
+decays again to 5e-5 at 12000 (a warm restart); the optimizer moments and the EMA carry over. `--minutes M` stops
+the continuation after M more minutes of training (train.time_limit_minutes counts every resume, so the prior time is
+added): its row then says the step reached, mid-schedule.
+
+`--guidance S ...` adds a separate table: the run of --guidance-arm (`full`) scored at each guidance scale S with
+everything else (sampler, steps, seeds) unchanged, once on the suite's seed (0) and once on a second seed set (1).
+Picking a scale by the suite is tuning on the test set; a scale can only become a default if it also wins on the
+second seed set and on the held-out colour x shape pairs. The JSON keeps the rows of arms (and scales) not run now.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -20,10 +34,11 @@ import torch
 
 from common import write_json
 from genlab.atomic import atomic_write_text
+from genlab.checkpoint import load_state
 from genlab.config import load_recipe
 from genlab.generate import shipped_run
 from genlab.metrics.geneval import CATEGORIES, builtin_suite, geneval
-from genlab.runs import load_run
+from genlab.runs import load_run, recipe_for
 from genlab.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,13 +53,45 @@ ARMS = {  # name: (recipe overrides, what changes)
         ["--data.grammar=full", "--model.text_mode=mmdit"],
         "full grammar + MM-DiT (joint attention over image and text tokens) in place of cross-attention",
     ),
+    "full-long": (
+        ["--data.grammar=full", "--train.steps=12000"],
+        "SCALING POINT, 2x the budget of the other arms: `full` resumed (a copy of its step-6000 checkpoint) and "
+        "trained on to train.steps=12000; the cosine learning rate restarts at ~5.4e-4 and decays to 5e-5 at 12000",
+    ),
 }
+GUIDANCE_NOTE = (
+    "seed 0 is the suite's own seed set, so choosing a scale on it is tuning on the test set; seed 1 is a second "
+    "seed set and the held-out colour x shape pairs were never trained on: a scale is only a candidate default if it "
+    "also wins there"
+)
+CONTINUED = {"full-long": ("full", ["--train.steps=12000"])}  # arm: (the arm it resumes a copy of, train.* overrides)
 
 
-def arm_run(name: str, base: Path, *, reuse: bool):
+def continued_run(name: str, base: Path, *, reuse: bool, minutes: float | None):
+    """Copy the run of the arm it continues (once) and resume the copy with the new train.* keys."""
+    parent, overrides = CONTINUED[name]
+    run_dir = base / name
+    if not (run_dir / "checkpoint").is_dir():
+        arm_run(parent, base, reuse=True)  # the parent's run, trained if it is not there yet
+        shutil.copytree(base / parent, run_dir, ignore=shutil.ignore_patterns("bench.json"))
+    if not reuse:
+        prior = trained_minutes(run_dir)
+        limit = [f"--train.time_limit_minutes={prior + minutes:.2f}"] if minutes else ["--train.time_limit_minutes=0"]
+        train(recipe_for(None, [*overrides, *limit], resume=str(run_dir)), run_dir, resume=True, progress=False)
+    # the continuation's training minutes, over all its resumes (the trainer sums them in the checkpoint)
+    return load_run(run_dir), round(trained_minutes(run_dir) - trained_minutes(base / parent), 1)
+
+
+def trained_minutes(run_dir: Path) -> float:
+    return float(load_state(run_dir / "checkpoint")[1].get("seconds", 0.0)) / 60
+
+
+def arm_run(name: str, base: Path, *, reuse: bool, minutes: float | None = None):
     overrides, _ = ARMS[name]
     if overrides is None:
         return load_run(shipped_run()), None
+    if name in CONTINUED:
+        return continued_run(name, base, reuse=reuse, minutes=minutes)
     run_dir = base / name
     wall = None
     if not (reuse and (run_dir / "checkpoint").is_dir()):
@@ -77,28 +124,67 @@ def markdown(result: dict) -> str:
             f"| {name} | {r['change']} | {r['step']} | {100 * g['overall']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] | "
             f"{cats} | {100 * g['heldout_gap']:+.1f} | {100 * g['extra_rate']:.1f} |"
         )
+    if result.get("guidance"):
+        lines += [
+            "",
+            "Guidance sweep (" + result["guidance_note"] + ")",
+            "",
+            "| arm | scale | seed | step | overall | "
+            + " | ".join(CATEGORIES)
+            + " | seen pairs | held-out pairs | extra object |",
+            "|---|---|---|---|---|" + "---|" * len(CATEGORIES) + "---|---|---|",
+        ]
+        for r in result["guidance"].values():
+            g = r["geneval"]
+            lo, hi = g["overall_ci95"]
+            cats = " | ".join(f"{100 * g['categories'][c]['accuracy']:.1f}" for c in CATEGORIES)
+            seen, held = (100 * g["pairs"][k]["accuracy"] for k in ("seen", "heldout"))
+            lines.append(
+                f"| {r['arm']} | {r['guidance_scale']:g} | {r['seed']} | {r['step']} | {100 * g['overall']:.1f} "
+                f"[{100 * lo:.1f}, {100 * hi:.1f}] | {cats} | {seen:.1f} | {held:.1f} | {100 * g['extra_rate']:.1f} |"
+            )
     return "\n".join(lines) + "\n"
+
+
+def guidance_order(item: tuple[str, dict]) -> tuple[int, float, int]:
+    return list(ARMS).index(item[1]["arm"]), item[1]["guidance_scale"], item[1]["seed"]
+
+
+def score(run, suite, n_per_prompt: int, *, seed: int = 0, **settings) -> dict:
+    """The suite's report of `run` (sampled with its own settings, `settings` overriding them)."""
+
+    def generate(texts, s):
+        return run.sample(len(texts), prompts=texts, seed=s, **settings).x
+
+    return geneval(generate, suite, n_per_prompt=n_per_prompt, seed=seed)
+
+
+def previous(out: str) -> dict:
+    """The JSON already at `out` (rows of arms and scales not run this time are kept), or an empty one."""
+    path = Path(out)
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--arms", nargs="+", default=["shipped", "full"], choices=list(ARMS))
+    ap.add_argument("--arms", nargs="*", default=["shipped", "full"], choices=list(ARMS))
     ap.add_argument("--n-per-prompt", type=int, default=4)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", default="runs/bench-t2i-ablation")
     ap.add_argument("--reuse", action="store_true", help="score the runs already there instead of training")
+    ap.add_argument("--minutes", type=float, help="continued arms: stop after this many more minutes of training")
+    ap.add_argument("--guidance", nargs="*", type=float, default=[], help="guidance scales to score the full run at")
+    ap.add_argument("--guidance-arm", default="full", choices=[a for a in ARMS if a != "shipped"])
+    ap.add_argument("--guidance-seeds", nargs="+", type=int, default=[0, 1])
     ap.add_argument("--out", default="benchmarks/results/t2i_ablation.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     suite = builtin_suite()
-    arms = {}
+    arms, guidance, info = {}, {}, None
     for name in args.arms:
-        run, minutes = arm_run(name, Path(args.runs), reuse=args.reuse)
-
-        def generate(texts, seed, run=run):
-            return run.sample(len(texts), prompts=texts, seed=seed).x
-
-        report = geneval(generate, suite, n_per_prompt=args.n_per_prompt, seed=0)
+        run, minutes = arm_run(name, Path(args.runs), reuse=args.reuse, minutes=args.minutes)
+        report = score(run, suite, args.n_per_prompt)
+        info = report["suite"]
         arms[name] = {
             "change": ARMS[name][1],
             "step": run.step,
@@ -106,8 +192,31 @@ def main() -> None:
             "settings": run.settings.as_dict(run.method.sample_settings),
             "geneval": report["rows"]["model"],
         }
-        print(name, f"overall {100 * arms[name]['geneval']['overall']:.1f}")
-    result = {"suite": report["suite"], "threads": args.threads, "arms": arms}
+        print(name, f"step {run.step} overall {100 * arms[name]['geneval']['overall']:.1f}", flush=True)
+    if args.guidance:
+        run, _ = arm_run(args.guidance_arm, Path(args.runs), reuse=True)
+        for scale in args.guidance:
+            for seed in args.guidance_seeds:
+                report = score(run, suite, args.n_per_prompt, seed=seed, guidance_scale=scale)
+                info = info or report["suite"]
+                key = ("" if args.guidance_arm == "full" else f"{args.guidance_arm} ") + f"{scale:g}@seed{seed}"
+                guidance[key] = {
+                    "arm": args.guidance_arm,
+                    "step": run.step,
+                    "guidance_scale": scale,
+                    "seed": seed,
+                    "settings": run.settings.replace(guidance_scale=scale).as_dict(run.method.sample_settings),
+                    "geneval": report["rows"]["model"],
+                }
+                print(key, f"overall {100 * guidance[key]['geneval']['overall']:.1f}", flush=True)
+    old = previous(args.out)  # read last: another invocation may have written meanwhile
+    result = {
+        "suite": old.get("suite") or {**info, "seed": 0},
+        "threads": args.threads,
+        "arms": {**old.get("arms", {}), **arms},
+        "guidance_note": GUIDANCE_NOTE,
+        "guidance": dict(sorted({**old.get("guidance", {}), **guidance}.items(), key=guidance_order)),
+    }
     write_json(args.out, result)
     md = Path(args.out).with_suffix(".md")
     atomic_write_text(md, markdown(result))
