@@ -14,15 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from genlab.atomic import atomic_path  # noqa: E402
+from genlab.serve import CHROMIUM, CHROMIUM_FLAGS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 
 
 def shot(page, out: Path) -> None:
@@ -71,7 +65,7 @@ def main() -> None:
             Image.fromarray(tensor_to_uint8(generate("a blue square", n=1, seed=3, steps=16).x)[0]).resize(
                 (128, 128), Image.Resampling.NEAREST
             ).save(source)
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.set_default_timeout(120_000)
             page.goto(url)

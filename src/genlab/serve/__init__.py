@@ -13,6 +13,16 @@ from genlab.serve.core import Limits
 __all__ = ["Limits", "build_app", "launch"]
 
 INSTALL = "the web app needs gradio: pip install 'genlab[serve]'"
+# the system Chromium and its flags for driving the app headless (the browser tests, benchmarks/serve_screenshots.py):
+# no sandbox (root in CI), and no background fetches, so the page's own requests are the only traffic
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 def _app_module():
