@@ -16,6 +16,7 @@ from genlab.models.video_autoencoder import CausalTemporalConv, VideoAutoencoder
 from genlab.runs import build_method, load_run
 from genlab.settings import SampleSettings
 from genlab.train import resolve, train
+from tests.loss_helpers import loss_before_after
 from tests.t2i_fixtures import use_hash_encoder
 
 FRAMES = 4
@@ -108,19 +109,8 @@ def test_a_few_training_steps_lower_the_loss():
     torch.manual_seed(0)
     m, data = build(tae_tree())
     batch = {"x": data.x[:2]}
-
-    def loss() -> float:
-        torch.manual_seed(1)
-        with torch.no_grad():
-            return float(m.loss(batch)[0])
-
-    before = loss()
-    opt = torch.optim.Adam(m.optimizer_groups()["model"], lr=3e-3)
-    for _ in range(8):
-        opt.zero_grad()
-        m.loss(batch)[0].backward()
-        opt.step()
-    assert loss() < 0.7 * before
+    before, after = loss_before_after(m, batch, 8)
+    assert after < 0.7 * before
 
 
 def test_reconstruction_metrics_by_hand():
@@ -206,19 +196,8 @@ def test_video_flow_trains_on_tae_latents(tae_run, monkeypatch):
     assert z.shape == (4, FRAMES // 2, 4, 8, 8) and m.shape == (FRAMES // 2, 4, 8, 8)
     assert m.image_shape == (FRAMES, 3, 32, 32) and m.from_latent(z).shape == x.shape
     batch = {"x": x, "text": data.texts[:4]}
-
-    def loss() -> float:
-        torch.manual_seed(1)
-        with torch.no_grad():
-            return float(m.loss(batch)[0])
-
-    before = loss()
-    opt = torch.optim.Adam(m.optimizer_groups()["model"], lr=3e-3)
-    for _ in range(8):
-        opt.zero_grad()
-        m.loss(batch)[0].backward()
-        opt.step()
-    assert loss() < before
+    before, after = loss_before_after(m, batch, 8)
+    assert after < before
     gen = torch.Generator().manual_seed(0)
     out = m.sample(
         2,

@@ -15,6 +15,7 @@ from genlab.runs import build_method, load_run
 from genlab.settings import SampleSettings
 from genlab.train import resolve, train
 from genlab.video import read_gif, write_gif
+from tests.loss_helpers import loss_before_after
 from tests.t2i_fixtures import autoencoder_recipe, coloured_squares, use_hash_encoder
 
 FRAMES = 4
@@ -68,19 +69,8 @@ def test_latents_are_per_frame_and_training_lowers_the_loss(runs):
     torch.testing.assert_close(z[:, 2], m.to_latent(x[:, 2:3])[:, 0])  # frames are encoded independently
     assert m.from_latent(z).shape == x.shape and m.image_shape == (FRAMES, 3, 32, 32)
     batch = {"x": x, "text": data.texts[:4]}
-
-    def loss() -> float:
-        torch.manual_seed(1)
-        with torch.no_grad():
-            return float(m.loss(batch)[0])
-
-    before = loss()
-    opt = torch.optim.Adam(m.optimizer_groups()["model"], lr=3e-3)
-    for _ in range(15):
-        opt.zero_grad()
-        m.loss(batch)[0].backward()
-        opt.step()
-    assert loss() < 0.8 * before
+    before, after = loss_before_after(m, batch, 15)
+    assert after < 0.8 * before
 
 
 def test_sample_eval_and_generate_video_end_to_end(runs, tmp_path):
