@@ -51,12 +51,12 @@ def _tiny_tree(path: Path, runs: Path) -> dict:
     parts = (("tokenizer", tokenizer), ("autoencoder", "shapes-autoencoder"), ("encoder", "shapes-clip"))
     parts += (("base", "shapes-t2i"), ("image_encoder", "shapes-clip"))  # adapters on a frozen text-to-image run
     for key, part in parts:
-        if key in method:
+        if method.get(key):  # "" (videos-t2v-init's autoencoder): the init run's own
             named = Path(method[key]).name  # runs/NAME of a recipe trained first (runs/videos-tae) is its tiny run
             method[key] = str(runs / (named if key == "autoencoder" and named in FIRST else part))
-    if method.get(
-        "init"
-    ):  # SFT recipes start from runs/NAME[/best]: the tiny run of recipes/NAME.yaml (trained before)
+    # SFT recipes start from runs/NAME[/best]: the tiny run of recipes/NAME.yaml (trained before); shipped:NAME (the
+    # video model's image start) is the checkpoint in the package
+    if method.get("init") and not method["init"].startswith("shipped:"):
         method["init"] = str(runs / Path(method["init"]).relative_to("runs"))
     return tree
 

@@ -201,6 +201,8 @@ def _generate(args) -> None:
         raise GenlabError('give a prompt, e.g. genlab generate "a red circle above a blue square", or --from-png FILE')
     if args.video:
         return _generate_video(args)
+    if args.first_frame is not None:
+        raise GenlabError("--first-frame starts a video: add --video and a text-to-video --run")
     if args.edit_to is not None or args.reweight:
         return _prompt2prompt(args)
     from genlab.generate import check_prompt, text_run
@@ -230,7 +232,7 @@ def _generate_from_png(args) -> None:
 
     given = [
         f
-        for f in ("prompt", "negative", "boxes", "image_prompt", "embedding", "edit_to", "reweight")
+        for f in ("prompt", "negative", "boxes", "image_prompt", "embedding", "edit_to", "reweight", "first_frame")
         if getattr(args, f)
     ]
     given += [k for k, v in _settings(args).items() if v is not None] + (["video"] if args.video else [])
@@ -258,8 +260,17 @@ def _generate_video(args) -> None:
         raise GenlabError("--video needs --run RUN: a text-to-video run (train recipes/videos-t2v.yaml)")
     check_prompt(args.prompt)
     output = args.output if args.output != "out.png" else "out.gif"
-    out = generate_video(args.prompt, run=args.run, out=output, n=args.n, seed=args.seed, **_settings(args))
-    print(f"{args.n} video(s) for {args.prompt!r} written to {out}")
+    out = generate_video(
+        args.prompt,
+        run=args.run,
+        out=output,
+        n=args.n,
+        seed=args.seed,
+        first_frame=args.first_frame,
+        **_settings(args),
+    )
+    start = "" if args.first_frame is None else f" from first frame {args.first_frame}"
+    print(f"{args.n} video(s) for {args.prompt!r}{start} written to {out}")
 
 
 def _textual_inversion(args) -> None:
@@ -631,6 +642,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--n", type=int, default=4)
     g.add_argument("--run", help="a text-to-image run folder (default: the checkpoint shipped with genlab)")
     g.add_argument("--video", action="store_true", help="a text-to-video run (--run): write an animated .gif")
+    g.add_argument(
+        "--first-frame",
+        metavar="IMAGE",
+        help="with --video: image-to-video, every video starts from this image (a run trained with first_frame > 0)",
+    )
     g.add_argument("--negative", help='a negative prompt: guidance pushes away from it (e.g. "red"; needs CFG > 1)')
     g.add_argument("--boxes", help='a gligen run: "PHRASE:x0,y0,x1,y1;..." in [0, 1], y down (objects to place)')
     g.add_argument("--image-prompt", help="an ip_adapter run: a reference image (PNG/JPEG) whose content to follow")

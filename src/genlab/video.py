@@ -65,9 +65,12 @@ def generate_video(
     n: int = 1,
     seed: int = 0,
     scale: int = 4,
+    first_frame: str | Path | torch.Tensor | None = None,
     **settings,
 ) -> Path:
-    """n videos of a text-to-video run (method.kind video_flow) for `prompt`, written side by side to a GIF."""
+    """n videos of a text-to-video run (method.kind video_flow) for `prompt`, written side by side to a GIF.
+    `first_frame`: image-to-video, every video starts from this image (a file, centre-cropped and resized to the
+    run's frame size, or a tensor (C, H, W) in [-1, 1]); the run must have been trained with method.first_frame > 0."""
     from genlab.runs import load_run
 
     if n < 1:
@@ -75,5 +78,17 @@ def generate_video(
     loaded = load_run(run)
     if not loaded.method.makes_video:
         raise GenlabError(f"{run} is a {loaded.recipe.method.kind} run: --video needs a text-to-video run (video_flow)")
-    videos = loaded.sample(n, prompts=[prompt] * n, seed=seed, **settings).x  # (n, T, C, H, W)
+    extra = {}
+    if first_frame is not None:
+        if not loaded.method.frame_condition:
+            raise GenlabError(
+                f"{run} was not trained to take a first frame: drop --first-frame, or train with method.first_frame > 0"
+            )
+        if not isinstance(first_frame, torch.Tensor):
+            from genlab.edit import read_image
+
+            _, c, size, _ = loaded.method.image_shape
+            first_frame = read_image(first_frame, channels=c, size=size, resize=True)[0]
+        extra["adapter"] = {"first_frame": first_frame}
+    videos = loaded.sample(n, prompts=[prompt] * n, seed=seed, **extra, **settings).x  # (n, T, C, H, W)
     return write_gif(videos, out, scale=scale)

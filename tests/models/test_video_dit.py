@@ -23,7 +23,7 @@ def text(b: int, seed: int = 0):
     )
 
 
-def model(attention: str = "factorized", *, frames: int = FRAMES, depth: int = 1) -> VideoDiT:
+def model(attention: str = "factorized", *, frames: int = FRAMES, depth: int = 1, **extra) -> VideoDiT:
     cfg = VideoDiTConfig(
         in_channels=3,
         image_size=8,
@@ -33,6 +33,7 @@ def model(attention: str = "factorized", *, frames: int = FRAMES, depth: int = 1
         heads=2,
         text_dim=TEXT_DIM,
         attention=attention,
+        **extra,
     )
     torch.manual_seed(0)
     return VideoDiT(cfg)
@@ -114,3 +115,61 @@ def test_positions_are_distinct_in_space_and_time():
     dist = torch.cdist(pos, pos) + torch.eye(len(pos)) * 1e3
     assert dist.min() > 1e-3
     assert sincos_1d(5, 7).shape == (5, 7)
+
+
+def image_positions_model(*, frame_condition: bool = False, depth: int = 2) -> VideoDiT:
+    return model(depth=depth, positions="image", frame_condition=frame_condition)
+
+
+def test_started_from_an_image_dit_every_frame_is_the_image_dit():
+    """positions=image + load_image_dit: with the temporal blocks at identity and no frame given, each frame's
+    output is exactly the image DiT's on that frame (the given-frame channels start with no effect)."""
+    image = DiT(DiTConfig(in_channels=3, image_size=8, num_classes=0, width=32, depth=2, heads=2, text_dim=TEXT_DIM))
+    randomize_(image)
+    video = image_positions_model(frame_condition=True)
+    video.load_image_dit(image)
+    x, t, cond = torch.randn(2, FRAMES, 3, 8, 8), torch.rand(2), text(2)
+    given = torch.randn(2, FRAMES, 4, 8, 8)  # any latents and mask: their patch weights start at zero
+    with torch.no_grad():
+        out = video(torch.cat([x, given], dim=2), t, cond)
+        for f in range(FRAMES):
+            torch.testing.assert_close(out[:, f], image(x[:, f], t, cond), atol=1e-5, rtol=1e-5)
+    with pytest.raises(GenlabError, match="expects x"):
+        video(x, t, cond)  # a frame-conditioned DiT reads 2C + 1 channels
+
+
+def test_image_positions_give_frame_order_to_the_temporal_blocks_only():
+    """With positions=image the tokens carry the same 2-D positions in every frame; the temporal blocks see the
+    frame index (order matters), and without it the network is equivariant to permuting frames."""
+    m = randomize_(image_positions_model())
+    pos = m.positions()[0]  # (T, S, W)
+    assert torch.equal(pos[0], pos[-1])
+    x, t, cond = torch.randn(2, FRAMES, 3, 8, 8), torch.rand(2), text(2)
+    perm = torch.tensor([2, 0, 3, 1])
+    with torch.no_grad():
+        out = m(x, t, cond)
+        assert not torch.allclose(m(x[:, perm], t, cond), out[:, perm], atol=1e-4)
+        m.pos_time.zero_()
+        out = m(x, t, cond)
+        torch.testing.assert_close(m(x[:, perm], t, cond), out[:, perm], atol=1e-5, rtol=1e-5)
+    # the temporal block adds the positions for its own input only: h + f(h + p), not h + p + f(h + p)
+    block = m.blocks[0]
+    h, c = torch.randn(1, FRAMES, 16, 32), torch.randn(1, 32)
+    for p in block.time.ada.parameters():
+        torch.nn.init.zeros_(p)  # f = 0: the block is the identity, whatever the positions
+    with torch.no_grad():
+        torch.testing.assert_close(block.temporal(h, c, sincos_1d(FRAMES, 32)[None, :, None]), h)
+
+
+def test_image_dit_start_errors():
+    image = DiT(DiTConfig(in_channels=3, image_size=8, num_classes=0, width=32, depth=2, heads=2, text_dim=TEXT_DIM))
+    with pytest.raises(GenlabError, match="positions=image"):
+        model(depth=2).load_image_dit(image)  # split positions: the image DiT's blocks would see other positions
+    with pytest.raises(GenlabError, match="differs"):
+        image_positions_model(depth=1).load_image_dit(image)
+    with pytest.raises(GenlabError, match="factorized"):
+        VideoDiT(
+            VideoDiTConfig(
+                in_channels=3, image_size=8, frames=2, width=32, depth=1, heads=2, attention="full", positions="image"
+            )
+        )

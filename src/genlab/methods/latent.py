@@ -170,10 +170,15 @@ class LatentFlowMethod(FlowMethod):
         return super().loss({"x": self.to_latent(x), "label": self.encode_text(batch["text"], x.device)}, group)
 
     def guidance_inputs(self, n: int, cond, device):
+        """(net(x_t, t, rows), rows of the n samples, rows of their unconditional half) over `text_rows`' table."""
+        table, idx, null = self.text_rows(n, cond, device)
+        return (lambda x_t, t, i: self.net(x_t, t, table.take(i))), idx, null
+
+    def text_rows(self, n: int, cond, device) -> tuple[Text, Tensor, Tensor]:
         """Prompts (n strings; None: a fixed set, one per block of rows) as rows of one text table + the null text:
         the guided network reads row i for sample i and row n for the unconditional half. With `Prompts`, the
         distinct negative prompts follow the positive rows and sample i's guiding half reads its negative's row
-        (negative "" is row n, encode([""]): exactly plain CFG)."""
+        (negative "" is row n, encode([""]): exactly plain CFG). Returns (table, rows, unconditional rows)."""
         negatives = None
         if isinstance(cond, Prompts):
             cond, negatives = cond.positive, list(cond.negative)
@@ -193,7 +198,7 @@ class LatentFlowMethod(FlowMethod):
         else:
             row = {p: n + j for j, p in enumerate(distinct)}
             null = torch.tensor([row[p] for p in negatives], dtype=torch.long, device=device)
-        return (lambda x_t, t, i: self.net(x_t, t, table.take(i))), idx, null
+        return table, idx, null
 
     def finish(self, z: Tensor) -> Tensor:
         return self.from_latent(z)

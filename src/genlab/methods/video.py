@@ -9,17 +9,33 @@ factorized or full attention, text cross-attention, adaLN-Zero on t) learns the 
 does: logit-normal t (with shift), target eps − z, captions dropped to "" with probability `text_dropout` for
 classifier-free guidance. Sampling integrates from noise with guidance and decodes the latents to frames.
 `genlab eval` runs the motion checker (genlab.metrics.video) on videos sampled for the test split's captions.
+
+`method.init` (a latent_flow run folder, or shipped:NAME such as shipped:shapes-t2i) starts the video DiT from a
+trained text-to-image DiT, as MovieGen and Latte start from their image model: its layers become the spatial
+layers (model.positions: image), the temporal ones start at identity, so training begins from frames the image
+model can already draw and has to learn time. With `autoencoder: ""` the video run uses that run's autoencoder
+(the latent space the image DiT was trained in).
+
+`method.first_frame` > 0 trains image-to-video in the same network: with that probability a training video's first
+frame is given (its latent and a mask channel, model.frame_condition), else nothing is (text-to-video). Sampling
+with `first_frame=IMAGE` (genlab generate --video --first-frame) gives it; classifier-free guidance drops only the
+text, the given frame stays in both halves.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import types
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
-from genlab.methods.latent import LatentFlowConfig, LatentFlowMethod, Prompts
+from genlab.constraints import Probability
+from genlab.errors import GenlabError
+from genlab.methods.flow import FlowMethod
+from genlab.methods.latent import LatentFlowConfig, LatentFlowMethod, Prompts, Text
 from genlab.models.video_autoencoder import VideoAutoencoder
 from genlab.settings import DEFAULT_SETTINGS, SampleSettings
 
@@ -37,6 +53,25 @@ EVAL_N = 32  # videos `genlab eval` samples by default
 @dataclass
 class VideoFlowConfig(LatentFlowConfig):
     kind: str = "video_flow"
+    autoencoder: str = "runs/shapes-autoencoder"  # an autoencoder or video_autoencoder run; "": method.init's
+    init: str = ""  # a latent_flow run (or shipped:NAME) whose DiT starts the spatial layers; "": random
+    first_frame: Probability = 0.0  # training: probability a video's first frame is given (image-to-video)
+
+
+class VideoCond(NamedTuple):
+    """What the video DiT reads besides x_t: the text, and `given` (B, T', c + 1, h, w), the latents of given frames
+    and a mask channel (zeros where no frame is given)."""
+
+    text: Text
+    given: Tensor
+
+
+class FirstFrame(NamedTuple):
+    """The `cond` of image-to-video sampling: the prompts (as for text-to-video) and the first frame, an image
+    (C, H, W) or one per video (n, C, H, W) in [-1, 1]."""
+
+    prompts: object
+    image: Tensor
 
 
 class VideoFlowMethod(LatentFlowMethod):
@@ -44,14 +79,105 @@ class VideoFlowMethod(LatentFlowMethod):
     autoencoder_kinds = "autoencoder|video_autoencoder"
     makes_video = True
 
+    @classmethod
+    def frozen_parts(cls, cfg: VideoFlowConfig) -> dict[str, tuple[str, str]]:
+        from genlab.methods.adapters import part_folder
+
+        if not cfg.autoencoder and not cfg.init:
+            raise GenlabError('method.autoencoder is "": name an autoencoder run, or a method.init run to take its own')
+        parts = super().frozen_parts(cfg)
+        if cfg.init:
+            parts["init"] = (part_folder(cfg.init), "latent_flow")
+        if not cfg.autoencoder:
+            del parts["autoencoder"]
+        return parts
+
     def __init__(self, cfg: VideoFlowConfig, model_cfg, parts: dict):
+        image = parts.get("init")
+        if image is not None:
+            if image.cfg.text_encoder != cfg.text_encoder:
+                raise GenlabError(
+                    f"method.init={cfg.init} reads text with {image.cfg.text_encoder!r}, this recipe with "
+                    f"{cfg.text_encoder!r}: use its text_encoder"
+                )
+            if not cfg.autoencoder:  # the latent space the image DiT was trained in
+                parts = {**parts, "autoencoder": types.SimpleNamespace(ae=image.autoencoder)}
         ae = parts["autoencoder"].ae
         frames = model_cfg.frames  # video frames (the data's); the DiT runs on the latent frames
         temporal = isinstance(ae, VideoAutoencoder)
         if temporal and model_cfg.frames is not None:
             model_cfg = dataclasses.replace(model_cfg, frames=ae.cfg.latent_frames(model_cfg.frames))
+        model_cfg = dataclasses.replace(model_cfg, frame_condition=cfg.first_frame > 0)
         super().__init__(cfg, model_cfg, parts)
         self.frames, self.temporal = frames, temporal
+        if image is not None:
+            if image.autoencoder.state_dict().keys() != self.autoencoder.state_dict().keys() or not all(
+                torch.equal(a, b)
+                for a, b in zip(image.autoencoder.state_dict().values(), self.autoencoder.state_dict().values())
+            ):
+                raise GenlabError(
+                    f"method.init={cfg.init} was trained on another autoencoder's latents than method.autoencoder="
+                    f'{cfg.autoencoder}: set method.autoencoder: "" to use its own'
+                )
+            self.model.load_image_dit(image.model)
+
+    # -- image-to-video: the given first frame
+
+    @property
+    def frame_condition(self) -> bool:
+        return self.model.cfg.frame_condition
+
+    def net(self, x_t: Tensor, t: Tensor, label) -> Tensor:
+        """As the flow's, with the given frames and mask (a `VideoCond`) beside x_t when the DiT reads them."""
+        if not self.frame_condition:
+            return super().net(x_t, t, label)
+        a, b = self.path.a(t), self.path.b(t)
+        c_in = torch.rsqrt(a**2 * self.cfg.sigma_data**2 + b**2).to(x_t.dtype)
+        x_in = torch.cat([x_t * c_in.view(-1, 1, 1, 1, 1), label.given.to(x_t.dtype)], dim=2)
+        return self.model(x_in, t, label.text)
+
+    def given_frames(self, z0: Tensor | None, n: int, keep: Tensor | None = None) -> Tensor:
+        """The DiT's `given` input (n, T', c + 1, h, w): latent frame 0 = z0 (n, c, h, w) and mask 1 where `keep`
+        (n,) bool (all when None), zeros elsewhere and for z0 None."""
+        t, c, h, w = self.shape
+        given = torch.zeros(n, t, c + 1, h, w, device=self.device)
+        if z0 is not None:
+            keep = torch.ones(n, dtype=torch.bool, device=self.device) if keep is None else keep
+            k = keep.to(z0.dtype).view(-1, 1, 1, 1)
+            given[:, 0, :c] = z0 * k
+            given[:, 0, c] = k[:, 0]
+        return given
+
+    @torch.no_grad()
+    def first_latent(self, images: Tensor) -> Tensor:
+        """Latent frame 0 of videos starting with `images` (n, C, H, W): a per-frame latent, or the causal video
+        autoencoder's first latent frame (which depends on the first frame alone) of the image held still."""
+        video = images.to(self.device)[:, None].expand(-1, self.frames, -1, -1, -1)
+        return self.to_latent(video)[:, 0]
+
+    def loss(self, batch: dict, group: str = "model") -> tuple[Tensor, dict]:
+        if not self.frame_condition:
+            return super().loss(batch, group)
+        if "text" not in batch:
+            raise GenlabError("method.kind=video_flow needs captioned videos (e.g. data.kind=videos)")
+        x = batch["x"]
+        z = self.to_latent(x)
+        keep = torch.rand(len(z), device=z.device) < self.cfg.first_frame
+        label = VideoCond(self.encode_text(batch["text"], x.device), self.given_frames(z[:, 0], len(z), keep))
+        return FlowMethod.loss(self, {"x": z, "label": label}, group)
+
+    def _drop_labels(self, label):
+        if isinstance(label, VideoCond):  # the text is dropped; a given frame stays
+            return VideoCond(super()._drop_labels(label.text), label.given)
+        return super()._drop_labels(label)
+
+    @torch.no_grad()
+    def sample(self, n: int, *, cond=None, first_frame: Tensor | None = None, **opts):
+        """As latent_flow's; `first_frame` (C, H, W) or (n, C, H, W) in [-1, 1]: image-to-video, every video starts
+        from it (needs a run trained with method.first_frame > 0)."""
+        if first_frame is not None:
+            cond = FirstFrame(cond, first_frame)
+        return super().sample(n, cond=cond, **opts)
 
     @torch.no_grad()
     def to_latent(self, x: Tensor) -> Tensor:
@@ -67,14 +193,37 @@ class VideoFlowMethod(LatentFlowMethod):
         return super().from_latent(z.flatten(0, 1)).unflatten(0, z.shape[:2])  # (B, T, C, H, W)
 
     def guidance_inputs(self, n: int, cond, device):
-        """As latent_flow; with no prompts, a fixed set of video captions, one per block of rows."""
+        """As latent_flow; with no prompts, a fixed set of video captions, one per block of rows. With a
+        `FirstFrame`, every row (both halves of guidance) reads the given frame."""
+        image = None
+        if isinstance(cond, FirstFrame):
+            cond, image = cond.prompts, cond.image
+            if not self.frame_condition:
+                raise GenlabError(
+                    "this video run was not trained to take a first frame: train one with method.first_frame > 0"
+                )
+            image = image[None] if image.dim() == 3 else image
+            if image.shape[1:] != self.image_shape[1:] or len(image) not in (1, n):
+                raise GenlabError(
+                    f"the first frame must be (C, H, W) = {tuple(self.image_shape[1:])} or one per video, "
+                    f"got {tuple(image.shape)}"
+                )
+            image = image.expand(n, -1, -1, -1)
         if cond is None:
             cond = [DEFAULT_VIDEO_PROMPTS[i * len(DEFAULT_VIDEO_PROMPTS) // n] for i in range(n)]
         elif isinstance(cond, Prompts) and cond.positive is None:
             cond = Prompts(
                 [DEFAULT_VIDEO_PROMPTS[i * len(DEFAULT_VIDEO_PROMPTS) // n] for i in range(n)], cond.negative
             )
-        return super().guidance_inputs(n, cond, device)
+        if not self.frame_condition:
+            return super().guidance_inputs(n, cond, device)
+        table, idx, null = self.text_rows(n, cond, device)
+        given = self.given_frames(None if image is None else self.first_latent(image), n)
+
+        def net(x_t: Tensor, t: Tensor, i: Tensor) -> Tensor:  # x_t holds the n videos once or twice (CFG)
+            return self.net(x_t, t, VideoCond(table.take(i), given.repeat(len(x_t) // n, 1, 1, 1, 1)))
+
+        return net, idx, null
 
     @property
     def image_shape(self) -> tuple[int, ...]:
@@ -88,21 +237,37 @@ class VideoFlowMethod(LatentFlowMethod):
         """The motion checker's scores (motion accuracy, per-frame attribute accuracy, consistency, identity) of
         one video sampled for each of the first n captions of `data`, with the run's sample settings (when every
         caption is in the videos grammar), and 'fd': the Fréchet distance in the shipped video feature net
-        (genlab.metrics.video_features) between those videos and data's first n (for 3-channel 32x32 videos)."""
+        (genlab.metrics.video_features) between those videos and data's first n (for 3-channel 32x32 videos).
+        A run trained with first frames (method.first_frame > 0) is also scored on image-to-video: the same
+        captions with each true video's first frame given, keys 'i2v_<score>' and 'i2v_first_frame_psnr' (dB
+        between the generated and the given first frame)."""
         from genlab.data.videos import parse_video_caption
-        from genlab.metrics.video import video_scores
+        from genlab.metrics.video import frame_psnr, video_scores
         from genlab.metrics.video_features import load_video_net, video_fd
 
         captions = list(data.texts[: n or EVAL_N])
-        gen = torch.Generator().manual_seed(seed)
-        x = torch.cat(
-            [
-                self.sample(len(part), cond=part, settings=settings, generator=gen).x.cpu()
-                for part in (captions[i : i + 64] for i in range(0, len(captions), 64))
-            ]
-        )
-        out = video_scores(x, captions) if all(parse_video_caption(c) for c in captions) else {}
+        parsed = all(parse_video_caption(c) for c in captions)
         net = load_video_net()
-        if x.shape[2:] == (net.cfg.in_channels, net.cfg.image_size, net.cfg.image_size) and len(x) >= 2:
-            out["fd"] = video_fd(data.x[: len(x)], x, net=net)
+        out = {}
+        for prefix in ("", "i2v_") if self.frame_condition else ("",):
+            gen = torch.Generator().manual_seed(seed)
+            x = torch.cat(
+                [
+                    self.sample(
+                        min(64, len(captions) - i),
+                        cond=captions[i : i + 64],
+                        settings=settings,
+                        generator=gen,
+                        first_frame=data.x[i : i + 64, 0] if prefix else None,
+                    ).x.cpu()
+                    for i in range(0, len(captions), 64)
+                ]
+            )
+            scores = video_scores(x, captions) if parsed else {}
+            if x.shape[2:] == (net.cfg.in_channels, net.cfg.image_size, net.cfg.image_size) and len(x) >= 2:
+                scores["fd"] = video_fd(data.x[: len(x)], x, net=net)
+            if prefix:
+                true = data.x[: len(x), :2].float()  # frame_psnr needs two frames; the first one is scored
+                scores["first_frame_psnr"] = frame_psnr(x[:, :2].float(), true)[:, 0].mean().item()
+            out.update({prefix + k: v for k, v in scores.items()})
         return {**out, "n": len(captions)}
