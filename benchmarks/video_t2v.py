@@ -72,8 +72,8 @@ def recipe_for(arm: str, steps: int):
 
 
 def score_run(run, n: int, scales: tuple[float, ...]) -> dict:
-    """Scores per '<split>/cfg<scale>': the eval's (motion, frames, consistency, identity, fd) on the first n
-    captions of the split, plus the motion count and its Wilson interval."""
+    """Scores per '<split>/cfg<scale>': the eval's (motion, frames, consistency, identity, fd; i2v_* too for a run
+    trained with first frames) on the first n captions of the split, plus motion counts and Wilson intervals."""
     out = {}
     for split in SPLITS:
         data = build_videos(run.recipe.data, split=split)
@@ -83,13 +83,11 @@ def score_run(run, n: int, scales: tuple[float, ...]) -> dict:
             settings = SampleSettings(**{**run.recipe.sample.as_dict(), "guidance_scale": scale})
             start = time.perf_counter()
             row = run.method.heldout_metrics(data, seed=0, n=n, settings=settings)
-            k = round(row["motion"] * n)
-            row.update(
-                motion_videos=k,
-                motion_ci95=wilson(k, n),
-                fd=round(row["fd"], 3),
-                seconds=round(time.perf_counter() - start, 1),
-            )
+            for prefix in ("", "i2v_") if "i2v_motion" in row else ("",):  # image-to-video scores too
+                k = round(row[prefix + "motion"] * n)
+                row.update({prefix + "motion_videos": k, prefix + "motion_ci95": wilson(k, n)})
+                row[prefix + "fd"] = round(row[prefix + "fd"], 3)
+            row["seconds"] = round(time.perf_counter() - start, 1)
             out[f"{split}/cfg{scale:g}"] = row
     return out
 
