@@ -71,7 +71,11 @@ def main() -> None:
     ap.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of {', '.join(ARMS)} ('' for none)")
     ap.add_argument("--full", default="runs/videos-t2v-init", help="the full recipe's run folder to score")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--reuse-runs", action="store_true", help="score the runs already in runs/bench-video-init-<arm>")
+    ap.add_argument(
+        "--reuse-runs",
+        action="store_true",
+        help="score the runs already in runs/bench-video-init-<arm> (train the rest)",
+    )
     ap.add_argument("--out", default="benchmarks/results/video_init.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -93,13 +97,13 @@ def main() -> None:
         write_shipped_autoencoder(SHIPPED_AE)
     for arm in arms:
         overrides = [*ARMS[arm], f"train.steps={args.steps}", "train.time_limit_minutes=0"]
-        run, wall = train_or_reuse(
-            load_recipe(RECIPE, overrides), f"runs/bench-video-init-{arm}", reuse=args.reuse_runs
-        )
+        folder = f"runs/bench-video-init-{arm}"
+        reuse = args.reuse_runs and Path(folder, "checkpoint").is_dir()  # an arm not trained yet is trained
+        run, wall = train_or_reuse(load_recipe(RECIPE, overrides), folder, reuse=reuse)
         result["ablation"]["arms"][arm] = {
             "overrides": ARMS[arm],
             "parameters": sum(p.numel() for p in run.method.model.parameters()),
-            "train_seconds": wall,
+            "train_seconds": wall if wall is not None else round(train_seconds(folder), 1),  # reused: as recorded
             "scores": score_run(run, args.n_ablation, scales),
         }
         write_json(args.out, result)  # each finished arm survives a later failure

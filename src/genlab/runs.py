@@ -215,8 +215,9 @@ class Run:
     ) -> Iterator[Samples]:
         """The samples of `sample`, `chunk` at a time (bounded memory), on the CPU; one seeded generator.
         `negative` (text-to-image runs): one negative prompt for all samples or one per sample; classifier-free
-        guidance then pushes away from it instead of from the null text (negative "" is plain CFG). `adapter`: the
-        inputs of an adapter run, the same for every sample (genlab.methods.adapters.adapter_options: boxes, image)."""
+        guidance then pushes away from it instead of from the null text (negative "" is plain CFG). `adapter`: extra
+        inputs of the method's sample, the same for every sample: an adapter run's (genlab.methods.adapters
+        .adapter_options: boxes, image), a video run's first_frame (image-to-video)."""
         if n < 1:
             raise GenlabError(f"--n must be >= 1, got {n}")
         if prompts is not None and len(prompts) != n:

@@ -233,6 +233,11 @@ def test_generate_video_from_a_first_frame(init_runs, runs, tmp_path):
     metrics = json.loads((tmp_path / "eval" / "eval.json").read_text())["metrics"]
     assert {"motion", "fd", "i2v_motion", "i2v_frames", "i2v_fd", "i2v_first_frame_psnr"} <= set(metrics)
     assert 0 <= metrics["i2v_motion"] <= 1 and metrics["i2v_first_frame_psnr"] > 0
+    from genlab.data.videos import build_videos
+
+    run = load_run(init_runs[1])
+    few = run.method.heldout_metrics(build_videos(run.recipe.data, split="test"), n=3)  # fewer than the split holds
+    assert few["n"] == 3 and 0 <= few["i2v_motion"] <= 1
 
 
 def test_init_errors(init_runs, runs):

@@ -254,13 +254,13 @@ class VideoFlowMethod(LatentFlowMethod):
             x = torch.cat(
                 [
                     self.sample(
-                        min(64, len(captions) - i),
-                        cond=captions[i : i + 64],
+                        len(part),
+                        cond=part,
                         settings=settings,
                         generator=gen,
-                        first_frame=data.x[i : i + 64, 0] if prefix else None,
+                        first_frame=data.x[i : i + len(part), 0] if prefix else None,
                     ).x.cpu()
-                    for i in range(0, len(captions), 64)
+                    for i, part in ((i, captions[i : i + 64]) for i in range(0, len(captions), 64))
                 ]
             )
             scores = video_scores(x, captions) if parsed else {}
