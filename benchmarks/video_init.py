@@ -2,6 +2,7 @@
 
     python benchmarks/video_init.py [--steps 1000] [--n-ablation 100] [--arms init,scratch] [--n 200]
         [--full runs/videos-t2v-init] [--threads 2] [--reuse-runs] [--out benchmarks/results/video_init.json]
+        [--picture docs/images/video_init.png]
 
 1. Ablation at one budget (same recipe, steps, seed, so the same data, batches and noise stream): recipes/
    videos-t2v-init.yaml trained --steps steps into runs/bench-video-init-<arm>, one arm after the other:
@@ -16,7 +17,8 @@
    i2v_first_frame_psnr: dB between the generated and the given first frame).
 2. --full RUN (default runs/videos-t2v-init, from `genlab train recipes/videos-t2v-init.yaml`; skipped when it is
    not there; '' skips it): the same scores on the first --n captions, with its recorded training seconds and
-   checkpoint size.
+   checkpoint size, and --picture: for the first 4 test captions, rows of the true video, the text-to-video sample
+   and the image-to-video sample (the true first frame given), frames left to right.
    The autoencoder's own reconstruction PSNR of those first frames is the ceiling of i2v_first_frame_psnr.
 Train seconds are wall time on a shared machine: compare them within one run only.
 """
@@ -63,6 +65,23 @@ def first_frame_ceiling(run, n: int) -> dict:
     return out
 
 
+def picture(run, path: str, n: int = 4) -> None:
+    """Rows per caption: the true video, text to video, image to video from its first frame (seed 0, the run's
+    sample settings), each row a video's frames left to right, labelled."""
+    from genlab.data.images import save_grid
+
+    data = build_videos(run.recipe.data, split="test")
+    captions = list(data.texts[:n])
+    gen = torch.Generator().manual_seed(0)
+    t2v = run.method.sample(n, cond=captions, settings=run.recipe.sample, generator=gen).x.cpu()
+    gen = torch.Generator().manual_seed(0)
+    i2v = run.method.sample(n, cond=captions, settings=run.recipe.sample, generator=gen, first_frame=data.x[:n, 0])
+    rows = torch.stack([data.x[:n], t2v, i2v.x.cpu()], dim=1).flatten(0, 1)  # (3n, T, C, H, W)
+    labels = [f"{kind}: {c}" if kind == "true" else kind for c in captions for kind in ("true", "t2v", "i2v")]
+    save_grid(rows.flatten(0, 1), path, nrow=rows.shape[1], scale=3, row_labels=labels)
+    print(f"wrote {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=1000)
@@ -77,6 +96,7 @@ def main() -> None:
         help="score the runs already in runs/bench-video-init-<arm> (train the rest)",
     )
     ap.add_argument("--out", default="benchmarks/results/video_init.json")
+    ap.add_argument("--picture", default="docs/images/video_init.png", help="the full run's samples ('' for none)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -120,6 +140,8 @@ def main() -> None:
             "scores": score_run(run, args.n, scales),
         }
         write_json(args.out, result)
+        if args.picture:
+            picture(run, args.picture)
     for name, arm in [*result["ablation"]["arms"].items(), *([("full", result["full"])] if "full" in result else [])]:
         for key, row in arm["scores"].items():
             lo, hi = row["motion_ci95"]

@@ -257,7 +257,7 @@ def _generate_video(args) -> None:
     from genlab.video import generate_video
 
     if args.run is None:
-        raise GenlabError("--video needs --run RUN: a text-to-video run (train recipes/videos-t2v.yaml)")
+        raise GenlabError("--video needs --run RUN: a text-to-video run (train recipes/videos-t2v-init.yaml)")
     check_prompt(args.prompt)
     output = args.output if args.output != "out.png" else "out.gif"
     out = generate_video(
