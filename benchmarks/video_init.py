@@ -11,14 +11,15 @@
    scratch: the same network from random weights (method.init ""), on the same latents: the shipped run's
             autoencoder, written out once as an autoencoder run folder (runs/bench-shipped-autoencoder).
    Each arm is scored as benchmarks/video_t2v.py scores its arms (the method's own eval on the first --n-ablation
-   captions of
-   'test' and 'heldout': motion with a 95 % Wilson interval, frames, identity, consistency, fd), and, as the
-   recipe also trains image-to-video (method.first_frame), with each true video's first frame given (i2v_*,
-   i2v_first_frame_psnr: dB between the generated and the given first frame).
+   captions of 'test' and 'heldout': motion with a 95 % Wilson interval, frames, identity, consistency, fd), and,
+   as the recipe also trains image-to-video (method.first_frame), with each true video's first frame given and kept
+   (i2v_*, i2v_first_frame_psnr: dB between the generated and the given first frame).
 2. --full RUN (default runs/videos-t2v-init, from `genlab train recipes/videos-t2v-init.yaml`; skipped when it is
-   not there; '' skips it): the same scores on the first --n captions, with its recorded training seconds and
-   checkpoint size, and --picture: for the first 4 test captions, rows of the true video, the text-to-video sample
-   and the image-to-video sample (the true first frame given), frames left to right.
+   not there; '' skips it): the same scores on the first --n captions, image to video both with the first latent
+   frame kept on the given one (i2v_*, the default) and with it given to the network only (i2v_free_*), its
+   recorded training seconds and checkpoint size, and --picture: for the first 4 test captions, rows of the true
+   video, the text-to-video sample and the image-to-video sample (the true first frame given and kept), frames left
+   to right.
    The autoencoder's own reconstruction PSNR of those first frames is the ceiling of i2v_first_frame_psnr.
 Train seconds are wall time on a shared machine: compare them within one run only.
 """
@@ -137,7 +138,7 @@ def main() -> None:
             "parameters": sum(p.numel() for p in run.method.model.parameters()),
             "ema_bytes": weights.stat().st_size,
             "first_frame_reconstruction_psnr": first_frame_ceiling(run, args.n),
-            "scores": score_run(run, args.n, scales),
+            "scores": score_run(run, args.n, scales, free_first_frame=True),
         }
         write_json(args.out, result)
         if args.picture:

@@ -71,9 +71,10 @@ def recipe_for(arm: str, steps: int):
     return load_recipe(path, [*overrides, f"train.steps={steps}", "train.time_limit_minutes=0"])
 
 
-def score_run(run, n: int, scales: tuple[float, ...]) -> dict:
+def score_run(run, n: int, scales: tuple[float, ...], **opts) -> dict:
     """Scores per '<split>/cfg<scale>': the eval's (motion, frames, consistency, identity, fd; i2v_* too for a run
-    trained with first frames) on the first n captions of the split, plus motion counts and Wilson intervals."""
+    trained with first frames) on the first n captions of the split, plus motion counts and Wilson intervals; `opts`
+    go to the method's heldout_metrics."""
     out = {}
     for split in SPLITS:
         data = build_videos(run.recipe.data, split=split)
@@ -82,8 +83,8 @@ def score_run(run, n: int, scales: tuple[float, ...]) -> dict:
         for scale in scales:
             settings = SampleSettings(**{**run.recipe.sample.as_dict(), "guidance_scale": scale})
             start = time.perf_counter()
-            row = run.method.heldout_metrics(data, seed=0, n=n, settings=settings)
-            for prefix in ("", "i2v_") if "i2v_motion" in row else ("",):  # image-to-video scores too
+            row = run.method.heldout_metrics(data, seed=0, n=n, settings=settings, **opts)
+            for prefix in (p for p in ("", "i2v_", "i2v_free_") if p + "motion" in row):  # image-to-video too
                 k = round(row[prefix + "motion"] * n)
                 row.update({prefix + "motion_videos": k, prefix + "motion_ci95": wilson(k, n)})
                 row[prefix + "fd"] = round(row[prefix + "fd"], 3)

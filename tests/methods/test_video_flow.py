@@ -215,6 +215,30 @@ def test_the_first_frame_is_given_in_training_and_in_both_halves_of_guidance(ini
         m.sample(2, cond=["a", "b"], first_frame=torch.zeros(3, 16, 16), settings=SampleSettings(steps=1))
 
 
+@pytest.mark.parametrize("sampler", ["euler", "heun"])
+def test_keep_first_frame_ends_on_the_given_frame(init_runs, sampler):
+    """keep_first_frame: latent frame 0 of the sample is the given frame's latent (decoded: its reconstruction),
+    and the other frames still come from the network; without it, frame 0 is whatever the network made."""
+    m = load_run(init_runs[1]).method
+    image = torch.rand(3, 32, 32) * 2 - 1
+    settings = SampleSettings(sampler=sampler, steps=3, guidance_scale=2.0)
+    kept, free = (
+        m.sample(
+            2,
+            cond=["a red circle falls"] * 2,
+            first_frame=image,
+            keep_first_frame=keep,
+            settings=settings,
+            generator=torch.Generator().manual_seed(0),
+        ).x
+        for keep in (True, False)
+    )
+    want = m.from_latent(m.first_latent(image[None])[:, None])[0, 0]  # the given frame through the autoencoder
+    torch.testing.assert_close(kept[:, 0], want.expand(2, -1, -1, -1), atol=1e-4, rtol=1e-4)
+    assert (free[:, 0] - want).abs().mean() > 1e-2
+    assert (kept[:, 1:] - free[:, 1:]).abs().max() > 0  # the later frames read the held frame
+
+
 def test_generate_video_from_a_first_frame(init_runs, runs, tmp_path):
     from PIL import Image
 

@@ -37,6 +37,7 @@ from genlab.errors import GenlabError
 from genlab.methods.flow import FlowMethod
 from genlab.methods.latent import LatentFlowConfig, LatentFlowMethod, Prompts, Text
 from genlab.models.video_autoencoder import VideoAutoencoder
+from genlab.paths import bcast, from_x_eps
 from genlab.settings import DEFAULT_SETTINGS, SampleSettings
 
 DEFAULT_VIDEO_PROMPTS = (
@@ -68,10 +69,12 @@ class VideoCond(NamedTuple):
 
 class FirstFrame(NamedTuple):
     """The `cond` of image-to-video sampling: the prompts (as for text-to-video) and the first frame, an image
-    (C, H, W) or one per video (n, C, H, W) in [-1, 1]."""
+    (C, H, W) or one per video (n, C, H, W) in [-1, 1]; `keep`: the sampler's first latent frame is held on the
+    given one (`VideoFlowMethod.prediction`), else the network's mask channel alone conditions on it."""
 
     prompts: object
     image: Tensor
+    keep: bool = True
 
 
 class VideoFlowMethod(LatentFlowMethod):
@@ -172,12 +175,34 @@ class VideoFlowMethod(LatentFlowMethod):
         return super()._drop_labels(label)
 
     @torch.no_grad()
-    def sample(self, n: int, *, cond=None, first_frame: Tensor | None = None, **opts):
+    def sample(self, n: int, *, cond=None, first_frame: Tensor | None = None, keep_first_frame: bool = True, **opts):
         """As latent_flow's; `first_frame` (C, H, W) or (n, C, H, W) in [-1, 1]: image-to-video, every video starts
-        from it (needs a run trained with method.first_frame > 0)."""
+        from it (needs a run trained with method.first_frame > 0). With `keep_first_frame` the first latent frame
+        is also held on the given one at every step (see `prediction`); without, only the network's input says it."""
         if first_frame is not None:
-            cond = FirstFrame(cond, first_frame)
+            cond = FirstFrame(cond, first_frame, keep_first_frame)
         return super().sample(n, cond=cond, **opts)
+
+    def prediction(self, n: int, cond, settings: SampleSettings):
+        """As the flow's; for a `FirstFrame` with `keep`, the guided prediction of latent frame 0 is replaced by the
+        one whose clean estimate is the given latent z0: ε̂ = (x_t − a(t)·z0) / b(t), prediction from (z0, ε̂). The
+        sampler's frame 0 then moves straight to z0 (a deterministic sampler ends on it exactly) while the other
+        frames attend to it at every step, as inpainting keeps known pixels (here a known frame)."""
+        fn = super().prediction(n, cond, settings)
+        if not (isinstance(cond, FirstFrame) and cond.keep):
+            return fn
+        image = cond.image[None] if cond.image.dim() == 3 else cond.image
+        z0 = self.first_latent(image.expand(n, -1, -1, -1))  # (n, c, h, w)
+
+        def keep_first(x_t: Tensor, t: Tensor) -> Tensor:
+            pred = fn(x_t, t)
+            first = x_t[:, 0]
+            a, b = bcast(self.path.a(t), first), bcast(self.path.b(t), first)
+            eps = (first - a * z0) / torch.where(b > 0, b, torch.ones_like(b))
+            fixed = from_x_eps(self.path, self.cfg.target, t, z0.to(first.dtype), eps)
+            return torch.cat([torch.where(b > 0, fixed, pred[:, 0])[:, None], pred[:, 1:]], dim=1)
+
+        return keep_first
 
     @torch.no_grad()
     def to_latent(self, x: Tensor) -> Tensor:
@@ -232,15 +257,22 @@ class VideoFlowMethod(LatentFlowMethod):
 
     @torch.no_grad()
     def heldout_metrics(
-        self, data, *, seed: int = 0, n: int | None = None, settings: SampleSettings = DEFAULT_SETTINGS
+        self,
+        data,
+        *,
+        seed: int = 0,
+        n: int | None = None,
+        settings: SampleSettings = DEFAULT_SETTINGS,
+        free_first_frame: bool = False,
     ) -> dict[str, float]:
         """The motion checker's scores (motion accuracy, per-frame attribute accuracy, consistency, identity) of
         one video sampled for each of the first n captions of `data`, with the run's sample settings (when every
         caption is in the videos grammar), and 'fd': the Fréchet distance in the shipped video feature net
         (genlab.metrics.video_features) between those videos and data's first n (for 3-channel 32x32 videos).
         A run trained with first frames (method.first_frame > 0) is also scored on image-to-video: the same
-        captions with each true video's first frame given, keys 'i2v_<score>' and 'i2v_first_frame_psnr' (dB
-        between the generated and the given first frame)."""
+        captions with each true video's first frame given and kept (`keep_first_frame`), keys 'i2v_<score>' and
+        'i2v_first_frame_psnr' (dB between the generated and the given first frame); with `free_first_frame` also
+        with the frame given to the network only ('i2v_free_<score>')."""
         from genlab.data.videos import parse_video_caption
         from genlab.metrics.video import frame_psnr, video_scores
         from genlab.metrics.video_features import load_video_net, video_fd
@@ -249,7 +281,10 @@ class VideoFlowMethod(LatentFlowMethod):
         parsed = all(parse_video_caption(c) for c in captions)
         net = load_video_net()
         out = {}
-        for prefix in ("", "i2v_") if self.frame_condition else ("",):
+        modes = {"": None}  # prefix: keep_first_frame (None: text to video)
+        if self.frame_condition:
+            modes.update({"i2v_": True, **({"i2v_free_": False} if free_first_frame else {})})
+        for prefix, keep in modes.items():
             gen = torch.Generator().manual_seed(seed)
             x = torch.cat(
                 [
@@ -259,6 +294,7 @@ class VideoFlowMethod(LatentFlowMethod):
                         settings=settings,
                         generator=gen,
                         first_frame=data.x[i : i + len(part), 0] if prefix else None,
+                        keep_first_frame=bool(keep),
                     ).x.cpu()
                     for i, part in ((i, captions[i : i + 64]) for i in range(0, len(captions), 64))
                 ]
