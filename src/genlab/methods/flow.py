@@ -53,9 +53,12 @@ class FlowMethod(Method):
 
     def net(self, x_t: Tensor, t: Tensor, label: Tensor | None) -> Tensor:
         """The raw prediction of `target` at (x_t, t)."""
+        return self.model(self.scale_input(x_t, t), t, label)
+
+    def scale_input(self, x_t: Tensor, t: Tensor) -> Tensor:
+        """x_t scaled to unit variance for the network: x_t / sqrt(a(t)²·σ_data² + b(t)²)."""
         a, b = self.path.a(t), self.path.b(t)
-        c_in = torch.rsqrt(a**2 * self.cfg.sigma_data**2 + b**2)
-        return self.model(x_t * bcast(c_in, x_t), t, label)
+        return x_t * bcast(torch.rsqrt(a**2 * self.cfg.sigma_data**2 + b**2), x_t)
 
     def loss(self, batch: dict, group: str = "model") -> tuple[Tensor, dict]:
         x = batch["x"]

@@ -68,12 +68,12 @@ class VideoCond(NamedTuple):
 
 
 class FirstFrame(NamedTuple):
-    """The `cond` of image-to-video sampling: the prompts (as for text-to-video) and the first frame, an image
-    (C, H, W) or one per video (n, C, H, W) in [-1, 1]; `keep`: the sampler's first latent frame is held on the
-    given one (`VideoFlowMethod.prediction`), else the network's mask channel alone conditions on it."""
+    """The `cond` of image-to-video sampling (built by `VideoFlowMethod.sample`): the prompts (as for text-to-video)
+    and the given first frame's latent z0 (n, c, h, w), encoded once; `keep`: the sampler's first latent frame is
+    held on it (`VideoFlowMethod.prediction`), else the network's mask channel alone conditions on it."""
 
     prompts: object
-    image: Tensor
+    latent: Tensor
     keep: bool = True
 
 
@@ -114,10 +114,8 @@ class VideoFlowMethod(LatentFlowMethod):
         super().__init__(cfg, model_cfg, parts)
         self.frames, self.temporal = frames, temporal
         if image is not None:
-            if image.autoencoder.state_dict().keys() != self.autoencoder.state_dict().keys() or not all(
-                torch.equal(a, b)
-                for a, b in zip(image.autoencoder.state_dict().values(), self.autoencoder.state_dict().values())
-            ):
+            theirs, ours = image.autoencoder.state_dict(), self.autoencoder.state_dict()
+            if theirs.keys() != ours.keys() or not all(torch.equal(theirs[k], ours[k]) for k in ours):
                 raise GenlabError(
                     f"method.init={cfg.init} was trained on another autoencoder's latents than method.autoencoder="
                     f'{cfg.autoencoder}: set method.autoencoder: "" to use its own'
@@ -134,9 +132,7 @@ class VideoFlowMethod(LatentFlowMethod):
         """As the flow's, with the given frames and mask (a `VideoCond`) beside x_t when the DiT reads them."""
         if not self.frame_condition:
             return super().net(x_t, t, label)
-        a, b = self.path.a(t), self.path.b(t)
-        c_in = torch.rsqrt(a**2 * self.cfg.sigma_data**2 + b**2).to(x_t.dtype)
-        x_in = torch.cat([x_t * c_in.view(-1, 1, 1, 1, 1), label.given.to(x_t.dtype)], dim=2)
+        x_in = torch.cat([self.scale_input(x_t, t), label.given.to(x_t.dtype)], dim=2)
         return self.model(x_in, t, label.text)
 
     def given_frames(self, z0: Tensor | None, n: int, keep: Tensor | None = None) -> Tensor:
@@ -180,8 +176,22 @@ class VideoFlowMethod(LatentFlowMethod):
         from it (needs a run trained with method.first_frame > 0). With `keep_first_frame` the first latent frame
         is also held on the given one at every step (see `prediction`); without, only the network's input says it."""
         if first_frame is not None:
-            cond = FirstFrame(cond, first_frame, keep_first_frame)
+            cond = FirstFrame(cond, self.first_latent(self._first_frames(first_frame, n)), keep_first_frame)
         return super().sample(n, cond=cond, **opts)
+
+    def _first_frames(self, image: Tensor, n: int) -> Tensor:
+        """A first frame (C, H, W) or one per video (n, C, H, W), checked, as (n, C, H, W)."""
+        if not self.frame_condition:
+            raise GenlabError(
+                "this video run was not trained to take a first frame: train one with method.first_frame > 0"
+            )
+        image = image[None] if image.dim() == 3 else image
+        if image.shape[1:] != self.image_shape[1:] or len(image) not in (1, n):
+            raise GenlabError(
+                f"the first frame must be (C, H, W) = {tuple(self.image_shape[1:])} or one per video, "
+                f"got {tuple(image.shape)}"
+            )
+        return image.expand(n, -1, -1, -1)
 
     def prediction(self, n: int, cond, settings: SampleSettings):
         """As the flow's; for a `FirstFrame` with `keep`, the guided prediction of latent frame 0 is replaced by the
@@ -191,8 +201,7 @@ class VideoFlowMethod(LatentFlowMethod):
         fn = super().prediction(n, cond, settings)
         if not (isinstance(cond, FirstFrame) and cond.keep):
             return fn
-        image = cond.image[None] if cond.image.dim() == 3 else cond.image
-        z0 = self.first_latent(image.expand(n, -1, -1, -1))  # (n, c, h, w)
+        z0 = cond.latent  # (n, c, h, w)
 
         def keep_first(x_t: Tensor, t: Tensor) -> Tensor:
             pred = fn(x_t, t)
@@ -220,20 +229,9 @@ class VideoFlowMethod(LatentFlowMethod):
     def guidance_inputs(self, n: int, cond, device):
         """As latent_flow; with no prompts, a fixed set of video captions, one per block of rows. With a
         `FirstFrame`, every row (both halves of guidance) reads the given frame."""
-        image = None
+        z0 = None
         if isinstance(cond, FirstFrame):
-            cond, image = cond.prompts, cond.image
-            if not self.frame_condition:
-                raise GenlabError(
-                    "this video run was not trained to take a first frame: train one with method.first_frame > 0"
-                )
-            image = image[None] if image.dim() == 3 else image
-            if image.shape[1:] != self.image_shape[1:] or len(image) not in (1, n):
-                raise GenlabError(
-                    f"the first frame must be (C, H, W) = {tuple(self.image_shape[1:])} or one per video, "
-                    f"got {tuple(image.shape)}"
-                )
-            image = image.expand(n, -1, -1, -1)
+            cond, z0 = cond.prompts, cond.latent
         if cond is None:
             cond = [DEFAULT_VIDEO_PROMPTS[i * len(DEFAULT_VIDEO_PROMPTS) // n] for i in range(n)]
         elif isinstance(cond, Prompts) and cond.positive is None:
@@ -243,7 +241,7 @@ class VideoFlowMethod(LatentFlowMethod):
         if not self.frame_condition:
             return super().guidance_inputs(n, cond, device)
         table, idx, null = self.text_rows(n, cond, device)
-        given = self.given_frames(None if image is None else self.first_latent(image), n)
+        given = self.given_frames(z0, n)
 
         def net(x_t: Tensor, t: Tensor, i: Tensor) -> Tensor:  # x_t holds the n videos once or twice (CFG)
             return self.net(x_t, t, VideoCond(table.take(i), given.repeat(len(x_t) // n, 1, 1, 1, 1)))
