@@ -23,7 +23,8 @@ def test_eval_prompts_builtin_writes_the_report(run, tmp_path, monkeypatch, caps
     report = json.loads((out / "geneval.json").read_text())
     prompts = len(builtin_suite().prompts)
     assert report["suite"]["prompts"] == prompts and report["suite"]["n_per_prompt"] == 1
-    assert set(report["rows"]) == {"model", "real", "shuffled"}
+    assert set(report["rows"]) == {"model", "real", "autoencoder", "shuffled"}  # a latent run: its decoder's ceiling
+    assert report["rows"]["autoencoder"]["images"] == prompts
     model = report["rows"]["model"]
     assert model["images"] == prompts and list(model["categories"]) == list(CATEGORIES)
     for row in model["categories"].values():

@@ -326,6 +326,20 @@ def train_features(data: str, *, out: str | Path | None = None, epochs: int = 40
     return path, acc
 
 
+def latent_roundtrip(method, batch: int = 256):
+    """encode -> decode through a latent method's autoencoder (images in [-1, 1] on any device, back on theirs), or
+    None for a method that samples pixels."""
+    if not (hasattr(method, "to_latent") and hasattr(method, "from_latent")):
+        return None
+
+    @torch.no_grad()
+    def roundtrip(x: torch.Tensor) -> torch.Tensor:
+        parts = [x[i : i + batch].to(method.device) for i in range(0, len(x), batch)]
+        return torch.cat([method.from_latent(method.to_latent(p)).to(x.device) for p in parts])
+
+    return roundtrip
+
+
 def evaluate_geneval(
     run: str | Path | Run | None = None,
     *,
@@ -352,7 +366,14 @@ def evaluate_geneval(
     def generate(texts: list[str], seed: int) -> torch.Tensor:
         return run.sample(len(texts), prompts=texts, seed=seed, settings=settings).x
 
-    report = geneval(generate, suite, n_per_prompt=n_per_prompt, seed=seed, image_size=run.method.image_shape[-1])
+    report = geneval(
+        generate,
+        suite,
+        n_per_prompt=n_per_prompt,
+        seed=seed,
+        image_size=run.method.image_shape[-1],
+        reconstruct=latent_roundtrip(run.method),
+    )
     used = settings.as_dict(run.method.sample_settings)
     report["settings"] = {"run": str(run.path), "step": run.step, "recipe": run.recipe.name, **used}
     return write_geneval(report, out or run.path / "eval")

@@ -48,6 +48,20 @@ def test_shuffled_captions_score_near_chance(report):
     assert "real renders (ceiling) | 100.0 [100.0, 100.0]" in table and "shuffled captions" in table
 
 
+def test_autoencoder_row_scores_the_renders_after_the_roundtrip():
+    import torch.nn.functional as F
+
+    suite = builtin_suite()
+    exact = geneval(None, suite, n_per_prompt=1, reconstruct=lambda x: x.clone())["rows"]
+    assert exact["autoencoder"]["overall"] == exact["real"]["overall"] == 1.0
+    blurred = geneval(
+        None, suite, n_per_prompt=1, reconstruct=lambda x: F.interpolate(F.avg_pool2d(x, 4), scale_factor=4)
+    )
+    row = blurred["rows"]["autoencoder"]
+    assert row["overall"] < 0.9 and row["images"] == len(suite.prompts)  # a coarse decoder loses shapes
+    assert "through the autoencoder" in markdown(blurred)
+
+
 def test_builtin_suite_covers_the_categories_in_new_wordings():
     suite = builtin_suite()
     assert {p.category for p in suite.prompts} == set(CATEGORIES)

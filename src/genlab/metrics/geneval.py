@@ -539,11 +539,13 @@ def geneval(
     n_per_prompt: int = 4,
     seed: int = 0,
     image_size: int = 32,
+    reconstruct: Callable[[Tensor], Tensor] | None = None,
 ) -> dict:
     """The report: rows 'model' (`generate(texts, seed) -> images (N, 3, H, W) in [-1, 1]`, each prompt
     n_per_prompt times; skipped when generate is None), 'real' (the specs rendered by the shapes renderer and
-    scored by the same checker: the ceiling, 100 % by construction) and 'shuffled' (renders scored against
-    another spec's prompt: chance)."""
+    scored by the same checker: the ceiling, 100 % by construction), 'autoencoder' (those renders through
+    `reconstruct`, a latent model's encode -> decode: the ceiling its decoder leaves; only when given) and
+    'shuffled' (renders scored against another spec's prompt: chance)."""
     if n_per_prompt < 1:
         raise GenlabError(f"--n-per-prompt must be >= 1, got {n_per_prompt}")
     prompts = [p for p in suite.prompts for _ in range(n_per_prompt)]
@@ -561,6 +563,8 @@ def geneval(
             )
         rows["model"] = {**score_images(fake, prompts, seed=seed), "generate_seconds": round(seconds, 2)}
     rows["real"] = score_images(real, prompts, seed=seed)
+    if reconstruct is not None:
+        rows["autoencoder"] = score_images(reconstruct(real), prompts, seed=seed)
     rows["shuffled"] = score_images(real, shuffled(prompts, seed=seed), seed=seed)
     counts = {c: sum(p.category == c for p in suite.prompts) for c in dict.fromkeys(p.category for p in suite.prompts)}
     return {
@@ -578,7 +582,12 @@ def geneval(
 
 # ----------------------------------------------------------------------------- the markdown report
 
-ROW_NAMES = {"model": "model", "real": "real renders (ceiling)", "shuffled": "shuffled captions (chance)"}
+ROW_NAMES = {
+    "model": "model",
+    "real": "real renders (ceiling)",
+    "autoencoder": "real renders through the autoencoder (the decoder's ceiling)",
+    "shuffled": "shuffled captions (chance)",
+}
 
 
 def _pct(v: float | None) -> str:
