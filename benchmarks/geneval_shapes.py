@@ -20,6 +20,7 @@ import torch
 
 from common import write_json
 from genlab.atomic import atomic_write_text
+from genlab.evaluate import latent_roundtrip
 from genlab.generate import shipped_run, text_run
 from genlab.metrics.geneval import CATEGORIES, builtin_suite, geneval, json_safe, markdown
 
@@ -43,12 +44,22 @@ def examples() -> dict[str, list[str]]:
     return out
 
 
-def reading(model: dict) -> list[str]:
-    """Sentences that read the model row (every number from it)."""
+def reading(model: dict, auto: dict | None = None) -> list[str]:
+    """Sentences that read the model row and the autoencoder's ceiling (every number from them)."""
     cat = model["categories"]
     pos = cat["position"]
     given = pos["relation"] / pos["objects"] if pos["objects"] else float("nan")
+    ceiling = (
+        []
+        if auto is None
+        else [
+            f"- The autoencoder alone keeps {100 * auto['overall']:.1f} % of the real renders right (counting "
+            f"{100 * auto['categories']['counting']['accuracy']:.1f} %, position "
+            f"{100 * auto['categories']['position']['accuracy']:.1f} %): the most this model could score."
+        ]
+    )
     return [
+        *ceiling,
         f"- Held-out pairs vs seen pairs: {100 * model['heldout_gap']:+.1f} points (seen minus held-out).",
         f"- position: both objects right in {100 * pos['objects']:.1f} % of images; the relation held in "
         f"{100 * given:.1f} % of those (a random placement: 25 %, one of four directions).",
@@ -58,6 +69,27 @@ def reading(model: dict) -> list[str]:
         f"images, both shapes in {100 * cat['colour_attribution']['shape']:.1f} %, bound right in "
         f"{100 * cat['colour_attribution']['objects']:.1f} %.",
         f"- Images with an object the prompt did not ask for: {100 * model['extra_rate']:.1f} %.",
+    ]
+
+
+def autoencoder_lines(path: Path = Path("benchmarks/results/t2i_autoencoder.json")) -> list[str]:
+    """A paragraph on the decoder's ceiling from benchmarks/t2i_autoencoder.py's JSON (nothing if it is not there)."""
+    if not path.is_file():
+        return []
+    arms = json.loads(path.read_text())["arms"]
+    if not {"recipe", "full-long"} <= set(arms):
+        return []
+
+    def pct(arm: str) -> str:
+        return " / ".join(f"{100 * arms[arm][f'seed{s}']['overall']:.1f} %" for s in (0, 1))
+
+    return [
+        "",
+        f"`benchmarks/t2i_autoencoder.py` measures that ceiling for several autoencoders (`{path.name}`, `.md`; "
+        "two seed sets of layouts). `recipes/shapes-autoencoder.yaml` as it is (700 steps) keeps "
+        f"{pct('recipe')} (PSNR {arms['recipe']['psnr_test']:.1f} dB on test images); the same 4x8x8 "
+        f"autoencoder trained 2,100 steps on the full caption grammar keeps {pct('full-long')} "
+        f"(PSNR {arms['full-long']['psnr_test']:.1f} dB).",
     ]
 
 
@@ -109,7 +141,10 @@ def docs(result: dict, json_path: str) -> str:
         "resamples specs (1000 draws; the wordings and images of one spec are not independent). Overall = the "
         "mean of the category accuracies, as GenEval reports it. Rows: the model; the specs rendered by the "
         "shapes renderer and scored by the same checker (the ceiling: 100 % by construction, a test asserts "
-        "it); the same renders scored against a shuffled prompt of another spec (chance).",
+        "it); for a latent model, the same renders through its autoencoder (encode, decode) and scored again: "
+        "the most a model drawing in that latent space can reach; the same renders scored against a shuffled "
+        "prompt of another spec (chance).",
+        *autoencoder_lines(),
         "",
         "## The shipped checkpoint",
         "",
@@ -119,7 +154,7 @@ def docs(result: dict, json_path: str) -> str:
         "",
         *markdown(report, title="").splitlines()[2:],
         "",
-        *reading(model),
+        *reading(model, report["rows"].get("autoencoder")),
         "",
         "## Your own prompts",
         "",
@@ -171,7 +206,13 @@ def main() -> None:
         def generate(texts: list[str], seed: int) -> torch.Tensor:
             return run.sample(len(texts), prompts=texts, seed=seed, settings=settings).x
 
-        report = geneval(generate, builtin_suite(), n_per_prompt=args.n_per_prompt, seed=args.seed)
+        report = geneval(
+            generate,
+            builtin_suite(),
+            n_per_prompt=args.n_per_prompt,
+            seed=args.seed,
+            reconstruct=latent_roundtrip(run.method),
+        )
         shown = str(run.path.relative_to(Path.cwd())) if run.path.is_relative_to(Path.cwd()) else str(run.path)
         result = {
             "settings": {
