@@ -33,6 +33,12 @@ def write_json(path: str | Path, result: dict, *, with_machine: bool = True, **d
     return Path(path)
 
 
+def previous(out: str | Path) -> dict:
+    """The JSON already at `out` (a benchmark keeps the rows of arms not run this time), or an empty dict."""
+    path = Path(out)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def wilson(k: int, n: int) -> list[float]:
     """95 % Wilson score interval of k successes in n."""
     if n == 0:

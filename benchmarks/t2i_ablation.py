@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from common import write_json
+from common import previous, write_json
 from genlab.atomic import atomic_write_text
 from genlab.checkpoint import load_state
 from genlab.config import load_recipe
@@ -41,6 +41,7 @@ from genlab.generate import shipped_run
 from genlab.metrics.geneval import CATEGORIES, builtin_suite, geneval
 from genlab.runs import load_run, recipe_for
 from genlab.train import train
+from t2i_autoencoder import ARMS as AE_ARMS
 
 ROOT = Path(__file__).resolve().parents[1]
 ARMS = {  # name: (recipe overrides, what changes)
@@ -76,13 +77,9 @@ GUIDANCE_NOTE = (
     "also wins there"
 )
 CONTINUED = {"full-long": ("full", ["--train.steps=12000"])}  # arm: (the arm it resumes a copy of, train.* overrides)
-# arm: (autoencoder name, recipes/shapes-autoencoder.yaml overrides, the t2i recipe's model.* overrides); other arms
-# use the recipe's autoencoder as it is. The names and overrides are those of benchmarks/t2i_autoencoder.py's arms
-AE_LONG = ["--data.grammar=full", "--train.steps=2100"]
-AUTOENCODERS: dict[str, tuple[str, list[str], list[str]]] = {
-    "full-ae": ("full-long", AE_LONG, []),
-    "full-ae-mmdit": ("full-long", AE_LONG, []),
-}
+# arm: the arm of benchmarks/t2i_autoencoder.py whose recipe overrides train its autoencoder; other arms use
+# recipes/shapes-autoencoder.yaml as it is
+AUTOENCODERS = {"full-ae": "full-long", "full-ae-mmdit": "full-long"}
 
 
 def continued_run(name: str, base: Path, *, reuse: bool, minutes: float | None):
@@ -113,16 +110,17 @@ def arm_run(name: str, base: Path, *, reuse: bool, minutes: float | None = None)
     run_dir = base / name
     wall = None
     if not (reuse and (run_dir / "checkpoint").is_dir()):
-        ae_name, ae_overrides, model_overrides = AUTOENCODERS.get(name, ("", [], []))
-        ae = base / ("shapes-autoencoder" + (f"-{ae_name}" if ae_name else ""))
+        ae_arm = AUTOENCODERS.get(name)
+        ae = base / ("shapes-autoencoder" + (f"-{ae_arm}" if ae_arm else ""))
         if not (ae / "checkpoint").is_dir():
+            ae_overrides = AE_ARMS[ae_arm][0] if ae_arm else []
             ae_recipe = load_recipe(
                 ROOT / "recipes/shapes-autoencoder.yaml", [*ae_overrides, "--train.time_limit_minutes=0"]
             )
             train(ae_recipe, ae, progress=False)
         recipe = load_recipe(
             ROOT / "recipes/shapes-t2i.yaml",
-            [*overrides, *model_overrides, f"--method.autoencoder={ae}", "--train.time_limit_minutes=0"],
+            [*overrides, f"--method.autoencoder={ae}", "--train.time_limit_minutes=0"],
         )
         start = time.perf_counter()
         train(recipe, run_dir, progress=False)
@@ -171,8 +169,8 @@ def markdown(result: dict) -> str:
 
 
 def ceiling(arm: dict) -> str:
-    """The suite's real renders through the arm's autoencoder (%), or a dash for rows scored before it was kept;
-    t2i_autoencoder.json has the recipe's (86.4 %) and the shipped one's (86.8 %)."""
+    """The suite's real renders through the arm's autoencoder (%), or a dash for rows scored before it was kept
+    (t2i_autoencoder.json has the ceilings of the recipe's and the shipped autoencoders)."""
     value = arm.get("autoencoder_ceiling")
     return "–" if value is None else f"{100 * value:.1f}"
 
@@ -188,12 +186,6 @@ def score(run, suite, n_per_prompt: int, *, seed: int = 0, **settings) -> dict:
         return run.sample(len(texts), prompts=texts, seed=s, **settings).x
 
     return geneval(generate, suite, n_per_prompt=n_per_prompt, seed=seed, reconstruct=latent_roundtrip(run.method))
-
-
-def previous(out: str) -> dict:
-    """The JSON already at `out` (rows of arms and scales not run this time are kept), or an empty one."""
-    path = Path(out)
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def main() -> None:

@@ -20,12 +20,14 @@ from pathlib import Path
 
 import torch
 
-from common import train_or_reuse, write_json
+from common import previous, train_or_reuse, write_json
 from genlab.atomic import atomic_write_text
 from genlab.config import load_recipe
 from genlab.data.shapes import sample_pairs
+from genlab.evaluate import latent_roundtrip
 from genlab.generate import shipped_run
 from genlab.metrics.geneval import CATEGORIES, builtin_suite, render_prompts, score_images
+from genlab.metrics.image import psnr
 from genlab.runs import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,10 +44,6 @@ ARMS = {  # name: (recipe overrides, what changes)
         ["--data.grammar=full", "--model.latent_channels=8", "--train.steps=2100"],
         "full grammar, 8 latent channels, 3x the steps",
     ),
-    "full-8ch-wide-long": (
-        ["--data.grammar=full", "--model.latent_channels=8", "--model.channels=[32,64,64]", "--train.steps=2100"],
-        "full grammar, 8 latent channels, widths 32-64-64 (from 8-32-32), 3x the steps",
-    ),
     "full-16px-long": (
         ["--data.grammar=full", "--model.channels=[16,32]", "--train.steps=2100"],
         "full grammar, one downsampling: 4x16x16 latents (widths 16-32), 3x the steps",
@@ -54,23 +52,15 @@ ARMS = {  # name: (recipe overrides, what changes)
 
 
 def autoencoder(name: str, base: Path, *, reuse: bool):
-    """(the autoencoder module, training seconds or None) of an arm."""
+    """(encode -> decode, the latent shape, training seconds or None) of an arm: the shipped text-to-image run's
+    autoencoder, or an autoencoder run trained here."""
     overrides, _ = ARMS[name]
     if overrides is None:
-        return load_run(shipped_run()).method.autoencoder, None
+        method = load_run(shipped_run()).method
+        return latent_roundtrip(method), method.autoencoder.cfg.latent_shape(), None
     recipe = load_recipe(ROOT / "recipes/shapes-autoencoder.yaml", [*overrides, "--train.time_limit_minutes=0"])
     run, wall = train_or_reuse(recipe, base / name, reuse=reuse and (base / name / "checkpoint").is_dir())
-    return run.method.ae, wall
-
-
-@torch.no_grad()
-def roundtrip(ae, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    return torch.cat([ae(x[i : i + batch]).clamp(-1, 1) for i in range(0, len(x), batch)])
-
-
-def psnr(x: torch.Tensor, y: torch.Tensor) -> float:
-    mse = ((x - y) ** 2).flatten(1).mean(1)
-    return float((10 * torch.log10(4 / mse.clamp_min(1e-10))).mean())
+    return latent_roundtrip(run.method), run.method.latent_shape, wall
 
 
 def main() -> None:
@@ -87,18 +77,17 @@ def main() -> None:
     test, _, _ = sample_pairs(500, split="test", grammar="full")
     arms = {}
     for name in args.arms:
-        ae, wall = autoencoder(name, Path(args.runs), reuse=args.reuse)
+        roundtrip, shape, wall = autoencoder(name, Path(args.runs), reuse=args.reuse)
         start = time.perf_counter()
-        row = {"change": ARMS[name][1], "train_seconds": wall, "latent_shape": list(ae.cfg.latent_shape())}
-        row["psnr_test"] = round(psnr(roundtrip(ae, test), test), 2)
+        row = {"change": ARMS[name][1], "train_seconds": wall, "latent_shape": list(shape)}
+        row["psnr_test"] = round(float(psnr(roundtrip(test), test).mean()), 2)
         for seed in (0, 1):
             real = render_prompts(prompts, seed=seed)
-            row[f"seed{seed}"] = score_images(roundtrip(ae, real), prompts, seed=seed)
+            row[f"seed{seed}"] = score_images(roundtrip(real), prompts, seed=seed)
         row["score_seconds"] = round(time.perf_counter() - start, 1)
         arms[name] = row
         print(name, row["psnr_test"], *(round(100 * row[f"seed{s}"]["overall"], 1) for s in (0, 1)), flush=True)
-    old = __import__("json").loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
-    merged = {**old.get("arms", {}), **arms}
+    merged = {**previous(args.out).get("arms", {}), **arms}
     result = {"threads": args.threads, "arms": {k: merged[k] for k in sorted(merged, key=list(ARMS).index)}}
     write_json(args.out, result)
     atomic_write_text(Path(args.out).with_suffix(".md"), markdown(result))

@@ -327,15 +327,18 @@ def train_features(data: str, *, out: str | Path | None = None, epochs: int = 40
 
 
 def latent_roundtrip(method, batch: int = 256):
-    """encode -> decode through a latent method's autoencoder (images in [-1, 1] on any device, back on theirs), or
-    None for a method that samples pixels."""
-    if not (hasattr(method, "to_latent") and hasattr(method, "from_latent")):
+    """encode -> decode (images in [-1, 1] on any device, back on theirs) through a latent method's autoencoder or
+    an autoencoder run's own (`reconstruct`), or None for a method that samples pixels."""
+    if hasattr(method, "to_latent") and hasattr(method, "from_latent"):
+        step = lambda x: method.from_latent(method.to_latent(x))  # noqa: E731
+    elif type(method).reconstruct is not Method.reconstruct:  # an autoencoder run (or a VQ tokenizer's)
+        step = method.reconstruct
+    else:
         return None
 
     @torch.no_grad()
     def roundtrip(x: torch.Tensor) -> torch.Tensor:
-        parts = [x[i : i + batch].to(method.device) for i in range(0, len(x), batch)]
-        return torch.cat([method.from_latent(method.to_latent(p)).to(x.device) for p in parts])
+        return torch.cat([step(part.to(method.device)).to(x.device) for part in x.split(batch)])
 
     return roundtrip
 
