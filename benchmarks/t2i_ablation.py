@@ -36,9 +36,11 @@ from common import previous, write_json
 from genlab.atomic import atomic_write_text
 from genlab.checkpoint import load_state
 from genlab.config import load_recipe
+from genlab.data.images import tensor_to_uint8
+from genlab.data.shapes import parse_caption, relation_of, sample_pairs
 from genlab.evaluate import latent_roundtrip
 from genlab.generate import shipped_run
-from genlab.metrics.geneval import CATEGORIES, builtin_suite, geneval
+from genlab.metrics.geneval import CATEGORIES, builtin_suite, detect_objects, geneval
 from genlab.runs import load_run, recipe_for
 from genlab.train import train
 from t2i_autoencoder import ARMS as AE_ARMS
@@ -65,6 +67,28 @@ ARMS = {  # name: (recipe overrides, what changes)
         "full-ae (the same autoencoder) + MM-DiT (joint attention over image and text tokens) in place of "
         "cross-attention",
     ),
+    "full-ae-mmdit-shift3": (
+        ["--data.grammar=full", "--model.text_mode=mmdit", "--method.time.shift=3"],
+        "full-ae-mmdit + training times shifted towards noise (SD3's shift 3 on the logit-normal law: median t 0.75 "
+        "instead of 0.5), where the layout is decided",
+    ),
+    "full-ae-mmdit-d8": (
+        ["--data.grammar=full", "--model.text_mode=mmdit", "--model.depth=8"],
+        "full-ae-mmdit with 8 blocks instead of 4 (twice the depth and the trained parameters)",
+    ),
+    "full-ae-textpos": (
+        ["--data.grammar=full", "--model.text_positions=true"],
+        "full-ae + fixed sin-cos positions (the word order) added to the text tokens",
+    ),
+    "full-ae-mmdit-textpos": (
+        ["--data.grammar=full", "--model.text_mode=mmdit", "--model.text_positions=true"],
+        "full-ae-mmdit + fixed sin-cos positions (the word order) added to the text tokens",
+    ),
+    "full-ae-mmdit-long": (
+        ["--data.grammar=full", "--model.text_mode=mmdit", "--train.steps=12000"],
+        "SCALING POINT, 2x the budget of the other arms: full-ae-mmdit trained from scratch for 12000 steps (one "
+        "cosine schedule over the 12000)",
+    ),
     "full-long": (
         ["--data.grammar=full", "--train.steps=12000"],
         "SCALING POINT, 2x the budget of the other arms: `full` resumed (a copy of its step-6000 checkpoint) and "
@@ -76,10 +100,22 @@ GUIDANCE_NOTE = (
     "seed set and the held-out colour x shape pairs were never trained on: a scale is only a candidate default if it "
     "also wins there"
 )
+RELATION_IMAGES = 128  # training captions with a relation scored per arm (trained_relations)
 CONTINUED = {"full-long": ("full", ["--train.steps=12000"])}  # arm: (the arm it resumes a copy of, train.* overrides)
 # arm: the arm of benchmarks/t2i_autoencoder.py whose recipe overrides train its autoencoder; other arms use
 # recipes/shapes-autoencoder.yaml as it is
-AUTOENCODERS = {"full-ae": "full-long", "full-ae-mmdit": "full-long"}
+AUTOENCODERS = {
+    name: "full-long"
+    for name in (
+        "full-ae",
+        "full-ae-mmdit",
+        "full-ae-mmdit-shift3",
+        "full-ae-mmdit-d8",
+        "full-ae-mmdit-long",
+        "full-ae-textpos",
+        "full-ae-mmdit-textpos",
+    )
+}
 
 
 def continued_run(name: str, base: Path, *, reuse: bool, minutes: float | None):
@@ -179,6 +215,41 @@ def guidance_order(item: tuple[str, dict]) -> tuple[int, float, int]:
     return list(ARMS).index(item[1]["arm"]), item[1]["guidance_scale"], item[1]["seed"]
 
 
+AXIS = {"left of": "x", "right of": "x", "above": "y", "below": "y"}
+
+
+def trained_relations(run, n: int = RELATION_IMAGES, *, seed: int = 0) -> dict:
+    """Relations on captions the arm was trained on: the first `n` captions of its training data (full grammar,
+    train split, seed 0) that state a relation between two distinct stated colours, one image each. Objects are
+    found by colour alone (shapes aside), so this isolates the layout: `both` = both colours drawn; among those,
+    `axis` = the displacement's dominant axis is the relation's (x for left/right), `relation` = the relation holds
+    (chance 1/4 for a layout that ignores the text, 1/2 once the axis is right), `direction` = relation / axis."""
+    _, texts, _ = sample_pairs(4 * n, split="train", seed=0, grammar="full")
+    picked = []
+    for text in texts:
+        scene = parse_caption(text)
+        if scene is not None and scene.relation and len({o.colour for o in scene.shapes} - {None}) == 2:
+            picked.append((text, scene))
+    picked = picked[:n]
+    images = tensor_to_uint8(run.sample(len(picked), prompts=[t for t, _ in picked], seed=seed).x)
+    both = axis = holds = 0
+    for image, (_, scene) in zip(images, picked):
+        found = detect_objects(image)
+        a, b = ([d for d in found if d.colour == o.colour] for o in scene.shapes)
+        if a and b:
+            rel = relation_of(b[0].cx - a[0].cx, b[0].cy - a[0].cy)
+            both += 1
+            axis += AXIS[rel] == AXIS[scene.relation]
+            holds += rel == scene.relation
+    return {
+        "images": len(picked),
+        "both": both / len(picked),
+        "axis": axis / max(both, 1),
+        "relation": holds / max(both, 1),
+        "direction": holds / max(axis, 1),
+    }
+
+
 def score(run, suite, n_per_prompt: int, *, seed: int = 0, **settings) -> dict:
     """The suite's report of `run` (sampled with its own settings, `settings` overriding them)."""
 
@@ -215,6 +286,7 @@ def main() -> None:
             "settings": run.settings.as_dict(run.method.sample_settings),
             "geneval": report["rows"]["model"],
             "autoencoder_ceiling": report["rows"]["autoencoder"]["overall"],
+            "trained_relations": trained_relations(run),
         }
         print(name, f"step {run.step} overall {100 * arms[name]['geneval']['overall']:.1f}", flush=True)
     if args.guidance:

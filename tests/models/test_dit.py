@@ -99,3 +99,20 @@ def test_errors_and_positions():
     pos = sincos_2d(4, 32)[0]
     assert pos.shape == (16, 32)
     assert torch.cdist(pos, pos).add(torch.eye(16)).min() > 0  # every position has its own code
+
+
+@pytest.mark.parametrize("mode", ["cross", "mmdit"])
+def test_text_positions_make_the_word_order_count(mode):
+    """Without positions the DiT reads the text tokens as a set (a permutation changes nothing); with them, the
+    same tokens in another order give another output, and prompts longer than the built table still run."""
+    x, t = torch.randn(2, 4, 8, 8), torch.rand(2)
+    a = text(2, 5, real=[5, 5])
+    swapped = SimpleNamespace(tokens=a.tokens[:, [1, 0, 2, 3, 4]], mask=a.mask, pooled=a.pooled)
+    plain = randomize_(model(mode))
+    torch.testing.assert_close(plain(x, t, swapped), plain(x, t, a), rtol=0, atol=1e-5)
+    ordered = randomize_(model(mode, text_positions=True))
+    assert not torch.allclose(ordered(x, t, swapped), ordered(x, t, a), atol=1e-4)
+    long = text(2, 100, real=[100, 40])
+    out = ordered(x, t, long)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    assert DiTConfig().text_positions is False  # runs saved before the field existed load as they were trained

@@ -36,6 +36,8 @@ class DiTConfig:
     mlp_ratio: PositiveFloat = 4.0
     text_dim: Annotated[int, Range(0)] = 0  # width of the text encoder's tokens; 0 = no text (a text method fills it)
     text_mode: Literal["cross", "mmdit"] = "cross"  # cross (adaLN-Zero + cross-attention) | mmdit (joint attention)
+    # add fixed 1-D sin-cos positions (the word order) to the text tokens; off in runs trained before it existed
+    text_positions: bool = False
 
     def __post_init__(self) -> None:
         check_dims(self)
@@ -70,6 +72,14 @@ def dit_dims(cfg: DiTConfig) -> tuple[int, int, int]:
     return cfg.width or width, cfg.depth or depth, cfg.heads or heads
 
 
+def sincos_1d(length: int, width: int) -> Tensor:
+    """Fixed 1-D sin-cos embedding (length, width) of the positions 0 .. length − 1."""
+    half = width // 2
+    freqs = 1.0 / 10000 ** (torch.arange(half, dtype=torch.float64) / max(half, 1))
+    ang = torch.arange(length, dtype=torch.float64)[:, None] * freqs[None]  # (length, half)
+    return F.pad(torch.cat([ang.sin(), ang.cos()], dim=1), (0, width - 2 * half)).float()
+
+
 def sincos_2d(side: int, width: int) -> Tensor:
     """Fixed 2-D sin-cos position embedding (1, side², width): half the channels per axis."""
     quarter = width // 4
@@ -83,6 +93,7 @@ def sincos_2d(side: int, width: int) -> Tensor:
     return F.pad(emb, (0, width - emb.shape[1])).float()[None]  # (1, N, width)
 
 
+TEXT_POSITIONS = 77  # text-token positions kept in a buffer (a longer prompt's are built for its call)
 FUSED = True  # fused modulation/gating (addcmul); benchmarks/t2i_speed.py turns it off for its ablation
 
 
@@ -266,6 +277,7 @@ class DiT(nn.Module):
         self.cfg, self.p, self.side = cfg, cfg.patch_size, cfg.image_size // cfg.patch_size
         self.patch = nn.Conv2d(cfg.in_channels, width, cfg.patch_size, stride=cfg.patch_size)
         self.register_buffer("pos", sincos_2d(self.side, width), persistent=False)
+        self.register_buffer("text_pos", sincos_1d(TEXT_POSITIONS, width), persistent=False)  # (TEXT_POSITIONS, W)
         self.cond = ConditionEmbedding(256, width, cfg.num_classes or 0)
         text, mm = cfg.text_dim > 0, cfg.text_mode == "mmdit"
         self.text_in = nn.Linear(cfg.text_dim, width) if text else None  # tokens -> width
@@ -284,6 +296,13 @@ class DiT(nn.Module):
 
     def init_weights(self) -> None:
         init_dit(self)
+
+    def text_positions(self, length: int) -> Tensor:
+        """(length, width) sin-cos positions of the text tokens on the model's device (the buffer is never
+        resized, so processes stay alike: longer prompts get theirs built for the call)."""
+        if length <= self.text_pos.shape[0]:
+            return self.text_pos[:length]
+        return sincos_1d(length, self.text_pos.shape[1]).to(self.text_pos.device)
 
     def forward(self, x: Tensor, t: Tensor, cond=None) -> Tensor:
         """x (B,C,H,W), t (B,); cond: class labels (B,) int, or text with .tokens (B,L,text_dim),
@@ -305,6 +324,8 @@ class DiT(nn.Module):
         if text:
             c = c + self.pooled_in(cond.pooled)
             ctx, mask = self.text_in(cond.tokens), cond.mask  # (B, L, W), (B, L)
+            if self.cfg.text_positions:
+                ctx = ctx + self.text_positions(ctx.shape[1]).to(ctx.dtype)
         for block in self.blocks:
             if isinstance(block, MMDiTBlock):
                 h, ctx = run_block(block, h, c, ctx, mask, checkpoint=self.activation_checkpointing)

@@ -26,12 +26,20 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genlab.constraints import OneOf, OptCount, OptPositiveInt, PositiveFloat, PositiveInt, Range
 from genlab.errors import GenlabError
-from genlab.models.dit import DIT_PRESETS, DiTBlock, check_dims, dit_dims, init_dit, shift_scale, sincos_2d
+from genlab.models.dit import (
+    DIT_PRESETS,
+    DiTBlock,
+    check_dims,
+    dit_dims,
+    init_dit,
+    shift_scale,
+    sincos_1d,
+    sincos_2d,
+)
 from genlab.models.layers import ConditionEmbedding, run_block
 
 
@@ -55,14 +63,6 @@ class VideoDiTConfig:
 
     def __post_init__(self) -> None:
         check_dims(self)
-
-
-def sincos_1d(length: int, width: int) -> Tensor:
-    """Fixed 1-D sin-cos embedding (length, width) of the positions 0 .. length − 1."""
-    half = width // 2
-    freqs = 1.0 / 10000 ** (torch.arange(half, dtype=torch.float64) / max(half, 1))
-    ang = torch.arange(length, dtype=torch.float64)[:, None] * freqs[None]  # (length, half)
-    return F.pad(torch.cat([ang.sin(), ang.cos()], dim=1), (0, width - 2 * half)).float()
 
 
 def space_time_widths(width: int) -> tuple[int, int]:
