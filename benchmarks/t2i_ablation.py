@@ -84,6 +84,10 @@ ARMS = {  # name: (recipe overrides, what changes)
         ["--data.grammar=full", "--model.text_mode=mmdit", "--model.text_positions=true"],
         "full-ae-mmdit + fixed sin-cos positions (the word order) added to the text tokens",
     ),
+    "full-ae-mmdit-tokens": (
+        ["--data.grammar=full", "--model.text_mode=mmdit", "--model.text_pooled=false"],
+        "full-ae-mmdit without the pooled text vector in adaLN: the text tokens alone condition the image",
+    ),
     "full-ae-mmdit-long": (
         ["--data.grammar=full", "--model.text_mode=mmdit", "--train.steps=12000"],
         "SCALING POINT, 2x the budget of the other arms: full-ae-mmdit trained from scratch for 12000 steps (one "
@@ -114,6 +118,7 @@ AUTOENCODERS = {
         "full-ae-mmdit-long",
         "full-ae-textpos",
         "full-ae-mmdit-textpos",
+        "full-ae-mmdit-tokens",
     )
 }
 

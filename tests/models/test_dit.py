@@ -116,3 +116,15 @@ def test_text_positions_make_the_word_order_count(mode):
     out = ordered(x, t, long)
     assert out.shape == x.shape and torch.isfinite(out).all()
     assert DiTConfig().text_positions is False  # runs saved before the field existed load as they were trained
+
+
+@pytest.mark.parametrize("mode", ["cross", "mmdit"])
+def test_without_the_pooled_vector_only_the_tokens_condition(mode):
+    m = randomize_(model(mode, text_pooled=False))
+    assert m.pooled_in is None
+    x, t = torch.randn(2, 4, 8, 8), torch.rand(2)
+    a = text(2, 5, real=[5, 3])
+    other_pooled = SimpleNamespace(tokens=a.tokens, mask=a.mask, pooled=torch.randn(2, TEXT_DIM))
+    torch.testing.assert_close(m(x, t, other_pooled), m(x, t, a), rtol=0, atol=0)
+    other_tokens = text(2, 5, real=[5, 3], seed=3)
+    assert not torch.allclose(m(x, t, other_tokens), m(x, t, a), atol=1e-4)

@@ -1,6 +1,7 @@
 """Video DiT: shapes, adaLN-Zero at init, attention along the right axes, frame-permutation tests, and full
 attention with one frame equal to the image DiT with the same weights."""
 
+import dataclasses
 from types import SimpleNamespace
 
 import pytest
@@ -167,6 +168,10 @@ def test_image_dit_start_errors():
         model(depth=2).load_image_dit(image)  # split positions: the image DiT's blocks would see other positions
     with pytest.raises(GenlabError, match="differs"):
         image_positions_model(depth=1).load_image_dit(image)
+    for other in ({"text_pooled": False}, {"text_positions": True}):  # text read in a way the video DiT does not
+        cfg = DiTConfig(in_channels=3, image_size=8, num_classes=0, width=32, depth=2, heads=2, text_dim=TEXT_DIM)
+        with pytest.raises(GenlabError, match="text_pooled true"):
+            image_positions_model().load_image_dit(DiT(dataclasses.replace(cfg, **other)))
     with pytest.raises(GenlabError, match="factorized"):
         VideoDiT(
             VideoDiTConfig(

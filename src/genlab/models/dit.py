@@ -38,6 +38,7 @@ class DiTConfig:
     text_mode: Literal["cross", "mmdit"] = "cross"  # cross (adaLN-Zero + cross-attention) | mmdit (joint attention)
     # add fixed 1-D sin-cos positions (the word order) to the text tokens; off in runs trained before it existed
     text_positions: bool = False
+    text_pooled: bool = True  # the pooled text vector joins the timestep in adaLN; False: the tokens alone condition
 
     def __post_init__(self) -> None:
         check_dims(self)
@@ -281,7 +282,8 @@ class DiT(nn.Module):
         self.cond = ConditionEmbedding(256, width, cfg.num_classes or 0)
         text, mm = cfg.text_dim > 0, cfg.text_mode == "mmdit"
         self.text_in = nn.Linear(cfg.text_dim, width) if text else None  # tokens -> width
-        self.pooled_in = nn.Linear(cfg.text_dim, width) if text else None  # pooled -> conditioning vector
+        # pooled -> conditioning vector
+        self.pooled_in = nn.Linear(cfg.text_dim, width) if text and cfg.text_pooled else None
         self.blocks = nn.ModuleList(
             MMDiTBlock(width, heads, mlp_ratio=cfg.mlp_ratio)
             if text and mm
@@ -322,7 +324,8 @@ class DiT(nn.Module):
         c = self.cond(t, None if text else cond)  # (B, W)
         ctx = mask = None
         if text:
-            c = c + self.pooled_in(cond.pooled)
+            if self.pooled_in is not None:
+                c = c + self.pooled_in(cond.pooled)
             ctx, mask = self.text_in(cond.tokens), cond.mask  # (B, L, W), (B, L)
             if self.cfg.text_positions:
                 ctx = ctx + self.text_positions(ctx.shape[1]).to(ctx.dtype)

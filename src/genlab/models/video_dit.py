@@ -171,6 +171,11 @@ class VideoDiT(nn.Module):
         blocks = list(getattr(dit, "blocks", []))
         if not all(isinstance(b, DiTBlock) and b.cross is not None for b in blocks) or self.text_in is None:
             raise GenlabError("the image DiT to start from must read text by cross-attention (model.text_mode cross)")
+        if dit.pooled_in is None or dit.cfg.text_positions:
+            raise GenlabError(
+                "the image DiT to start from must read text as the video DiT does: model.text_pooled true and "
+                "model.text_positions false"
+            )
         mine = (self.patch.weight.shape[0], len(self.blocks), self.p, self.side, self.cfg.in_channels)
         theirs = (dit.patch.weight.shape[0], len(blocks), dit.p, dit.side, dit.cfg.in_channels)
         if (
