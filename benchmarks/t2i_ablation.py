@@ -1,7 +1,8 @@
 """What each change to the text-to-image recipe buys on the GenEval-style suite, at the same budget and settings.
 
     python benchmarks/t2i_ablation.py [--arms shipped full] [--n-per-prompt 4] [--threads 1] [--reuse]
-        [--minutes M] [--guidance 2 4 7] [--guidance-arm full] [--out benchmarks/results/t2i_ablation.json]
+        [--relations-only] [--minutes M] [--guidance 2 4 7] [--guidance-arm full]
+        [--out benchmarks/results/t2i_ablation.json]
 
 Every arm is recipes/shapes-t2i.yaml (same steps, batch, learning rate and sampler) with the overrides listed in
 ARMS, trained by steps (no time limit, so a busy machine changes the wall time and nothing else) on the autoencoder of
@@ -16,6 +17,11 @@ decays again to 5e-5 at 12000 (a warm restart); the optimizer moments and the EM
 the continuation after M more minutes of training (train.time_limit_minutes counts every resume, so the prior time is
 added): its row then says the step reached, mid-schedule.
 
+Each arm also records `trained_relations`: on 128 of its own training captions that state a relation, whether the
+drawn layout follows the relation's axis and its direction, and whether its training loss tells the caption from the
+same caption with the direction flipped (see that function). `--relations-only` (re)measures just that for runs
+already there and keeps the arms' other numbers.
+
 `--guidance S ...` adds a separate table: the run of --guidance-arm (`full`) scored at each guidance scale S with
 everything else (sampler, steps, seeds) unchanged, once on the suite's seed (0) and once on a second seed set (1).
 Picking a scale by the suite is tuning on the test set; a scale can only become a default if it also wins on the
@@ -28,6 +34,7 @@ import argparse
 import json
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -37,7 +44,7 @@ from genlab.atomic import atomic_write_text
 from genlab.checkpoint import load_state
 from genlab.config import load_recipe
 from genlab.data.images import tensor_to_uint8
-from genlab.data.shapes import parse_caption, relation_of, sample_pairs
+from genlab.data.shapes import COLOURS, INVERSE, Scene, caption, parse_caption, relation_of, sample_pairs
 from genlab.evaluate import latent_roundtrip
 from genlab.generate import shipped_run
 from genlab.metrics.geneval import CATEGORIES, builtin_suite, detect_objects, geneval
@@ -105,6 +112,7 @@ GUIDANCE_NOTE = (
     "also wins there"
 )
 RELATION_IMAGES = 128  # training captions with a relation scored per arm (trained_relations)
+LOSS_REPEATS = 8  # seeds of (t, noise, dropout) the caption losses of trained_relations average over
 CONTINUED = {"full-long": ("full", ["--train.steps=12000"])}  # arm: (the arm it resumes a copy of, train.* overrides)
 # arm: the arm of benchmarks/t2i_autoencoder.py whose recipe overrides train its autoencoder; other arms use
 # recipes/shapes-autoencoder.yaml as it is
@@ -187,6 +195,24 @@ def markdown(result: dict) -> str:
             f"| {name} | {r['change']} | {r['step']} | {100 * g['overall']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] | "
             f"{cats} | {100 * g['heldout_gap']:+.1f} | {100 * g['extra_rate']:.1f} | {ceiling(r)} |"
         )
+    measured = {name: r["trained_relations"] for name, r in result["arms"].items() if r.get("trained_relations")}
+    if measured:
+        lines += [
+            "",
+            f"Relations on {RELATION_IMAGES} of the arm's own training captions (trained_relations; drawn: found by "
+            "colour "
+            "alone; loss: its training loss with the direction flipped or a colour replaced, over the right caption's)",
+            "",
+            "| arm | both colours drawn | axis right | relation right | direction right (given the axis) | "
+            "loss, direction flipped / right | loss, colour replaced / right |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, m in measured.items():
+            ratios = f"{m['flipped_over_right']:.4f} | {m['recoloured_over_right']:.2f}" if "loss" in m else "– | –"
+            lines.append(
+                f"| {name} | {100 * m['both']:.1f} | {100 * m['axis']:.1f} | {100 * m['relation']:.1f} | "
+                f"{100 * m['direction']:.1f} | {ratios} |"
+            )
     if result.get("guidance"):
         lines += [
             "",
@@ -225,20 +251,25 @@ AXIS = {"left of": "x", "right of": "x", "above": "y", "below": "y"}
 
 def trained_relations(run, n: int = RELATION_IMAGES, *, seed: int = 0) -> dict:
     """Relations on captions the arm was trained on: the first `n` captions of its training data (full grammar,
-    train split, seed 0) that state a relation between two distinct stated colours, one image each. Objects are
-    found by colour alone (shapes aside), so this isolates the layout: `both` = both colours drawn; among those,
-    `axis` = the displacement's dominant axis is the relation's (x for left/right), `relation` = the relation holds
-    (chance 1/4 for a layout that ignores the text, 1/2 once the axis is right), `direction` = relation / axis."""
-    _, texts, _ = sample_pairs(4 * n, split="train", seed=0, grammar="full")
+    train split, seed 0) that state a relation between two distinct stated colours.
+
+    Drawn (one image each; objects found by colour alone, so this isolates the layout): `both` = both colours
+    drawn; among those, `axis` = the displacement's dominant axis is the relation's (x for left/right), `relation`
+    = the relation holds (chance 1/4 for a layout that ignores the text, 1/2 once the axis is right), `direction` =
+    relation / axis. Learned (`loss`): the arm's own training loss on those training images with their captions,
+    with the direction flipped ("A left of B" -> "A right of B", the same words otherwise) and, as a control that
+    the loss can tell, with the first colour replaced by a third one; the same times, noise and text dropout for
+    all three (`repeats` seeds); a ratio of 1 means the network does not tell the two captions apart."""
+    x, texts, _ = sample_pairs(4 * n, split="train", seed=0, grammar="full")
     picked = []
-    for text in texts:
+    for i, text in enumerate(texts):
         scene = parse_caption(text)
         if scene is not None and scene.relation and len({o.colour for o in scene.shapes} - {None}) == 2:
-            picked.append((text, scene))
+            picked.append((i, text, scene))
     picked = picked[:n]
-    images = tensor_to_uint8(run.sample(len(picked), prompts=[t for t, _ in picked], seed=seed).x)
+    images = tensor_to_uint8(run.sample(len(picked), prompts=[t for _, t, _ in picked], seed=seed).x)
     both = axis = holds = 0
-    for image, (_, scene) in zip(images, picked):
+    for image, (_, _, scene) in zip(images, picked):
         found = detect_objects(image)
         a, b = ([d for d in found if d.colour == o.colour] for o in scene.shapes)
         if a and b:
@@ -246,13 +277,37 @@ def trained_relations(run, n: int = RELATION_IMAGES, *, seed: int = 0) -> dict:
             both += 1
             axis += AXIS[rel] == AXIS[scene.relation]
             holds += rel == scene.relation
+    variants = {
+        "right": [t for _, t, _ in picked],
+        "flipped": [caption(replace(s, relation=INVERSE[s.relation])) for _, _, s in picked],
+        "recoloured": [caption(recolour(s)) for _, _, s in picked],
+    }
+    batch = x[[i for i, _, _ in picked]].to(run.method.device)
+    loss = {}
+    with torch.no_grad():
+        for name, caps in variants.items():
+            values = []
+            for r in range(LOSS_REPEATS):
+                torch.manual_seed(r)  # the same t, noise and dropped captions for every variant
+                values.append(float(run.method.loss({"x": batch, "text": caps})[0]))
+            loss[name] = sum(values) / len(values)
     return {
         "images": len(picked),
         "both": both / len(picked),
         "axis": axis / max(both, 1),
         "relation": holds / max(both, 1),
         "direction": holds / max(axis, 1),
+        "loss": loss,
+        "flipped_over_right": loss["flipped"] / loss["right"],
+        "recoloured_over_right": loss["recoloured"] / loss["right"],
     }
+
+
+def recolour(scene: Scene) -> Scene:
+    """The scene with its first shape's colour replaced by the first named colour neither shape has."""
+    a, b = scene.shapes
+    new = next(c for c in COLOURS if c not in (a.colour, b.colour))
+    return replace(scene, shapes=(replace(a, colour=new), b))
 
 
 def score(run, suite, n_per_prompt: int, *, seed: int = 0, **settings) -> dict:
@@ -271,6 +326,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", default="runs/bench-t2i-ablation")
     ap.add_argument("--reuse", action="store_true", help="score the runs already there instead of training")
+    ap.add_argument(
+        "--relations-only",
+        action="store_true",
+        help="only (re)measure trained_relations of the arms' runs already there, keeping their other numbers",
+    )
     ap.add_argument("--minutes", type=float, help="continued arms: stop after this many more minutes of training")
     ap.add_argument("--guidance", nargs="*", type=float, default=[], help="guidance scales to score the full run at")
     ap.add_argument("--guidance-arm", default="full", choices=[a for a in ARMS if a != "shipped"])
@@ -280,7 +340,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     suite = builtin_suite()
     arms, guidance, info = {}, {}, None
-    for name in args.arms:
+    for name in args.arms if args.relations_only else []:
+        run, _ = arm_run(name, Path(args.runs), reuse=True)
+        arms[name] = {**previous(args.out)["arms"][name], "trained_relations": trained_relations(run)}
+        print(name, arms[name]["trained_relations"], flush=True)
+    for name in [] if args.relations_only else args.arms:
         run, minutes = arm_run(name, Path(args.runs), reuse=args.reuse, minutes=args.minutes)
         report = score(run, suite, args.n_per_prompt)
         info = report["suite"]
@@ -312,7 +376,7 @@ def main() -> None:
                 print(key, f"overall {100 * guidance[key]['geneval']['overall']:.1f}", flush=True)
     old = previous(args.out)  # read last: another invocation may have written meanwhile
     result = {
-        "suite": old.get("suite") or {**info, "seed": 0},
+        "suite": old.get("suite") or {**info, "seed": 0},  # info is None only when no suite was scored now
         "threads": args.threads,
         "arms": {**old.get("arms", {}), **arms},
         "guidance_note": GUIDANCE_NOTE,
