@@ -37,6 +37,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from common import previous, write_json
@@ -44,7 +45,20 @@ from genlab.atomic import atomic_write_text
 from genlab.checkpoint import load_state
 from genlab.config import load_recipe
 from genlab.data.images import tensor_to_uint8
-from genlab.data.shapes import COLOURS, INVERSE, Scene, caption, parse_caption, relation_of, sample_pairs
+from genlab.data.shapes import (
+    COLOURS,
+    INVERSE,
+    SPLITS,
+    Scene,
+    caption,
+    caption_full,
+    layout,
+    parse_caption,
+    relation_of,
+    sample_pairs,
+    sample_scene_full,
+    stated_full,
+)
 from genlab.evaluate import latent_roundtrip
 from genlab.generate import shipped_run
 from genlab.metrics.geneval import CATEGORIES, builtin_suite, detect_objects, geneval
@@ -95,6 +109,12 @@ ARMS = {  # name: (recipe overrides, what changes)
         ["--data.grammar=full", "--model.text_mode=mmdit", "--model.text_pooled=false"],
         "full-ae-mmdit without the pooled text vector in adaLN: the text tokens alone condition the image",
     ),
+    "full-ae-mmdit-ordered": (
+        ["--data.grammar=ordered", "--model.text_mode=mmdit"],
+        "full-ae-mmdit on the ordered grammar: the same images and captions, but every relation stated from the left "
+        "(top) shape, so the first-named shape's side follows from the axis alone (a diagnostic: it never reads "
+        "'right of' or 'below')",
+    ),
     "full-ae-mmdit-long": (
         ["--data.grammar=full", "--model.text_mode=mmdit", "--train.steps=12000"],
         "SCALING POINT, 2x the budget of the other arms: full-ae-mmdit trained from scratch for 12000 steps (one "
@@ -127,6 +147,7 @@ AUTOENCODERS = {
         "full-ae-textpos",
         "full-ae-mmdit-textpos",
         "full-ae-mmdit-tokens",
+        "full-ae-mmdit-ordered",
     )
 }
 
@@ -200,8 +221,8 @@ def markdown(result: dict) -> str:
         lines += [
             "",
             f"Relations on {RELATION_IMAGES} of the arm's own training captions (trained_relations; drawn: found by "
-            "colour "
-            "alone; loss: its training loss with the direction flipped or a colour replaced, over the right caption's)",
+            "colour alone; loss: its training loss with the direction flipped or a colour replaced, over the right "
+            "caption's)",
             "",
             "| arm | both colours drawn | axis right | relation right | direction right (given the axis) | "
             "loss, direction flipped / right | loss, colour replaced / right |",
@@ -250,8 +271,8 @@ AXIS = {"left of": "x", "right of": "x", "above": "y", "below": "y"}
 
 
 def trained_relations(run, n: int = RELATION_IMAGES, *, seed: int = 0) -> dict:
-    """Relations on captions the arm was trained on: the first `n` captions of its training data (full grammar,
-    train split, seed 0) that state a relation between two distinct stated colours.
+    """Relations on captions the arm was trained on: the first `n` captions of its training data (its grammar, train
+    split, seed 0) that state a relation between two distinct stated colours.
 
     Drawn (one image each; objects found by colour alone, so this isolates the layout): `both` = both colours
     drawn; among those, `axis` = the displacement's dominant axis is the relation's (x for left/right), `relation`
@@ -259,8 +280,8 @@ def trained_relations(run, n: int = RELATION_IMAGES, *, seed: int = 0) -> dict:
     relation / axis. Learned (`loss`): the arm's own training loss on those training images with their captions,
     with the direction flipped ("A left of B" -> "A right of B", the same words otherwise) and, as a control that
     the loss can tell, with the first colour replaced by a third one; the same times, noise and text dropout for
-    all three (`repeats` seeds); a ratio of 1 means the network does not tell the two captions apart."""
-    x, texts, _ = sample_pairs(4 * n, split="train", seed=0, grammar="full")
+    all three (LOSS_REPEATS seeds); a ratio of 1 means the network does not tell the two captions apart."""
+    x, texts, _ = sample_pairs(4 * n, split="train", seed=0, grammar=run.recipe.data.grammar)
     picked = []
     for i, text in enumerate(texts):
         scene = parse_caption(text)
@@ -301,6 +322,33 @@ def trained_relations(run, n: int = RELATION_IMAGES, *, seed: int = 0) -> dict:
         "flipped_over_right": loss["flipped"] / loss["right"],
         "recoloured_over_right": loss["recoloured"] / loss["right"],
     }
+
+
+def relation_layout(n: int = 20000) -> dict:
+    """How far the training layouts separate the two shapes of a relation (the signal a network could learn the
+    direction from): over the relation scenes among `n` training scenes (full grammar, train split, seed 0), the
+    mean and standard deviation of the subject's and the object's centre on the relation's axis, in pixels of the
+    32x32 image, per relation."""
+    rng = np.random.default_rng([0, SPLITS["train"]])
+    centres: dict[str, list] = {r: [] for r in INVERSE}
+    for _ in range(n):  # the same draws as sample_pairs, without rendering or captioning
+        scene = sample_scene_full(rng, split="train")
+        where = layout(scene, rng)
+        caption_full(stated_full(scene, rng), rng)  # keeps the generator in step with sample_pairs
+        if scene.relation:
+            k = 0 if AXIS[scene.relation] == "x" else 1
+            centres[scene.relation].append((where[0][k], where[1][k]))
+    out = {}
+    for rel, pairs in centres.items():
+        a = np.asarray(pairs, dtype=float)
+        out[rel] = {
+            "scenes": len(a),
+            "subject_mean": a[:, 0].mean(),
+            "subject_sd": a[:, 0].std(),
+            "object_mean": a[:, 1].mean(),
+            "object_sd": a[:, 1].std(),
+        }
+    return out
 
 
 def recolour(scene: Scene) -> Scene:
@@ -379,6 +427,7 @@ def main() -> None:
         "suite": old.get("suite") or {**info, "seed": 0},  # info is None only when no suite was scored now
         "threads": args.threads,
         "arms": {**old.get("arms", {}), **arms},
+        "relation_layout": relation_layout(),
         "guidance_note": GUIDANCE_NOTE,
         "guidance": dict(sorted({**old.get("guidance", {}), **guidance}.items(), key=guidance_order)),
     }

@@ -139,4 +139,16 @@ def test_full_grammar_covers_counting_pairs_and_both_ways_relations():
     assert sample_pairs(20, seed=5)[1] == sample_pairs(20, seed=5, grammar="basic")[1]
     rng = np.random.default_rng(0)
     assert caption_full(Scene((Shape("red", "square", "small"),) * 3), rng) == "three small red squares"
+    # ordered: the same scenes and images, every relation stated from the left (top) shape
+    xo, ordered, scenes_o = sample_pairs(600, split="train", seed=5, grammar="ordered")
+    assert torch.equal(xo, x) and scenes_o == scenes
+    for t, sc in zip(ordered, scenes):
+        if sc.relation:  # the drawn relation, stated from the left (top) shape
+            p, direct = parse_caption(t), sc.relation in ("left of", "above")
+            first, second = sc.shapes if direct else sc.shapes[::-1]
+            assert p.relation == (sc.relation if direct else INVERSE[sc.relation]) in ("left of", "above")
+            assert (p.shapes[0].kind, p.shapes[1].kind) == (first.kind, second.kind)
+    assert [t for t, s in zip(ordered, scenes) if not s.relation] == [
+        t for t, s in zip(texts, scenes) if not s.relation
+    ]
     assert parse_caption("four triangles") == Scene((Shape(None, "triangle"),) * 4)
