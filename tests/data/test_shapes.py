@@ -142,6 +142,7 @@ def test_full_grammar_covers_counting_pairs_and_both_ways_relations():
     # ordered: the same scenes and images, every relation stated from the left (top) shape
     xo, ordered, scenes_o = sample_pairs(600, split="train", seed=5, grammar="ordered")
     assert torch.equal(xo, x) and scenes_o == scenes
+    assert not {p.text for p in builtin_suite().prompts} & set(ordered)
     for t, sc in zip(ordered, scenes):
         if sc.relation:  # the drawn relation, stated from the left (top) shape
             p, direct = parse_caption(t), sc.relation in ("left of", "above")
