@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +50,6 @@ from genlab.data.shapes import (
     INVERSE,
     SPLITS,
     Scene,
-    caption,
     caption_full,
     layout,
     parse_caption,
@@ -268,6 +267,7 @@ def guidance_order(item: tuple[str, dict]) -> tuple[int, float, int]:
 
 
 AXIS = {"left of": "x", "right of": "x", "above": "y", "below": "y"}
+DIRECTION_SWAP = {"left": "right", "right": "left", "above": "below", "below": "above"}
 
 
 def trained_relations(run, n: int = RELATION_IMAGES, *, seed: int = 0) -> dict:
@@ -278,9 +278,10 @@ def trained_relations(run, n: int = RELATION_IMAGES, *, seed: int = 0) -> dict:
     drawn; among those, `axis` = the displacement's dominant axis is the relation's (x for left/right), `relation`
     = the relation holds (chance 1/4 for a layout that ignores the text, 1/2 once the axis is right), `direction` =
     relation / axis. Learned (`loss`): the arm's own training loss on those training images with their captions,
-    with the direction flipped ("A left of B" -> "A right of B", the same words otherwise) and, as a control that
-    the loss can tell, with the first colour replaced by a third one; the same times, noise and text dropout for
-    all three (LOSS_REPEATS seeds); a ratio of 1 means the network does not tell the two captions apart."""
+    with the direction word swapped ("A is to the left of B" -> "A is to the right of B", every other word kept)
+    and, as a control that the loss can tell, with the first colour word replaced by a colour neither shape has; the
+    same times, noise and text dropout for all three (LOSS_REPEATS seeds); a ratio of 1 means the network does not
+    tell the two captions apart."""
     x, texts, _ = sample_pairs(4 * n, split="train", seed=0, grammar=run.recipe.data.grammar)
     picked = []
     for i, text in enumerate(texts):
@@ -300,8 +301,8 @@ def trained_relations(run, n: int = RELATION_IMAGES, *, seed: int = 0) -> dict:
             holds += rel == scene.relation
     variants = {
         "right": [t for _, t, _ in picked],
-        "flipped": [caption(replace(s, relation=INVERSE[s.relation])) for _, _, s in picked],
-        "recoloured": [caption(recolour(s)) for _, _, s in picked],
+        "flipped": [swap_words(t, DIRECTION_SWAP) for _, t, _ in picked],
+        "recoloured": [swap_words(t, {s.shapes[0].colour: other_colour(s)}, count=1) for _, t, s in picked],
     }
     batch = x[[i for i, _, _ in picked]].to(run.method.device)
     loss = {}
@@ -351,11 +352,15 @@ def relation_layout(n: int = 20000) -> dict:
     return out
 
 
-def recolour(scene: Scene) -> Scene:
-    """The scene with its first shape's colour replaced by the first named colour neither shape has."""
-    a, b = scene.shapes
-    new = next(c for c in COLOURS if c not in (a.colour, b.colour))
-    return replace(scene, shapes=(replace(a, colour=new), b))
+def other_colour(scene: Scene) -> str:
+    """The first named colour neither shape of `scene` has."""
+    return next(c for c in COLOURS if c not in {o.colour for o in scene.shapes})
+
+
+def swap_words(text: str, swaps: dict[str, str], *, count: int = 0) -> str:
+    """`text` with each whole word that is a key of `swaps` replaced by its value (the first `count` only if > 0)."""
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, swaps)) + r")\b")
+    return pattern.sub(lambda m: swaps[m.group(1)], text, count=count)
 
 
 def score(run, suite, n_per_prompt: int, *, seed: int = 0, **settings) -> dict:
