@@ -114,11 +114,6 @@ ARMS = {  # name: (recipe overrides, what changes)
         "(top) shape, so the first-named shape's side follows from the axis alone (a diagnostic: it never reads "
         "'right of' or 'below')",
     ),
-    "full-ae-mmdit-long": (
-        ["--data.grammar=full", "--model.text_mode=mmdit", "--train.steps=12000"],
-        "SCALING POINT, 2x the budget of the other arms: full-ae-mmdit trained from scratch for 12000 steps (one "
-        "cosine schedule over the 12000)",
-    ),
     "full-long": (
         ["--data.grammar=full", "--train.steps=12000"],
         "SCALING POINT, 2x the budget of the other arms: `full` resumed (a copy of its step-6000 checkpoint) and "
@@ -133,22 +128,9 @@ GUIDANCE_NOTE = (
 RELATION_IMAGES = 128  # training captions with a relation scored per arm (trained_relations)
 LOSS_REPEATS = 8  # seeds of (t, noise, dropout) the caption losses of trained_relations average over
 CONTINUED = {"full-long": ("full", ["--train.steps=12000"])}  # arm: (the arm it resumes a copy of, train.* overrides)
-# arm: the arm of benchmarks/t2i_autoencoder.py whose recipe overrides train its autoencoder; other arms use
-# recipes/shapes-autoencoder.yaml as it is
-AUTOENCODERS = {
-    name: "full-long"
-    for name in (
-        "full-ae",
-        "full-ae-mmdit",
-        "full-ae-mmdit-shift3",
-        "full-ae-mmdit-d8",
-        "full-ae-mmdit-long",
-        "full-ae-textpos",
-        "full-ae-mmdit-textpos",
-        "full-ae-mmdit-tokens",
-        "full-ae-mmdit-ordered",
-    )
-}
+# arm: the arm of benchmarks/t2i_autoencoder.py whose recipe overrides train its autoencoder (every full-ae* arm:
+# full-long, 2100 steps on the full grammar); other arms use recipes/shapes-autoencoder.yaml as it is
+AUTOENCODERS = {name: "full-long" for name in ARMS if name.startswith("full-ae")}
 
 
 def continued_run(name: str, base: Path, *, reuse: bool, minutes: float | None):
@@ -393,9 +375,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     suite = builtin_suite()
     arms, guidance, info = {}, {}, None
+    recorded = previous(args.out).get("arms", {}) if args.relations_only else {}
     for name in args.arms if args.relations_only else []:
         run, _ = arm_run(name, Path(args.runs), reuse=True)
-        arms[name] = {**previous(args.out)["arms"][name], "trained_relations": trained_relations(run)}
+        arms[name] = {**recorded[name], "trained_relations": trained_relations(run)}
         print(name, arms[name]["trained_relations"], flush=True)
     for name in [] if args.relations_only else args.arms:
         run, minutes = arm_run(name, Path(args.runs), reuse=args.reuse, minutes=args.minutes)

@@ -278,7 +278,10 @@ class DiT(nn.Module):
         self.cfg, self.p, self.side = cfg, cfg.patch_size, cfg.image_size // cfg.patch_size
         self.patch = nn.Conv2d(cfg.in_channels, width, cfg.patch_size, stride=cfg.patch_size)
         self.register_buffer("pos", sincos_2d(self.side, width), persistent=False)
-        self.register_buffer("text_pos", sincos_1d(TEXT_POSITIONS, width), persistent=False)  # (TEXT_POSITIONS, W)
+        # (TEXT_POSITIONS, W) word-order positions of the text tokens, only where model.text_positions asks for them
+        self.register_buffer(
+            "text_pos", sincos_1d(TEXT_POSITIONS, width) if cfg.text_positions else None, persistent=False
+        )
         self.cond = ConditionEmbedding(256, width, cfg.num_classes or 0)
         text, mm = cfg.text_dim > 0, cfg.text_mode == "mmdit"
         self.text_in = nn.Linear(cfg.text_dim, width) if text else None  # tokens -> width
@@ -327,7 +330,7 @@ class DiT(nn.Module):
             if self.pooled_in is not None:
                 c = c + self.pooled_in(cond.pooled)
             ctx, mask = self.text_in(cond.tokens), cond.mask  # (B, L, W), (B, L)
-            if self.cfg.text_positions:
+            if self.text_pos is not None:
                 ctx = ctx + self.text_positions(ctx.shape[1]).to(ctx.dtype)
         for block in self.blocks:
             if isinstance(block, MMDiTBlock):
