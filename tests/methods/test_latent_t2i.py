@@ -1,5 +1,6 @@
 """Latent text-to-image flow: frozen autoencoder copied in, text dropout to the null text, batched CFG."""
 
+import dataclasses
 import shutil
 
 import pytest
@@ -8,6 +9,7 @@ from safetensors.torch import load_file
 
 from genlab.config import recipe_from_dict
 from genlab.errors import GenlabError
+from genlab.methods.latent import LatentFlowMethod
 from genlab.runs import build_method, load_run
 from genlab.settings import SampleSettings
 from genlab.train import resolve
@@ -130,3 +132,40 @@ def test_a_genlab_clip_text_encoder_is_copied_into_the_run(runs, tmp_path):
     train_recipe({**clip_tree, "seed": 1}, tmp_path, "clip")
     after = load_run(t2i).method.sample(2, cond=prompts, settings=euler, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(after.x, before.x)
+
+
+def test_method_init_fine_tunes_a_text_to_image_run(runs, tmp_path):
+    """method.init: the new run starts from the init run's DiT (EMA weights) in its latent space; the folder
+    reloads on its own, with the autoencoder named or taken from the init run (autoencoder: "")."""
+    data, ae, t2i = runs
+    image = load_run(t2i).method
+    for autoencoder in (str(ae), ""):
+        m = method_for(data, ae, init=str(t2i), autoencoder=autoencoder)
+        for (name, p), q in zip(m.model.named_parameters(), image.model.parameters()):
+            assert torch.equal(p, q), name
+        for p, q in zip(m.autoencoder.parameters(), image.autoencoder.parameters()):
+            assert torch.equal(p, q)
+    tree = t2i_recipe(data, ae, steps=2, checkpoint_every=2)
+    tree["method"]["init"] = str(t2i)
+    tuned = train_recipe(tree, tmp_path, "tuned")
+    run = load_run(tuned)
+    assert run.recipe.method.frozen["init"]["name"] == "tiny-t2i" and run.step == 2
+    moved = image.model.state_dict()
+    assert any(not torch.equal(v, moved[k]) for k, v in run.method.model.state_dict().items())  # it trained on
+    other = t2i_recipe(data, ae)
+    other["model"]["width"] = 64
+    other["method"]["init"] = str(t2i)
+    with pytest.raises(GenlabError, match="another DiT than this recipe's model section"):
+        build_method(resolve(recipe_from_dict(other, "t"), build_dataset_of(other)))
+    recipe = recipe_from_dict(t2i_recipe(data, ae), "t")
+    with pytest.raises(GenlabError, match="reads text with"):
+        cfg = dataclasses.replace(recipe.method, init=str(t2i), text_encoder="clip:x")
+        LatentFlowMethod(cfg, recipe.model, {"init": image})
+    with pytest.raises(GenlabError, match='method.autoencoder is ""'):
+        method_for(data, ae, autoencoder="")
+
+
+def build_dataset_of(tree: dict):
+    from genlab.data import build_dataset
+
+    return build_dataset(recipe_from_dict(tree, "t").data)

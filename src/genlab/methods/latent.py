@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import types
 from dataclasses import dataclass, field
 from typing import Annotated, Literal, NamedTuple
 
 import torch
 from torch import Tensor
 
-from genlab.constraints import NonEmpty, Pattern, PositiveFloat, Probability
+from genlab.constraints import Pattern, PositiveFloat, Probability
 from genlab.errors import GenlabError
 from genlab.methods.flow import FlowMethod
 from genlab.paths import TimeSampling
@@ -40,9 +42,10 @@ DEFAULT_PROMPTS = (
 @dataclass
 class LatentFlowConfig:
     kind: str = "latent_flow"
-    autoencoder: Annotated[str, NonEmpty()] = "runs/shapes-autoencoder"  # run folder of a trained `autoencoder` method
+    autoencoder: str = "runs/shapes-autoencoder"  # run folder of a trained `autoencoder` method; "": method.init's
     # a genlab.text encoder name: minilm | clip:RUN (copied into this run)
     text_encoder: Annotated[str, Pattern(r"[a-z0-9_]+|clip:.+", "an encoder name: 'minilm' or 'clip:RUN'")] = "minilm"
+    init: str = ""  # a latent_flow run (or shipped:NAME) whose DiT this one starts from (fine-tuning); "": random
     frozen: dict = field(default_factory=dict)  # recipes of the frozen parts, recorded when the run is created
     text_dropout: Probability = 0.1  # probability a caption becomes the null text "" (CFG training)
     path: Literal["rectified", "vp_cosine", "vp_ddpm", "ve"] = "rectified"
@@ -101,15 +104,38 @@ class LatentFlowMethod(FlowMethod):
 
     @classmethod
     def frozen_parts(cls, cfg: LatentFlowConfig) -> dict[str, tuple[str, str]]:
-        parts = {"autoencoder": (cfg.autoencoder, cls.autoencoder_kinds)}
+        from genlab.methods.adapters import part_folder
+
+        if not cfg.autoencoder and not cfg.init:
+            raise GenlabError('method.autoencoder is "": name an autoencoder run, or a method.init run to take its own')
+        parts = {"autoencoder": (cfg.autoencoder, cls.autoencoder_kinds)} if cfg.autoencoder else {}
         kind, _, run = cfg.text_encoder.partition(":")
         if kind == "clip":
             parts["text_encoder"] = (run, "clip")
+        if cfg.init:
+            parts["init"] = (part_folder(cfg.init), "latent_flow")
         return parts
+
+    @staticmethod
+    def init_parts(cfg: LatentFlowConfig, parts: dict) -> dict:
+        """`parts` with method.init's autoencoder when method.autoencoder is "" (the latent space its DiT was trained
+        in); a GenlabError when the init run reads text with another encoder."""
+        image = parts.get("init")
+        if image is None:
+            return parts
+        if image.cfg.text_encoder != cfg.text_encoder:
+            raise GenlabError(
+                f"method.init={cfg.init} reads text with {image.cfg.text_encoder!r}, this recipe with "
+                f"{cfg.text_encoder!r}: use its text_encoder"
+            )
+        if cfg.autoencoder:
+            return parts
+        return {**parts, "autoencoder": types.SimpleNamespace(ae=image.autoencoder)}
 
     def __init__(self, cfg: LatentFlowConfig, model_cfg, parts: dict):
         if model_cfg.kind != self.model_kind:
             raise GenlabError(f"method.kind={cfg.kind} needs model.kind={self.model_kind}, got {model_cfg.kind!r}")
+        parts = self.init_parts(cfg, parts)
         ae = parts["autoencoder"].ae
         *_, c, h, _ = ae.cfg.latent_shape()  # (c, h, w); a video autoencoder's (T', c, h, w)
         clip = parts.get("text_encoder")
@@ -127,6 +153,27 @@ class LatentFlowMethod(FlowMethod):
             clip.requires_grad_(False).eval()
         self.text_clip = clip
         object.__setattr__(self, "text_encoder", encoder)  # held outside the module tree (see text.base)
+        image = parts.get("init")
+        if image is not None:
+            # the autoencoder runs' recorded recipes, not their weights: a saved run rebuilds both parts from its
+            # records with placeholder weights before its checkpoint is read
+            theirs, ours = (json.dumps(c.frozen.get("autoencoder"), sort_keys=True) for c in (image.cfg, cfg))
+            if cfg.autoencoder and theirs != ours:
+                raise GenlabError(
+                    f"method.init={cfg.init} was trained on another autoencoder's latents than method.autoencoder="
+                    f'{cfg.autoencoder}: set method.autoencoder: "" to use its own'
+                )
+            with torch.no_grad():
+                self.start_from(image)
+
+    def start_from(self, image: LatentFlowMethod) -> None:
+        """Copy the DiT of method.init's run (fine-tuning); a GenlabError unless the two DiTs have the same layers."""
+        theirs, ours = image.model.state_dict(), self.model.state_dict()
+        if {k: v.shape for k, v in theirs.items()} != {k: v.shape for k, v in ours.items()}:
+            raise GenlabError(
+                f"method.init={self.cfg.init} has another DiT than this recipe's model section: copy its model section"
+            )
+        self.model.load_state_dict(theirs)
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -25,7 +25,6 @@ text, the given frame stays in both halves.
 from __future__ import annotations
 
 import dataclasses
-import types
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -82,29 +81,8 @@ class VideoFlowMethod(LatentFlowMethod):
     autoencoder_kinds = "autoencoder|video_autoencoder"
     makes_video = True
 
-    @classmethod
-    def frozen_parts(cls, cfg: VideoFlowConfig) -> dict[str, tuple[str, str]]:
-        from genlab.methods.adapters import part_folder
-
-        if not cfg.autoencoder and not cfg.init:
-            raise GenlabError('method.autoencoder is "": name an autoencoder run, or a method.init run to take its own')
-        parts = super().frozen_parts(cfg)
-        if cfg.init:
-            parts["init"] = (part_folder(cfg.init), "latent_flow")
-        if not cfg.autoencoder:
-            del parts["autoencoder"]
-        return parts
-
     def __init__(self, cfg: VideoFlowConfig, model_cfg, parts: dict):
-        image = parts.get("init")
-        if image is not None:
-            if image.cfg.text_encoder != cfg.text_encoder:
-                raise GenlabError(
-                    f"method.init={cfg.init} reads text with {image.cfg.text_encoder!r}, this recipe with "
-                    f"{cfg.text_encoder!r}: use its text_encoder"
-                )
-            if not cfg.autoencoder:  # the latent space the image DiT was trained in
-                parts = {**parts, "autoencoder": types.SimpleNamespace(ae=image.autoencoder)}
+        parts = self.init_parts(cfg, parts)
         ae = parts["autoencoder"].ae
         frames = model_cfg.frames  # video frames (the data's); the DiT runs on the latent frames
         temporal = isinstance(ae, VideoAutoencoder)
@@ -113,14 +91,10 @@ class VideoFlowMethod(LatentFlowMethod):
         model_cfg = dataclasses.replace(model_cfg, frame_condition=cfg.first_frame > 0)
         super().__init__(cfg, model_cfg, parts)
         self.frames, self.temporal = frames, temporal
-        if image is not None:
-            theirs, ours = image.autoencoder.state_dict(), self.autoencoder.state_dict()
-            if theirs.keys() != ours.keys() or not all(torch.equal(theirs[k], ours[k]) for k in ours):
-                raise GenlabError(
-                    f"method.init={cfg.init} was trained on another autoencoder's latents than method.autoencoder="
-                    f'{cfg.autoencoder}: set method.autoencoder: "" to use its own'
-                )
-            self.model.load_image_dit(image.model)
+
+    def start_from(self, image: LatentFlowMethod) -> None:
+        """The image DiT of method.init becomes the spatial layers (the temporal ones start at identity)."""
+        self.model.load_image_dit(image.model)
 
     # -- image-to-video: the given first frame
 
