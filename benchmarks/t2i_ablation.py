@@ -17,6 +17,10 @@ decays again to 5e-5 at 12000 (a warm restart); the optimizer moments and the EM
 the continuation after M more minutes of training (train.time_limit_minutes counts every resume, so the prior time is
 added): its row then says the step reached, mid-schedule.
 
+The arms in STAGED are curricula: they start from another arm's run (method.init: its DiT's EMA weights, the same
+autoencoder) and train a second stage with their own overrides (another caption grammar), optimizer and cosine; their
+step and training minutes are the sums over the stages.
+
 Each arm also records `trained_relations`: on 128 of its own training captions that state a relation, whether the
 drawn layout follows the relation's axis and its direction, and whether its training loss tells the caption from the
 same caption with the direction flipped (see that function). `--relations-only` (re)measures just that for runs
@@ -114,6 +118,36 @@ ARMS = {  # name: (recipe overrides, what changes)
         "(top) shape, so the first-named shape's side follows from the axis alone (a diagnostic: it never reads "
         "'right of' or 'below')",
     ),
+    "full-ae-mmdit-ordered-half": (
+        ["--data.grammar=ordered", "--model.text_mode=mmdit", "--train.steps=3000"],
+        "HALF BUDGET (3000 steps): full-ae-mmdit-ordered stopped at half the steps (its cosine ends at 3000), the "
+        "first stage of full-ae-mmdit-curriculum",
+    ),
+    "full-ae-mmdit-d8-ordered-half": (
+        ["--data.grammar=ordered", "--model.text_mode=mmdit", "--model.depth=8", "--train.steps=3000"],
+        "HALF BUDGET (3000 steps): full-ae-mmdit-ordered with 8 blocks, stopped at half the steps, the first stage of "
+        "full-ae-mmdit-d8-curriculum",
+    ),
+    "full-ae-mmdit-curriculum": (
+        ["--data.grammar=full", "--model.text_mode=mmdit", "--train.steps=3000"],
+        "full-ae-mmdit as a curriculum at the same 6000 steps: 3000 on the ordered grammar "
+        "(full-ae-mmdit-ordered-half), then 3000 on the full grammar starting from it (method.init), so the word "
+        "order is learned before the inverse wordings",
+    ),
+    "full-ae-mmdit-d8-curriculum": (
+        ["--data.grammar=full", "--model.text_mode=mmdit", "--model.depth=8", "--train.steps=3000"],
+        "full-ae-mmdit-curriculum with 8 blocks: 3000 steps ordered (full-ae-mmdit-d8-ordered-half), then 3000 full",
+    ),
+    "full-ae-mmdit-curriculum-long": (
+        ["--data.grammar=full", "--model.text_mode=mmdit"],
+        "SCALING POINT, 2x the budget of the other arms: the curriculum at 6000 + 6000 steps (full-ae-mmdit-ordered, "
+        "then the full grammar from it)",
+    ),
+    "full-ae-mmdit-d8-curriculum-long": (
+        ["--data.grammar=full", "--model.text_mode=mmdit", "--model.depth=8"],
+        "SCALING POINT, 2x the budget of the other arms: full-ae-mmdit-d8-curriculum (3000 ordered + 3000 full) "
+        "trained on 6000 more steps of the full grammar from it (a second stage, its cosine restarting)",
+    ),
     "full-long": (
         ["--data.grammar=full", "--train.steps=12000"],
         "SCALING POINT, 2x the budget of the other arms: `full` resumed (a copy of its step-6000 checkpoint) and "
@@ -127,7 +161,15 @@ GUIDANCE_NOTE = (
 )
 RELATION_IMAGES = 128  # training captions with a relation scored per arm (trained_relations)
 LOSS_REPEATS = 8  # seeds of (t, noise, dropout) the caption losses of trained_relations average over
-CONTINUED = {"full-long": ("full", ["--train.steps=12000"])}  # arm: (the arm it resumes a copy of, train.* overrides)
+CONTINUED = {"full-long": ("full", ["--train.steps=12000"])}
+# arm: the arm whose run it starts from (method.init: a second stage of training, its own optimizer and schedule);
+# its step and minutes are the two stages' sums
+STAGED = {
+    "full-ae-mmdit-curriculum": "full-ae-mmdit-ordered-half",
+    "full-ae-mmdit-d8-curriculum": "full-ae-mmdit-d8-ordered-half",
+    "full-ae-mmdit-curriculum-long": "full-ae-mmdit-ordered",
+    "full-ae-mmdit-d8-curriculum-long": "full-ae-mmdit-d8-curriculum",
+}  # arm: (the arm it resumes a copy of, train.* overrides)
 # arm: the arm of benchmarks/t2i_autoencoder.py whose recipe overrides train its autoencoder (every full-ae* arm:
 # full-long, 2100 steps on the full grammar); other arms use recipes/shapes-autoencoder.yaml as it is
 AUTOENCODERS = {name: "full-long" for name in ARMS if name.startswith("full-ae")}
@@ -160,6 +202,9 @@ def arm_run(name: str, base: Path, *, reuse: bool, minutes: float | None = None)
         return continued_run(name, base, reuse=reuse, minutes=minutes)
     run_dir = base / name
     wall = None
+    if name in STAGED:
+        first, first_wall = arm_run(STAGED[name], base, reuse=True)
+        overrides = [*overrides, f"--method.init={base / STAGED[name]}"]
     if not (reuse and (run_dir / "checkpoint").is_dir()):
         ae_arm = AUTOENCODERS.get(name)
         ae = base / ("shapes-autoencoder" + (f"-{ae_arm}" if ae_arm else ""))
@@ -179,7 +224,19 @@ def arm_run(name: str, base: Path, *, reuse: bool, minutes: float | None = None)
         atomic_write_text(run_dir / "bench.json", json.dumps({"minutes": wall}))
     elif (run_dir / "bench.json").is_file():
         wall = json.loads((run_dir / "bench.json").read_text())["minutes"]
+    if name in STAGED:
+        wall = None if wall is None or first_wall is None else round(wall + first_wall, 1)
     return load_run(run_dir), wall
+
+
+def total_steps(name: str, run) -> int:
+    """The arm's training steps: a staged arm's count those of the runs it started from (method.init, in turn)."""
+    steps = run.step
+    while name in STAGED:
+        name = STAGED[name]
+        run = load_run(Path(run.recipe.method.init))
+        steps += run.step
+    return steps
 
 
 def markdown(result: dict) -> str:
@@ -197,6 +254,19 @@ def markdown(result: dict) -> str:
             f"| {name} | {r['change']} | {r['step']} | {100 * g['overall']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] | "
             f"{cats} | {100 * g['heldout_gap']:+.1f} | {100 * g['extra_rate']:.1f} | {ceiling(r)} |"
         )
+    lines += [
+        "",
+        "Position prompts of the suite: how often both objects are drawn right (colour, shape), and how often the "
+        "relation then holds (position accuracy / both objects right; a network that draws the right axis but "
+        "either side scores 50)",
+        "",
+        "| arm | both objects right | relation holds, given both |",
+        "|---|---|---|",
+    ]
+    for name, r in result["arms"].items():
+        pos = r["geneval"]["categories"]["position"]
+        given = f"{100 * pos['accuracy'] / pos['objects']:.1f}" if pos["objects"] else "–"
+        lines.append(f"| {name} | {100 * pos['objects']:.1f} | {given} |")
     measured = {name: r["trained_relations"] for name, r in result["arms"].items() if r.get("trained_relations")}
     if measured:
         lines += [
@@ -386,14 +456,14 @@ def main() -> None:
         info = report["suite"]
         arms[name] = {
             "change": ARMS[name][1],
-            "step": run.step,
+            "step": total_steps(name, run),
             "train_minutes": minutes,
             "settings": run.settings.as_dict(run.method.sample_settings),
             "geneval": report["rows"]["model"],
             "autoencoder_ceiling": report["rows"]["autoencoder"]["overall"],
             "trained_relations": trained_relations(run),
         }
-        print(name, f"step {run.step} overall {100 * arms[name]['geneval']['overall']:.1f}", flush=True)
+        print(name, f"step {total_steps(name, run)} overall {100 * arms[name]['geneval']['overall']:.1f}", flush=True)
     if args.guidance:
         run, _ = arm_run(args.guidance_arm, Path(args.runs), reuse=True)
         for scale in args.guidance:

@@ -23,6 +23,7 @@ FIRST = (
     "shapes-captioner-lm",
     "shapes-captioner-stage1",
     "shapes-t2i",  # the base of the adapters (shapes-gligen, shapes-ip-adapter)
+    "shapes-t2i-ordered",  # the start (method.init) of shapes-t2i-curriculum
     "videos-tae",  # the video autoencoder of videos-t2v-tae
 )
 TINY = [
