@@ -161,15 +161,15 @@ GUIDANCE_NOTE = (
 )
 RELATION_IMAGES = 128  # training captions with a relation scored per arm (trained_relations)
 LOSS_REPEATS = 8  # seeds of (t, noise, dropout) the caption losses of trained_relations average over
-CONTINUED = {"full-long": ("full", ["--train.steps=12000"])}
+CONTINUED = {"full-long": ("full", ["--train.steps=12000"])}  # arm: (the arm it resumes a copy of, train.* overrides)
 # arm: the arm whose run it starts from (method.init: a second stage of training, its own optimizer and schedule);
-# its step and minutes are the two stages' sums
+# its step and minutes are the sums over its stages
 STAGED = {
     "full-ae-mmdit-curriculum": "full-ae-mmdit-ordered-half",
     "full-ae-mmdit-d8-curriculum": "full-ae-mmdit-d8-ordered-half",
     "full-ae-mmdit-curriculum-long": "full-ae-mmdit-ordered",
     "full-ae-mmdit-d8-curriculum-long": "full-ae-mmdit-d8-curriculum",
-}  # arm: (the arm it resumes a copy of, train.* overrides)
+}
 # arm: the arm of benchmarks/t2i_autoencoder.py whose recipe overrides train its autoencoder (every full-ae* arm:
 # full-long, 2100 steps on the full grammar); other arms use recipes/shapes-autoencoder.yaml as it is
 AUTOENCODERS = {name: "full-long" for name in ARMS if name.startswith("full-ae")}
@@ -203,7 +203,7 @@ def arm_run(name: str, base: Path, *, reuse: bool, minutes: float | None = None)
     run_dir = base / name
     wall = None
     if name in STAGED:
-        first, first_wall = arm_run(STAGED[name], base, reuse=True)
+        _, first_wall = arm_run(STAGED[name], base, reuse=True)  # the first stage, trained if not there yet
         overrides = [*overrides, f"--method.init={base / STAGED[name]}"]
     if not (reuse and (run_dir / "checkpoint").is_dir()):
         ae_arm = AUTOENCODERS.get(name)
@@ -463,7 +463,7 @@ def main() -> None:
             "autoencoder_ceiling": report["rows"]["autoencoder"]["overall"],
             "trained_relations": trained_relations(run),
         }
-        print(name, f"step {total_steps(name, run)} overall {100 * arms[name]['geneval']['overall']:.1f}", flush=True)
+        print(name, f"step {arms[name]['step']} overall {100 * arms[name]['geneval']['overall']:.1f}", flush=True)
     if args.guidance:
         run, _ = arm_run(args.guidance_arm, Path(args.runs), reuse=True)
         for scale in args.guidance:
