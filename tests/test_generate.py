@@ -8,6 +8,7 @@ from PIL import Image
 
 from genlab.cli import main
 from genlab.generate import shipped_run
+from genlab.runs import read_run
 from tests.t2i_fixtures import tiny_t2i_runs, use_hash_encoder
 
 
@@ -38,6 +39,7 @@ def test_generate_writes_a_png(run, tmp_path, monkeypatch, capsys):
         (["generate", "a red square", "-o", "out.jpg"], ".png"),
         (["generate", "a red square", "--sampler", "nope"], "unknown sampler"),
         (["generate", "a red square", "--run", "no/such/run"], "does not exist"),
+        (["generate", "a red square", "--run", "shipped:no-such"], "no shipped checkpoint 'no-such': genlab ships"),
     ],
 )
 def test_bad_input_is_a_one_line_error(run, tmp_path, monkeypatch, capsys, argv, message):
@@ -63,3 +65,4 @@ def test_shipped_checkpoint_is_small_and_self_describing():
     recipe = json.loads((folder / "config.json").read_text())["recipe"]
     assert recipe["method"]["kind"] == "latent_flow" and recipe["method"]["text_encoder"] == "minilm"
     assert recipe["method"]["frozen"]["autoencoder"]["method"]["kind"] == "autoencoder"  # travels inside the run
+    assert read_run("shipped:shapes-t2i") == read_run(folder)  # "shipped:NAME" names it wherever a run goes

@@ -90,9 +90,26 @@ def _fsync_tree(folder: Path) -> None:
                 os.fsync(f.fileno())
 
 
+SHIPPED_PREFIX = "shipped:"  # "shipped:NAME" names the checkpoint shipped in the package, genlab/assets/NAME
+
+
+def run_folder(path: str | Path) -> Path:
+    """The folder `path` names: itself, or for "shipped:NAME" the checkpoint shipped as genlab/assets/NAME."""
+    if not str(path).startswith(SHIPPED_PREFIX):
+        return Path(path)
+    from importlib import resources
+
+    assets = Path(str(resources.files("genlab") / "assets"))
+    name = str(path)[len(SHIPPED_PREFIX) :]
+    found = sorted(p.name for p in assets.iterdir() if (p / "config.json").is_file())
+    if name not in found:
+        raise GenlabError(f"no shipped checkpoint {name!r}: genlab ships {', '.join(found)}")
+    return assets / name
+
+
 def find_checkpoint(path: str | Path) -> Path:
-    """The checkpoint folder for a run folder (or a checkpoint folder itself)."""
-    path = Path(path)
+    """The checkpoint folder for a run folder (or a checkpoint folder itself, or "shipped:NAME")."""
+    path = run_folder(path)
     if path.is_file():
         raise GenlabError(
             f"{path} is a file; genlab checkpoints are folders written by 'genlab train' "

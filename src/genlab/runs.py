@@ -95,7 +95,9 @@ def train_seconds(path: str | Path) -> float:
 
 
 def load_run(path: str | Path, *, device: str | torch.device | None = None, weights: str = "ema") -> Run:
-    """The run in folder `path` (or a checkpoint folder), its `weights` ("ema" or "model") in eval mode."""
+    """The run in folder `path` (or a checkpoint folder, or "shipped:NAME"), its `weights` ("ema" or "model") in
+    eval mode."""
+    path = ckpt_io.run_folder(path)
     ckpt = ckpt_io.find_checkpoint(path)
     recipe, step = ckpt_io.read_checkpoint_config(ckpt)
     method = build_method(recipe)
@@ -116,9 +118,7 @@ def method_of_kind(run: str | Path | Run, kind: str, hint: str) -> Method:
 
 def shipped_asset(name: str) -> Path:
     """The folder of a checkpoint shipped inside the package (genlab/assets/NAME: config.json + ema.safetensors)."""
-    from importlib import resources
-
-    return Path(str(resources.files("genlab") / "assets" / name))
+    return ckpt_io.run_folder(ckpt_io.SHIPPED_PREFIX + name)
 
 
 def class_labels(n: int, num_classes: int, label: int | None, *, start: int = 0) -> torch.Tensor | None:

@@ -40,18 +40,14 @@ from genlab.models.dit import DiTBlock, heads_merge, heads_split, key_mask
 from genlab.samplers import guided
 from genlab.settings import DEFAULT_SETTINGS, Callback, Samples, SampleSettings
 
-SHIPPED = "shipped:"  # method.base / method.image_encoder "shipped:NAME": the checkpoint genlab/assets/NAME
-
 Box = tuple[str, tuple[float, float, float, float]]  # (phrase, (x0, y0, x1, y1)) in [0, 1], y down
 
 
 def part_folder(name: str) -> str:
     """The run folder a part names: a path, or "shipped:NAME" for a checkpoint shipped in the package."""
-    if name.startswith(SHIPPED):
-        from genlab.runs import shipped_asset
+    from genlab.checkpoint import run_folder  # genlab.checkpoint imports the method registry
 
-        return str(shipped_asset(name[len(SHIPPED) :]))
-    return name
+    return str(run_folder(name))
 
 
 # ----------------------------------------------------------------------------- boxes
