@@ -148,6 +148,27 @@ ARMS = {  # name: (recipe overrides, what changes)
         "SCALING POINT, 2x the budget of the other arms: full-ae-mmdit-d8-curriculum (3000 ordered + 3000 full) "
         "trained on 6000 more steps of the full grammar from it (a second stage, its cosine restarting)",
     ),
+    "full-ae-mmdit-varied-ordered": (
+        ["--data.grammar=ordered", "--data.pairs=varied", "--model.text_mode=mmdit"],
+        "full-ae-mmdit-ordered with varied pair wordings: a pair without a relation is captioned 'two shapes: A and "
+        "B', 'A as well as B', 'A plus B' or 'A alongside B' (the same images), the first stage of "
+        "full-ae-mmdit-varied-curriculum-long",
+    ),
+    "full-ae-mmdit-varied-curriculum-long": (
+        ["--data.grammar=full", "--data.pairs=varied", "--model.text_mode=mmdit"],
+        "SCALING POINT, 2x the budget: full-ae-mmdit-curriculum-long with varied pair wordings in both stages "
+        "(full-ae-mmdit-varied-ordered, then 6000 steps of the full grammar from it), so that two named shapes, not "
+        "the 'two shapes:' prefix, ask for two objects",
+    ),
+    "full-ae-mmdit-d8-varied-ordered": (
+        ["--data.grammar=ordered", "--data.pairs=varied", "--model.text_mode=mmdit", "--model.depth=8"],
+        "full-ae-mmdit-varied-ordered with 8 blocks, the first stage of full-ae-mmdit-d8-varied-curriculum-long",
+    ),
+    "full-ae-mmdit-d8-varied-curriculum-long": (
+        ["--data.grammar=full", "--data.pairs=varied", "--model.text_mode=mmdit", "--model.depth=8"],
+        "SCALING POINT, 2x the budget: full-ae-mmdit-varied-curriculum-long with 8 blocks (6000 ordered + 6000 "
+        "full steps)",
+    ),
     "full-long": (
         ["--data.grammar=full", "--train.steps=12000"],
         "SCALING POINT, 2x the budget of the other arms: `full` resumed (a copy of its step-6000 checkpoint) and "
@@ -169,6 +190,8 @@ STAGED = {
     "full-ae-mmdit-d8-curriculum": "full-ae-mmdit-d8-ordered-half",
     "full-ae-mmdit-curriculum-long": "full-ae-mmdit-ordered",
     "full-ae-mmdit-d8-curriculum-long": "full-ae-mmdit-d8-curriculum",
+    "full-ae-mmdit-varied-curriculum-long": "full-ae-mmdit-varied-ordered",
+    "full-ae-mmdit-d8-varied-curriculum-long": "full-ae-mmdit-d8-varied-ordered",
 }
 # arm: the arm of benchmarks/t2i_autoencoder.py whose recipe overrides train its autoencoder (every full-ae* arm:
 # full-long, 2100 steps on the full grammar); other arms use recipes/shapes-autoencoder.yaml as it is
@@ -267,6 +290,20 @@ def markdown(result: dict) -> str:
         pos = r["geneval"]["categories"]["position"]
         given = f"{100 * pos['accuracy'] / pos['objects']:.1f}" if pos["objects"] else "–"
         lines.append(f"| {name} | {100 * pos['objects']:.1f} | {given} |")
+    several = ("two_objects", "counting", "position", "colour_attribution")
+    lines += [
+        "",
+        "What the scenes of several objects get wrong: the share of images whose objects are all found by colour "
+        "alone / by shape alone (each object matched to its own drawn object, the other attributes ignored; "
+        "two_objects states no colour, so its colours column is the share with two objects drawn)",
+        "",
+        "| arm | " + " | ".join(f"{c}: colours / shapes" for c in several) + " |",
+        "|---|" + "---|" * len(several),
+    ]
+    for name, r in result["arms"].items():
+        cats = r["geneval"]["categories"]
+        parts = " | ".join(f"{100 * cats[c]['colour']:.1f} / {100 * cats[c]['shape']:.1f}" for c in several)
+        lines.append(f"| {name} | {parts} |")
     measured = {name: r["trained_relations"] for name, r in result["arms"].items() if r.get("trained_relations")}
     if measured:
         lines += [
@@ -334,7 +371,8 @@ def trained_relations(run, n: int = RELATION_IMAGES, *, seed: int = 0) -> dict:
     and, as a control that the loss can tell, with the first colour word replaced by a colour neither shape has; the
     same times, noise and text dropout for all three (LOSS_REPEATS seeds); a ratio of 1 means the network does not
     tell the two captions apart."""
-    x, texts, _ = sample_pairs(4 * n, split="train", seed=0, grammar=run.recipe.data.grammar)
+    data = run.recipe.data
+    x, texts, _ = sample_pairs(4 * n, split="train", seed=0, grammar=data.grammar, pairs=data.pairs)
     picked = []
     for i, text in enumerate(texts):
         scene = parse_caption(text)

@@ -153,3 +153,19 @@ def test_full_grammar_covers_counting_pairs_and_both_ways_relations():
         t for t, s in zip(texts, scenes) if not s.relation
     ]
     assert parse_caption("four triangles") == Scene((Shape(None, "triangle"),) * 4)
+    # varied pairs: the same images; a pair without a relation in four wordings (parsed), none of them the suite's
+    xv, varied, scenes_v = sample_pairs(600, split="train", seed=5, grammar="full", pairs="varied")
+    assert torch.equal(xv, x) and scenes_v == scenes
+    assert [t for t, s in zip(varied, scenes) if s.relation or len(s.shapes) == 1 or is_count(s)] == [
+        t for t, s in zip(texts, scenes) if s.relation or len(s.shapes) == 1 or is_count(s)
+    ]
+    free = [(t, parse_caption(t)) for t, s in zip(varied, scenes) if len(s.shapes) == 2 and not s.relation]
+    assert {t.split(" ")[0] == "two" for t, _ in free} == {True, False}
+    assert {w for t, _ in free for w in ("plus", "as well as", "alongside") if f" {w} " in t} == {
+        "plus",
+        "as well as",
+        "alongside",
+    }
+    assert all(p is not None and p.relation is None and len(p.shapes) == 2 for _, p in free)
+    assert not {p.text for p in builtin_suite().prompts} & set(varied)
+    assert parse_caption("a circle and a square") is None  # the suite's wording is not in any grammar

@@ -70,6 +70,10 @@ class ShapesConfig:
     # shape ("A left of B", "A above B"), so the first-named shape's side follows from the axis alone. No grammar
     # holds a wording of the GenEval-style suite (tested)
     grammar: Literal["basic", "full", "ordered"] = "basic"
+    # how a pair without a relation is captioned. prefixed: always "two shapes: A and B". varied: that or, in equal
+    # shares, "A as well as B", "A plus B", "A alongside B" (PAIR_FORMS), so that two named shapes, not the prefix,
+    # ask for two objects; the same scenes, images and random draws either way. None is a suite wording (tested)
+    pairs: Literal["prefixed", "varied"] = "prefixed"
 
 
 # ----------------------------------------------------------------------------- captions
@@ -95,8 +99,12 @@ def is_count(scene: Scene) -> bool:
     return len(scene.shapes) >= 2 and scene.relation is None and len(set(scene.shapes)) == 1
 
 
-def caption(scene: Scene, *, template: int = 0) -> str:
-    """The caption of `scene` in template number `template` (taken modulo the number of templates)."""
+PAIR_FORMS = ("two shapes: {a} and {b}", "{a} as well as {b}", "{a} plus {b}", "{a} alongside {b}")
+
+
+def caption(scene: Scene, *, template: int = 0, pairs: str = "prefixed") -> str:
+    """The caption of `scene` in template number `template` (taken modulo the number of templates); `pairs`: how a
+    pair without a relation is worded (ShapesConfig.pairs)."""
     if len(scene.shapes) == 1:
         obj = scene.shapes[0]
         forms = (
@@ -108,14 +116,15 @@ def caption(scene: Scene, *, template: int = 0) -> str:
         return forms[template % len(forms)]
     a, b = (_phrase(s) for s in scene.shapes)
     if scene.relation is None:
-        return f"two shapes: {a} and {b}"
+        return PAIR_FORMS[template % len(PAIR_FORMS) if pairs == "varied" else 0].format(a=a, b=b)
     rel = _REL_WORDS[scene.relation]
     return (f"{a} {rel} {b}", f"{a} is {rel} {b}")[template % 2]
 
 
-def caption_full(scene: Scene, rng: np.random.Generator, *, ordered: bool = False) -> str:
+def caption_full(scene: Scene, rng: np.random.Generator, *, ordered: bool = False, pairs: str = "prefixed") -> str:
     """A caption of the full grammar (see ShapesConfig.grammar) for a scene whose sizes (and colours) are as stated;
-    `ordered`: a relation is stated from the left (top) shape (the same draws from `rng` either way)."""
+    `ordered`: a relation is stated from the left (top) shape; `pairs`: ShapesConfig.pairs (the same draws from
+    `rng` either way)."""
     if is_count(scene):
         s = scene.shapes[0]
         words = " ".join(w for w in (COUNT_WORDS[len(scene.shapes) - 1], s.size, s.colour, s.kind) if w)
@@ -127,13 +136,13 @@ def caption_full(scene: Scene, rng: np.random.Generator, *, ordered: bool = Fals
             other_way = scene.relation in ("right of", "below")
         if other_way:  # the same picture stated the other way round
             scene = Scene((b, a), None if scene.relation is None else INVERSE[scene.relation])
-    return caption(scene, template=int(rng.integers(0, 4)))
+    return caption(scene, template=int(rng.integers(0, 4)), pairs=pairs)
 
 
 _OBJ = rf"(?:a|an|one) (?:({'|'.join(SIZES)}) )?(?:({'|'.join(COLOURS)}) )?({'|'.join(KINDS)})"
 _ONE = re.compile(rf"^(?:a picture of )?{_OBJ}(?: on a black background)?$")
 _REL = re.compile(rf"^{_OBJ} (?:is )?(to the left of|to the right of|above|below) {_OBJ}$")
-_TWO = re.compile(rf"^two shapes: {_OBJ} and {_OBJ}$")
+_TWO = re.compile(rf"^two shapes: {_OBJ} and {_OBJ}$|^{_OBJ} (?:as well as|plus|alongside) {_OBJ}$")
 _COUNT = re.compile(
     rf"^({'|'.join(COUNT_WORDS[1:])}) (?:({'|'.join(SIZES)}) )?(?:({'|'.join(COLOURS)}) )?({'|'.join(KINDS)})s$"
 )
@@ -148,7 +157,8 @@ def parse_caption(text: str) -> Scene | None:
     if m := _REL.match(text):
         return Scene((Shape(m[2], m[3], m[1]), Shape(m[6], m[7], m[5])), _REL_NAMES[m[4]])
     if m := _TWO.match(text):
-        return Scene((Shape(m[2], m[3], m[1]), Shape(m[5], m[6], m[4])))
+        g = m.groups()[:6] if m[3] else m.groups()[6:]  # the prefixed form's groups or the others'
+        return Scene((Shape(g[1], g[2], g[0]), Shape(g[4], g[5], g[3])))
     if m := _COUNT.match(text):
         return Scene((Shape(m[3], m[4], m[2]),) * (COUNT_WORDS.index(m[1]) + 1))
     return None
@@ -325,9 +335,15 @@ def stated_full(scene: Scene, rng: np.random.Generator) -> Scene:
 
 
 def sample_pairs(
-    n: int, *, split: str = "train", seed: int = 0, image_size: int = 32, grammar: str = "basic"
+    n: int,
+    *,
+    split: str = "train",
+    seed: int = 0,
+    image_size: int = 32,
+    grammar: str = "basic",
+    pairs: str = "prefixed",
 ) -> tuple[torch.Tensor, list[str], list[Scene]]:
-    """(images (n, 3, H, W) in [-1, 1], captions, scenes), a pure function of (split, seed, grammar)."""
+    """(images (n, 3, H, W) in [-1, 1], captions, scenes), a pure function of (split, seed, grammar, pairs)."""
     if split not in SPLITS:
         raise GenlabError(f"shapes split must be one of {', '.join(SPLITS)}, got {split!r}")
     if image_size < 32:
@@ -340,9 +356,9 @@ def sample_pairs(
         centres = layout(scene, rng, image_size=image_size)
         images.append(draw(scene, centres, image_size=image_size))
         if full:
-            texts.append(caption_full(stated_full(scene, rng), rng, ordered=grammar == "ordered"))
+            texts.append(caption_full(stated_full(scene, rng), rng, ordered=grammar == "ordered", pairs=pairs))
         else:
-            texts.append(caption(stated(scene, rng), template=int(rng.integers(0, 4))))
+            texts.append(caption(stated(scene, rng), template=int(rng.integers(0, 4)), pairs=pairs))
         scenes.append(scene)
     return uint8_to_tensor(np.stack(images)), texts, scenes
 
@@ -362,7 +378,9 @@ def build_shapes(cfg: ShapesConfig, *, split: str = "train") -> Dataset:
     n = cfg.n if split == "train" else cfg.n_test
     if n < 1:
         raise GenlabError(f"data.n and data.n_test must be >= 1, got {n} for split {split!r}")
-    x, texts, scenes = sample_pairs(n, split=split, seed=cfg.seed, image_size=cfg.size, grammar=cfg.grammar)
+    x, texts, scenes = sample_pairs(
+        n, split=split, seed=cfg.seed, image_size=cfg.size, grammar=cfg.grammar, pairs=cfg.pairs
+    )
     data = Dataset(x=x, texts=texts, name="shapes")
     if cfg.labels:
         data.labels = torch.tensor([label_of(s) for s in scenes], dtype=torch.long)
