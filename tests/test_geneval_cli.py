@@ -75,3 +75,21 @@ def test_bad_prompts_exit_2_with_one_line(run, tmp_path, capsys, content, extra,
 def test_n_per_prompt_needs_prompts(run, capsys):
     assert main(["eval", str(run), "--n-per-prompt", "2"]) == 2
     assert "--prompts" in capsys.readouterr().err
+
+
+def test_a_shipped_run_by_name_is_evaluated_into_the_working_folder(tmp_path, monkeypatch):
+    """`genlab eval shipped:NAME` never writes into the installed package: its report goes to ./eval."""
+    from genlab.runs import shipped_asset
+
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "one.jsonl"
+    specs = [("a circle", "circle"), ("a square", "square"), ("a triangle", "triangle")]
+    path.write_text(
+        "".join(json.dumps({"prompt": t, "category": "c", "objects": [{"shape": k}]}) + "\n" for t, k in specs)
+    )
+    before = sorted(p.name for p in shipped_asset("shapes-t2i").iterdir())
+    args = ["eval", "shipped:shapes-t2i", "--prompts", str(path), "--n-per-prompt", "1", "--steps", "1"]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "eval" / "geneval.json").read_text())
+    assert report["rows"]["model"]["images"] == 3 and report["settings"]["recipe"] == "shapes-t2i"
+    assert sorted(p.name for p in shipped_asset("shapes-t2i").iterdir()) == before

@@ -93,13 +93,22 @@ def _fsync_tree(folder: Path) -> None:
 SHIPPED_PREFIX = "shipped:"  # "shipped:NAME" names the checkpoint shipped in the package, genlab/assets/NAME
 
 
+def _assets() -> Path:
+    from importlib import resources
+
+    return Path(str(resources.files("genlab") / "assets"))
+
+
+def is_shipped(path: str | Path) -> bool:
+    """Whether `path` is a checkpoint shipped in the package ("shipped:NAME" or its folder): never write into it."""
+    return str(path).startswith(SHIPPED_PREFIX) or Path(path).resolve().parent == _assets().resolve()
+
+
 def run_folder(path: str | Path) -> Path:
     """The folder `path` names: itself, or for "shipped:NAME" the checkpoint shipped as genlab/assets/NAME."""
     if not str(path).startswith(SHIPPED_PREFIX):
         return Path(path)
-    from importlib import resources
-
-    assets = Path(str(resources.files("genlab") / "assets"))
+    assets = _assets()
     name = str(path)[len(SHIPPED_PREFIX) :]
     found = sorted(p.name for p in assets.iterdir() if (p / "config.json").is_file())
     if name not in found:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from genlab.checkpoint import is_shipped
 from genlab.data import build_dataset
 from genlab.data.arrays import ArraysConfig, read_npz
 from genlab.data.base import Dataset
@@ -36,6 +37,11 @@ from genlab.runs import Run, load_run
 
 HELDOUT_FRACTION = 0.1  # for folders and .npz files named by --data
 DATA_HELP = "digits, digits:SIZE, toy2d:NAME, shapes, shapes:N, photos, photos:SIZE, an image folder or an .npz file"
+
+
+def eval_folder(run: Run) -> Path:
+    """Where a run's evaluation goes by default: RUN/eval, or ./eval for a checkpoint shipped in the package."""
+    return Path("eval") if is_shipped(run.path) else run.path / "eval"
 
 
 def data_config(spec: str, *, like: torch.Tensor | None = None):
@@ -188,7 +194,7 @@ def evaluate(
             raise GenlabError("--data is for --samples; a run is always measured against its own dataset")
         run = run if isinstance(run, Run) else load_run(run)
         cfg = run.recipe.data
-        out = out or run.path / "eval"
+        out = out or eval_folder(run)
         if run.method.makes_text:  # a language model (ar_lm, mdlm)
             return evaluate_text(
                 run, out=out, n=n, seed=seed, likelihood_n=likelihood_n, likelihood_opts=likelihood_opts, **sampler_opts
@@ -362,7 +368,6 @@ def evaluate_geneval(
     suite = load_suite(prompts)  # a bad file fails before the model loads
     if n_per_prompt < 1:
         raise GenlabError(f"--n-per-prompt must be >= 1, got {n_per_prompt}")
-    out = out or ("eval" if run is None else None)  # never into the installed package's shipped checkpoint
     run = text_run(run)
     settings = run.resolve_settings(**sampler_opts)
 
@@ -379,4 +384,4 @@ def evaluate_geneval(
     )
     used = settings.as_dict(run.method.sample_settings)
     report["settings"] = {"run": str(run.path), "step": run.step, "recipe": run.recipe.name, **used}
-    return write_geneval(report, out or run.path / "eval")
+    return write_geneval(report, out or eval_folder(run))
