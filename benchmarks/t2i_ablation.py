@@ -1,7 +1,7 @@
 """What each change to the text-to-image recipe buys on the GenEval-style suite, at the same budget and settings.
 
     python benchmarks/t2i_ablation.py [--arms shipped full] [--n-per-prompt 4] [--threads 1] [--reuse]
-        [--relations-only] [--minutes M] [--guidance 2 4 7] [--guidance-arm full]
+        [--relations-only] [--cue-only] [--minutes M] [--guidance 2 4 7] [--guidance-arm full]
         [--out benchmarks/results/t2i_ablation.json]
 
 Every arm is recipes/shapes-t2i.yaml (same steps, batch, learning rate and sampler) with the overrides listed in
@@ -52,6 +52,7 @@ from genlab.data.images import tensor_to_uint8
 from genlab.data.shapes import (
     COLOURS,
     INVERSE,
+    KINDS,
     SPLITS,
     Scene,
     caption_full,
@@ -304,6 +305,18 @@ def markdown(result: dict) -> str:
         cats = r["geneval"]["categories"]
         parts = " | ".join(f"{100 * cats[c]['colour']:.1f} / {100 * cats[c]['shape']:.1f}" for c in several)
         lines.append(f"| {name} | {parts} |")
+    cued = {name: r["pair_cue"] for name, r in result["arms"].items() if r.get("pair_cue")}
+    if cued:
+        lines += [
+            "",
+            "What asks for two objects (pair_cue): the share of images with exactly two objects for two shapes named "
+            f"without colours, {PAIR_CUE_IMAGES} images for each of the 3 pairs of kinds",
+            "",
+            "| arm | 'two shapes: a circle and a square' (prefixed, a training wording) | 'a circle and a square' "
+            "(the suite's wording) |",
+            "|---|---|---|",
+        ]
+        lines += [f"| {name} | {100 * c['prefixed']:.1f} | {100 * c['plain']:.1f} |" for name, c in cued.items()]
     measured = {name: r["trained_relations"] for name, r in result["arms"].items() if r.get("trained_relations")}
     if measured:
         lines += [
@@ -415,6 +428,23 @@ def trained_relations(run, n: int = RELATION_IMAGES, *, seed: int = 0) -> dict:
     }
 
 
+PAIR_CUE_IMAGES = 16  # images per prompt of pair_cue
+
+
+def pair_cue(run, *, seed: int = 0) -> dict:
+    """Whether two named shapes, or the training grammar's "two shapes:" prefix, ask the arm for two objects: for
+    each pair of kinds (no colour, no size), the share of PAIR_CUE_IMAGES images with exactly two objects for
+    "two shapes: a circle and a square" (the prefixed training wording) and for "a circle and a square" (the
+    suite's two_objects wording, never a training caption), averaged over the pairs."""
+    pairs = [(a, b) for i, a in enumerate(KINDS) for b in KINDS[i + 1 :]]
+    out = {}
+    for form, template in (("prefixed", "two shapes: a {} and a {}"), ("plain", "a {} and a {}")):
+        texts = [template.format(a, b) for a, b in pairs for _ in range(PAIR_CUE_IMAGES)]
+        images = tensor_to_uint8(run.sample(len(texts), prompts=texts, seed=seed).x)
+        out[form] = sum(len(detect_objects(im)) == 2 for im in images) / len(texts)
+    return out
+
+
 def relation_layout(n: int = 20000) -> dict:
     """How far the training layouts separate the two shapes of a relation (the signal a network could learn the
     direction from): over the relation scenes among `n` training scenes (full grammar, train split, seed 0), the
@@ -472,8 +502,10 @@ def main() -> None:
     ap.add_argument(
         "--relations-only",
         action="store_true",
-        help="only (re)measure trained_relations of the arms' runs already there, keeping their other numbers",
+        help="only (re)measure trained_relations and pair_cue of the arms' runs already there, keeping their other "
+        "numbers",
     )
+    ap.add_argument("--cue-only", action="store_true", help="only (re)measure pair_cue of the arms' runs already there")
     ap.add_argument("--minutes", type=float, help="continued arms: stop after this many more minutes of training")
     ap.add_argument("--guidance", nargs="*", type=float, default=[], help="guidance scales to score the full run at")
     ap.add_argument("--guidance-arm", default="full", choices=[a for a in ARMS if a != "shipped"])
@@ -483,12 +515,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     suite = builtin_suite()
     arms, guidance, info = {}, {}, None
-    recorded = previous(args.out).get("arms", {}) if args.relations_only else {}
-    for name in args.arms if args.relations_only else []:
+    remeasure = args.relations_only or args.cue_only
+    recorded = previous(args.out).get("arms", {}) if remeasure else {}
+    for name in args.arms if remeasure else []:
+        if name not in recorded or (ARMS[name][0] is not None and not (Path(args.runs) / name / "checkpoint").is_dir()):
+            raise SystemExit(f"{name}: no recorded row or no run in {args.runs}; score it first (without --*-only)")
         run, _ = arm_run(name, Path(args.runs), reuse=True)
-        arms[name] = {**recorded[name], "trained_relations": trained_relations(run)}
-        print(name, arms[name]["trained_relations"], flush=True)
-    for name in [] if args.relations_only else args.arms:
+        relations = {} if args.cue_only else {"trained_relations": trained_relations(run)}
+        arms[name] = {**recorded[name], **relations, "pair_cue": pair_cue(run)}
+        print(name, arms[name].get("trained_relations"), arms[name]["pair_cue"], flush=True)
+    for name in [] if remeasure else args.arms:
         run, minutes = arm_run(name, Path(args.runs), reuse=args.reuse, minutes=args.minutes)
         report = score(run, suite, args.n_per_prompt)
         info = report["suite"]
@@ -500,6 +536,7 @@ def main() -> None:
             "geneval": report["rows"]["model"],
             "autoencoder_ceiling": report["rows"]["autoencoder"]["overall"],
             "trained_relations": trained_relations(run),
+            "pair_cue": pair_cue(run),
         }
         print(name, f"step {arms[name]['step']} overall {100 * arms[name]['geneval']['overall']:.1f}", flush=True)
     if args.guidance:
@@ -511,7 +548,7 @@ def main() -> None:
                 key = ("" if args.guidance_arm == "full" else f"{args.guidance_arm} ") + f"{scale:g}@seed{seed}"
                 guidance[key] = {
                     "arm": args.guidance_arm,
-                    "step": run.step,
+                    "step": total_steps(args.guidance_arm, run),
                     "guidance_scale": scale,
                     "seed": seed,
                     "settings": run.settings.replace(guidance_scale=scale).as_dict(run.method.sample_settings),

@@ -1,9 +1,11 @@
 """`genlab generate`: end to end on a tiny run trained here, one-line errors, and the shipped checkpoint."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from genlab.cli import main
@@ -66,3 +68,19 @@ def test_shipped_checkpoint_is_small_and_self_describing():
     assert recipe["method"]["kind"] == "latent_flow" and recipe["method"]["text_encoder"] == "minilm"
     assert recipe["method"]["frozen"]["autoencoder"]["method"]["kind"] == "autoencoder"  # travels inside the run
     assert read_run("shipped:shapes-t2i") == read_run(folder)  # "shipped:NAME" names it wherever a run goes
+
+
+def test_the_shipped_curriculum_checkpoint_loads_by_name_and_draws(tmp_path, monkeypatch):
+    """shipped:shapes-t2i-curriculum (recipes/shapes-t2i-ordered.yaml, then shapes-t2i-curriculum.yaml) is a
+    standalone run: its autoencoder travels inside, and neither its init run nor its autoencoder run is needed."""
+    from genlab.runs import load_run, shipped_asset
+
+    folder = shipped_asset("shapes-t2i-curriculum")
+    assert sum(p.stat().st_size for p in folder.iterdir()) <= 20 * 10**6  # the issue's budget
+    monkeypatch.chdir(tmp_path)  # the run folders its recipe names (relative paths) are not there
+    run = load_run("shipped:shapes-t2i-curriculum")
+    recipe = run.recipe
+    assert (recipe.model.text_mode, recipe.data.grammar, recipe.data.pairs) == ("mmdit", "full", "varied")
+    assert not Path(recipe.method.init).exists()  # recorded, not read
+    x = run.sample(2, prompts=["a red circle", "a blue square"], seed=0, steps=2, sampler="euler").x
+    assert x.shape == (2, 3, 32, 32) and torch.isfinite(x).all() and x.std() > 0.05
