@@ -46,7 +46,7 @@ import torch
 
 from common import previous, write_json
 from genlab.atomic import atomic_write_text
-from genlab.checkpoint import load_state
+from genlab.checkpoint import find_checkpoint, load_state
 from genlab.config import load_recipe
 from genlab.data.images import tensor_to_uint8
 from genlab.data.shapes import (
@@ -317,6 +317,19 @@ def markdown(result: dict) -> str:
             "|---|---|---|",
         ]
         lines += [f"| {name} | {100 * c['prefixed']:.1f} | {100 * c['plain']:.1f} |" for name, c in cued.items()]
+    weighed = {name: r["weights"] for name, r in result["arms"].items() if r.get("weights")}
+    if weighed:
+        lines += [
+            "",
+            "Checkpoint weights (the EMA weights file, autoencoder inside, as shipped; the DiT's trained parameters)",
+            "",
+            "| arm | weights (MB, 10^6 bytes) | trained parameters (M) |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {w['ema_bytes'] / 1e6:.1f} | {w['trained_parameters'] / 1e6:.2f} |"
+            for name, w in weighed.items()
+        ]
     measured = {name: r["trained_relations"] for name, r in result["arms"].items() if r.get("trained_relations")}
     if measured:
         lines += [
@@ -428,6 +441,14 @@ def trained_relations(run, n: int = RELATION_IMAGES, *, seed: int = 0) -> dict:
     }
 
 
+def weights(run) -> dict:
+    """What the arm's checkpoint weighs: its EMA weights file (bytes; the autoencoder travels inside it, as in a
+    shipped checkpoint) and its trained parameters (the DiT's)."""
+    ema = find_checkpoint(run.path) / "ema.safetensors"
+    trained = sum(p.numel() for p in run.method.parameters() if p.requires_grad)
+    return {"ema_bytes": ema.stat().st_size, "trained_parameters": trained}
+
+
 PAIR_CUE_IMAGES = 16  # images per prompt of pair_cue
 
 
@@ -502,10 +523,12 @@ def main() -> None:
     ap.add_argument(
         "--relations-only",
         action="store_true",
-        help="only (re)measure trained_relations and pair_cue of the arms' runs already there, keeping their other "
-        "numbers",
+        help="only (re)measure trained_relations, pair_cue and weights of the arms' runs already there, keeping "
+        "their other numbers",
     )
-    ap.add_argument("--cue-only", action="store_true", help="only (re)measure pair_cue of the arms' runs already there")
+    ap.add_argument(
+        "--cue-only", action="store_true", help="only (re)measure pair_cue and weights of the arms' runs already there"
+    )
     ap.add_argument("--minutes", type=float, help="continued arms: stop after this many more minutes of training")
     ap.add_argument("--guidance", nargs="*", type=float, default=[], help="guidance scales to score the full run at")
     ap.add_argument("--guidance-arm", default="full", choices=[a for a in ARMS if a != "shipped"])
@@ -522,7 +545,7 @@ def main() -> None:
             raise SystemExit(f"{name}: no recorded row or no run in {args.runs}; score it first (without --*-only)")
         run, _ = arm_run(name, Path(args.runs), reuse=True)
         relations = {} if args.cue_only else {"trained_relations": trained_relations(run)}
-        arms[name] = {**recorded[name], **relations, "pair_cue": pair_cue(run)}
+        arms[name] = {**recorded[name], **relations, "pair_cue": pair_cue(run), "weights": weights(run)}
         print(name, arms[name].get("trained_relations"), arms[name]["pair_cue"], flush=True)
     for name in [] if remeasure else args.arms:
         run, minutes = arm_run(name, Path(args.runs), reuse=args.reuse, minutes=args.minutes)
@@ -537,6 +560,7 @@ def main() -> None:
             "autoencoder_ceiling": report["rows"]["autoencoder"]["overall"],
             "trained_relations": trained_relations(run),
             "pair_cue": pair_cue(run),
+            "weights": weights(run),
         }
         print(name, f"step {arms[name]['step']} overall {100 * arms[name]['geneval']['overall']:.1f}", flush=True)
     if args.guidance:
