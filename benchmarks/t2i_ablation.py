@@ -253,6 +253,15 @@ def arm_run(name: str, base: Path, *, reuse: bool, minutes: float | None = None)
     return load_run(run_dir), wall
 
 
+def existing_run(name: str, base: Path):
+    """The arm's run as it is (the shipped checkpoint for `shipped`); never trains: a missing run is an error."""
+    if ARMS[name][0] is None:
+        return load_run(shipped_run())
+    if not (base / name / "checkpoint").is_dir():
+        raise SystemExit(f"{name}: no run in {base}; score the arm first (without --relations-only / --cue-only)")
+    return load_run(base / name)
+
+
 def total_steps(name: str, run) -> int:
     """The arm's training steps: a staged arm's count those of the runs it started from (method.init, in turn)."""
     steps = run.step
@@ -541,9 +550,9 @@ def main() -> None:
     remeasure = args.relations_only or args.cue_only
     recorded = previous(args.out).get("arms", {}) if remeasure else {}
     for name in args.arms if remeasure else []:
-        if name not in recorded or (ARMS[name][0] is not None and not (Path(args.runs) / name / "checkpoint").is_dir()):
-            raise SystemExit(f"{name}: no recorded row or no run in {args.runs}; score it first (without --*-only)")
-        run, _ = arm_run(name, Path(args.runs), reuse=True)
+        if name not in recorded:
+            raise SystemExit(f"{name}: no recorded row in {args.out}; score the arm first")
+        run = existing_run(name, Path(args.runs))
         relations = {} if args.cue_only else {"trained_relations": trained_relations(run)}
         arms[name] = {**recorded[name], **relations, "pair_cue": pair_cue(run), "weights": weights(run)}
         print(name, arms[name].get("trained_relations"), arms[name]["pair_cue"], flush=True)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from genlab.cli import main
 from genlab.generate import shipped_run
-from genlab.runs import read_run
+from genlab.runs import load_run, read_run, shipped_asset
 from tests.t2i_fixtures import tiny_t2i_runs, use_hash_encoder
 
 
@@ -73,8 +73,6 @@ def test_shipped_checkpoint_is_small_and_self_describing():
 def test_the_shipped_curriculum_checkpoint_loads_by_name_and_draws(tmp_path, monkeypatch):
     """shipped:shapes-t2i-curriculum (recipes/shapes-t2i-ordered.yaml, then shapes-t2i-curriculum.yaml) is a
     standalone run: its autoencoder travels inside, and neither its init run nor its autoencoder run is needed."""
-    from genlab.runs import load_run, shipped_asset
-
     folder = shipped_asset("shapes-t2i-curriculum")
     assert sum(p.stat().st_size for p in folder.iterdir()) <= 20 * 10**6  # the issue's budget
     monkeypatch.chdir(tmp_path)  # the run folders its recipe names (relative paths) are not there
