@@ -1,5 +1,5 @@
-"""The GenEval-style shapes suite on a text-to-image run (default: the shipped checkpoint, its recipe's sampler,
-steps and guidance), beside the real-render ceiling and the shuffled-caption chance row.
+"""The GenEval-style shapes suite on a text-to-image run (default: the package's default checkpoint, its recipe's
+sampler, steps and guidance), beside the real-render ceiling and the shuffled-caption chance row.
 
     python benchmarks/geneval_shapes.py [--run RUN] [--n-per-prompt 4] [--threads 1]
         [--out benchmarks/results/geneval_shapes.json] [--docs docs/geneval.md] [--docs-only]
@@ -21,7 +21,7 @@ import torch
 from common import write_json
 from genlab.atomic import atomic_write_text
 from genlab.evaluate import latent_roundtrip
-from genlab.generate import shipped_run, text_run
+from genlab.generate import SHIPPED, text_run
 from genlab.metrics.geneval import CATEGORIES, builtin_suite, geneval, json_safe, markdown
 
 CATEGORY_TEXT = {
@@ -107,7 +107,7 @@ def docs(result: dict, json_path: str) -> str:
         "`genlab eval RUN --prompts builtin [--n-per-prompt 4]` (or `--prompts FILE`) samples every prompt of the "
         "suite N times with the run's sample settings (`--sampler`, `--steps`, `--guidance-scale` override them), "
         "scores the images with the procedural shapes checker and writes `geneval.json` and `geneval.md` into "
-        "`RUN/eval` (`--out DIR`; `./eval` when no RUN is given and the shipped checkpoint is used). "
+        "`RUN/eval` (`--out DIR`; `./eval` when no RUN is given and the default shipped checkpoint is used). "
         "Python: `genlab.evaluate.evaluate_geneval(run, prompts='builtin', n_per_prompt=4)`; the pieces are in "
         "`genlab.metrics.geneval` (`builtin_suite`, `load_suite`, `score_image`, `geneval`).",
         "",
@@ -146,7 +146,7 @@ def docs(result: dict, json_path: str) -> str:
         "prompt of another spec (chance).",
         *autoencoder_lines(),
         "",
-        "## The shipped checkpoint",
+        "## The default checkpoint",
         "",
         f"Run `{s['run']}` (recipe {s['recipe']}, step {s['step']}), sampler {s['sampler']}, {s['steps']} steps, "
         f"guidance scale {s['guidance_scale']} (the recipe's defaults), {suite['n_per_prompt']} images per "
@@ -187,7 +187,7 @@ def docs(result: dict, json_path: str) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", help="text-to-image run folder (default: the shipped checkpoint)")
+    ap.add_argument("--run", help="text-to-image run folder (default: the package's default, genlab.generate.SHIPPED)")
     ap.add_argument("--n-per-prompt", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
@@ -200,7 +200,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
         load = round(os.getloadavg()[0], 2)
         start = time.perf_counter()
-        run = text_run(args.run or shipped_run())
+        run = text_run(args.run)  # None: the default shipped checkpoint
         settings = run.resolve_settings()
 
         def generate(texts: list[str], seed: int) -> torch.Tensor:
@@ -216,7 +216,7 @@ def main() -> None:
         shown = str(run.path.relative_to(Path.cwd())) if run.path.is_relative_to(Path.cwd()) else str(run.path)
         result = {
             "settings": {
-                "run": shown if args.run else "src/genlab/assets/shapes-t2i (shipped)",
+                "run": shown if args.run else f"shipped:{SHIPPED} (the default)",
                 "recipe": run.recipe.name,
                 "step": run.step,
                 **settings.as_dict(run.method.sample_settings),

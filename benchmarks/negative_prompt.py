@@ -25,10 +25,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from common import write_json
+from common import BASE_T2I, write_json
 from genlab.atomic import atomic_write_text
+from genlab.checkpoint import run_folder
 from genlab.data.images import tensor_to_uint8
-from genlab.generate import shipped_run, text_run
+from genlab.generate import text_run
 from genlab.metrics.geneval import detect_objects
 
 BOOTSTRAP = 2000
@@ -194,7 +195,7 @@ def markdown(result: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", help="a text-to-image run (default: the shipped checkpoint)")
+    ap.add_argument("--run", help="a text-to-image run (default: shipped:shapes-t2i, see BASE_T2I)")
     ap.add_argument("--n", type=int, default=64, help="images per prompt and arm")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
@@ -202,7 +203,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    run = text_run(args.run or shipped_run())
+    run = text_run(args.run or run_folder(BASE_T2I))
     settings = run.settings
     t0 = time.perf_counter()
     experiments = {e.name: run_experiment(run, e, args.n, args.seed) for e in EXPERIMENTS}

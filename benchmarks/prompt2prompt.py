@@ -30,13 +30,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import write_json
+from common import BASE_T2I, write_json
 from genlab.atomic import atomic_write_text
+from genlab.checkpoint import run_folder
 from genlab.data.images import tensor_to_uint8
 from genlab.edit import edit
 from genlab.edit.inversion import invert, sample_inverted
 from genlab.edit.prompt2prompt import make_control, prompt2prompt
-from genlab.generate import shipped_run, text_run
+from genlab.generate import text_run
 from genlab.metrics.geneval import ObjectSpec, Prompt, detect_objects, render_prompts, score_image
 from genlab.metrics.image import psnr as image_psnr
 from genlab.metrics.t2i import PALETTE
@@ -256,7 +257,7 @@ def docs(r: dict) -> str:
         '`genlab invert IMAGE --prompt "a red circle" [--edit-to ...] [--null-text]` inverts a real image to '
         "noise along the sampler's grid (genlab.edit.inversion) and samples it back, or edits it.",
         "",
-        f"Measured by `benchmarks/prompt2prompt.py` on the shipped checkpoint ({r['sampler']}, {r['steps']} "
+        f"Measured by `benchmarks/prompt2prompt.py` on `shipped:shapes-t2i` ({r['sampler']}, {r['steps']} "
         f"steps): {len(EDITS)} single-object edits x {r['seeds']} seeds = {r['pairs']} pairs per arm "
         f"({r['seconds']:.0f} s). *success*: the checker finds the edited prompt's object; *preserved*: object "
         f"masks' IoU >= {IOU} with the source image and the untouched attributes (shape and size for a colour "
@@ -323,7 +324,7 @@ def docs(r: dict) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", help="a text-to-image run (default: the shipped checkpoint)")
+    ap.add_argument("--run", help="a text-to-image run (default: shipped:shapes-t2i, see BASE_T2I)")
     ap.add_argument("--seeds", type=int, default=16, help="noises per edit")
     ap.add_argument("--real", type=int, default=16, help="real images to invert")
     ap.add_argument("--iters", type=int, default=10, help="null-text inversion: Adam steps per sampler step")
@@ -338,7 +339,7 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    run = text_run(args.run or shipped_run())
+    run = text_run(args.run or run_folder(BASE_T2I))
     t0 = time.perf_counter()
     edits, edit_pics = edits_benchmark(run, args.seeds, args.seed)
     inversion, real_pics = inversion_benchmark(run, args.real, args.seed, args.iters)

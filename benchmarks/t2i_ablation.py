@@ -44,9 +44,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import previous, write_json
+from common import BASE_T2I, previous, write_json
 from genlab.atomic import atomic_write_text
-from genlab.checkpoint import find_checkpoint, load_state
+from genlab.checkpoint import find_checkpoint, load_state, run_folder
 from genlab.config import load_recipe
 from genlab.data.images import tensor_to_uint8
 from genlab.data.shapes import (
@@ -64,7 +64,6 @@ from genlab.data.shapes import (
     stated_full,
 )
 from genlab.evaluate import latent_roundtrip
-from genlab.generate import shipped_run
 from genlab.metrics.geneval import CATEGORIES, builtin_suite, detect_objects, geneval
 from genlab.runs import load_run, recipe_for
 from genlab.train import train
@@ -170,6 +169,39 @@ ARMS = {  # name: (recipe overrides, what changes)
         "SCALING POINT, 2x the budget: full-ae-mmdit-varied-curriculum-long with 8 blocks (6000 ordered + 6000 "
         "full steps)",
     ),
+    "full-ae-mmdit-varied-ordered-half": (
+        ["--data.grammar=ordered", "--data.pairs=varied", "--model.text_mode=mmdit", "--train.steps=3000"],
+        "HALF BUDGET (3000 steps): full-ae-mmdit-varied-ordered stopped at half the steps, the first stage of "
+        "full-ae-mmdit-varied-curriculum",
+    ),
+    "full-ae-mmdit-varied-curriculum": (
+        ["--data.grammar=full", "--data.pairs=varied", "--model.text_mode=mmdit", "--train.steps=3000"],
+        "full-ae-mmdit-curriculum with varied pair wordings in both stages: 3000 steps ordered "
+        "(full-ae-mmdit-varied-ordered-half), then 3000 full; the patch-size-2 baseline of "
+        "full-ae-mmdit-p1-varied-curriculum",
+    ),
+    "full-ae-mmdit-p1-varied-ordered-half": (
+        [
+            "--data.grammar=ordered",
+            "--data.pairs=varied",
+            "--model.text_mode=mmdit",
+            "--model.patch_size=1",
+            "--train.steps=3000",
+        ],
+        "HALF BUDGET (3000 steps): full-ae-mmdit-varied-ordered-half with patch size 1, the first stage of "
+        "full-ae-mmdit-p1-varied-curriculum",
+    ),
+    "full-ae-mmdit-p1-varied-curriculum": (
+        [
+            "--data.grammar=full",
+            "--data.pairs=varied",
+            "--model.text_mode=mmdit",
+            "--model.patch_size=1",
+            "--train.steps=3000",
+        ],
+        "full-ae-mmdit-varied-curriculum with patch size 1: 64 image tokens of one latent pixel (4x4 image pixels) "
+        "instead of 16 of 2x2 (8x8 pixels), the same parameters and steps at ~2.5x the compute per step",
+    ),
     "full-long": (
         ["--data.grammar=full", "--train.steps=12000"],
         "SCALING POINT, 2x the budget of the other arms: `full` resumed (a copy of its step-6000 checkpoint) and "
@@ -193,6 +225,8 @@ STAGED = {
     "full-ae-mmdit-d8-curriculum-long": "full-ae-mmdit-d8-curriculum",
     "full-ae-mmdit-varied-curriculum-long": "full-ae-mmdit-varied-ordered",
     "full-ae-mmdit-d8-varied-curriculum-long": "full-ae-mmdit-d8-varied-ordered",
+    "full-ae-mmdit-varied-curriculum": "full-ae-mmdit-varied-ordered-half",
+    "full-ae-mmdit-p1-varied-curriculum": "full-ae-mmdit-p1-varied-ordered-half",
 }
 # arm: the arm of benchmarks/t2i_autoencoder.py whose recipe overrides train its autoencoder (every full-ae* arm:
 # full-long, 2100 steps on the full grammar); other arms use recipes/shapes-autoencoder.yaml as it is
@@ -221,7 +255,7 @@ def trained_minutes(run_dir: Path) -> float:
 def arm_run(name: str, base: Path, *, reuse: bool, minutes: float | None = None):
     overrides, _ = ARMS[name]
     if overrides is None:
-        return load_run(shipped_run()), None
+        return load_run(run_folder(BASE_T2I)), None
     if name in CONTINUED:
         return continued_run(name, base, reuse=reuse, minutes=minutes)
     run_dir = base / name
@@ -256,7 +290,7 @@ def arm_run(name: str, base: Path, *, reuse: bool, minutes: float | None = None)
 def existing_run(name: str, base: Path):
     """The arm's run as it is (the shipped checkpoint for `shipped`); never trains: a missing run is an error."""
     if ARMS[name][0] is None:
-        return load_run(shipped_run())
+        return load_run(run_folder(BASE_T2I))
     if not (base / name / "checkpoint").is_dir():
         raise SystemExit(f"{name}: no run in {base}; score the arm first (without --relations-only / --cue-only)")
     return load_run(base / name)

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import torch
 
-from common import previous, train_or_reuse, write_json
+from common import BASE_T2I, previous, train_or_reuse, write_json
 from genlab.atomic import atomic_write_text
+from genlab.checkpoint import run_folder
 from genlab.config import load_recipe
 from genlab.data.shapes import sample_pairs
 from genlab.evaluate import latent_roundtrip
-from genlab.generate import shipped_run
 from genlab.metrics.geneval import CATEGORIES, builtin_suite, render_prompts, score_images
 from genlab.metrics.image import psnr
 from genlab.runs import load_run
@@ -56,7 +56,7 @@ def autoencoder(name: str, base: Path, *, reuse: bool):
     autoencoder, or an autoencoder run trained here."""
     overrides, _ = ARMS[name]
     if overrides is None:
-        method = load_run(shipped_run()).method
+        method = load_run(run_folder(BASE_T2I)).method
         return latent_roundtrip(method), method.autoencoder.cfg.latent_shape(), None
     recipe = load_recipe(ROOT / "recipes/shapes-autoencoder.yaml", [*overrides, "--train.time_limit_minutes=0"])
     run, wall = train_or_reuse(recipe, base / name, reuse=reuse and (base / name / "checkpoint").is_dir())

@@ -22,9 +22,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from common import BASE_T2I  # noqa: E402
 from genlab.atomic import atomic_path, atomic_write_text  # noqa: E402
+from genlab.checkpoint import run_folder  # noqa: E402
 from genlab.data.shapes import ShapesConfig, build_shapes  # noqa: E402
-from genlab.generate import shipped_run  # noqa: E402
 from genlab.metrics.features import pixel_feature_net  # noqa: E402
 from genlab.metrics.image import psnr  # noqa: E402
 from genlab.metrics.t2i import SHAPES_ASSET, evaluate_t2i, prompt_set  # noqa: E402
@@ -54,7 +55,9 @@ def autoencoder_psnr(method, n: int = 500) -> dict:
 
 def feature_net(spec: str | None):
     """The shapes feature net (shipped asset or a path); 8x8 pixels when asked or when none is shipped yet."""
-    if spec == "pixels" or (spec is None and not (Path(str(shipped_run().parent.parent)) / SHAPES_ASSET).is_file()):
+    if spec == "pixels" or (
+        spec is None and not (Path(str(run_folder(BASE_T2I).parent.parent)) / SHAPES_ASSET).is_file()
+    ):
         return pixel_feature_net(3, 8)
     return spec
 
@@ -90,7 +93,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", help="text-to-image run folder (default: the shipped checkpoint)")
+    ap.add_argument("--run", help="text-to-image run folder (default: shipped:shapes-t2i, see BASE_T2I)")
     ap.add_argument("--scales", type=float, nargs="+", default=[1.0, 2.0, 4.0, 7.0])
     ap.add_argument("--prompts", type=int, default=24, help="prompts per set (seen, held-out)")
     ap.add_argument("--per-prompt", type=int, default=4)
@@ -107,7 +110,7 @@ def main() -> None:
         plot(json.loads(out.read_text())["sweep"], out.with_name("t2i_guidance_sweep.png"))
         return
     torch.set_num_threads(args.threads)
-    run = args.run or shipped_run()
+    run = args.run or run_folder(BASE_T2I)
     t2i = load_run(run)
     seen, heldout = prompt_set("test", args.prompts), prompt_set("heldout", args.prompts)
     ae = autoencoder_psnr(t2i.method)

@@ -29,11 +29,12 @@ from pathlib import Path
 
 import torch
 
-from common import wilson, write_json
+from common import BASE_T2I, wilson, write_json
 from genlab.atomic import atomic_path, atomic_write_text
+from genlab.checkpoint import run_folder
 from genlab.data.images import save_grid, tensor_to_uint8
 from genlab.data.shapes import Scene, Shape, render
-from genlab.generate import generate, shipped_run, text_run
+from genlab.generate import generate, text_run
 from genlab.methods.latent import DEFAULT_PROMPTS
 from genlab.metrics.geneval import ObjectSpec, Prompt, detect_objects, score_image
 from genlab.textual_inversion import Concept, concept_loss, learn, word_concept
@@ -136,7 +137,7 @@ def write_docs(r: dict, picture: str) -> Path:
         "of a <c>', ...); the text encoder, the DiT and the autoencoder stay frozen and the gradient reaches the row "
         "through the frozen MiniLM.",
         "",
-        f"**The concept**: {r['concept']['words']!r}. The shipped model draws it from those words, but no single "
+        f"**The concept**: {r['concept']['words']!r}. The model draws it from those words, but no single "
         "word names it: size, colour and kind are three words of the caption grammar, so the token has to fold "
         "three attributes into one embedding, and the three words give a direct reference for every prompt.",
         f"**Learning**: {len(runs)} independent tries (seeds {', '.join(str(x['seed']) for x in runs)}), each from "
@@ -281,7 +282,7 @@ def learn_one(run, seed: int, args) -> tuple[dict, Concept, torch.Tensor]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", help="a text-to-image run (default: the shipped checkpoint)")
+    ap.add_argument("--run", help="a text-to-image run (default: shipped:shapes-t2i, see BASE_T2I)")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--lr", type=float, default=5e-3)
     ap.add_argument("--batch-size", type=int, default=8)
@@ -298,7 +299,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     t0 = time.perf_counter()
-    run = text_run(args.run or shipped_run())
+    run = text_run(args.run or run_folder(BASE_T2I))
     n, grid = args.n, {}
 
     learned = []

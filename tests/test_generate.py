@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from genlab.cli import main
-from genlab.generate import shipped_run
+from genlab.generate import SHIPPED, SHIPPED_T2I, shipped_run, text_run
 from genlab.runs import load_run, read_run, shipped_asset
 from tests.t2i_fixtures import tiny_t2i_runs, use_hash_encoder
 
@@ -59,15 +59,21 @@ def test_a_class_conditional_run_is_refused(digits_run, capsys):
     assert "not text-to-image" in capsys.readouterr().err
 
 
-def test_shipped_checkpoint_is_small_and_self_describing():
-    folder = shipped_run()
+@pytest.mark.parametrize("name", SHIPPED_T2I)
+def test_shipped_checkpoints_are_small_and_self_describing(name):
+    folder = shipped_asset(name)
     files = {p.name: p.stat().st_size for p in folder.iterdir()}
     assert set(files) >= {"config.json", "ema.safetensors"}
     assert sum(files.values()) < 16 * 2**20
     recipe = json.loads((folder / "config.json").read_text())["recipe"]
     assert recipe["method"]["kind"] == "latent_flow" and recipe["method"]["text_encoder"] == "minilm"
     assert recipe["method"]["frozen"]["autoencoder"]["method"]["kind"] == "autoencoder"  # travels inside the run
-    assert read_run("shipped:shapes-t2i") == read_run(folder)  # "shipped:NAME" names it wherever a run goes
+    assert read_run(f"shipped:{name}") == read_run(folder)  # "shipped:NAME" names it wherever a run goes
+
+
+def test_the_default_run_is_the_shipped_curriculum_model():
+    assert shipped_run() == shipped_asset("shapes-t2i-curriculum") and SHIPPED_T2I[0] == SHIPPED
+    assert text_run().recipe.model.text_mode == "mmdit"
 
 
 def test_the_shipped_curriculum_checkpoint_loads_by_name_and_draws(tmp_path, monkeypatch):

@@ -1,7 +1,9 @@
 """`genlab generate "PROMPT"`: images from a text-to-image run, by default the checkpoint shipped in the package.
 
-The shipped run (src/genlab/assets/shapes-t2i/: config.json + ema.safetensors) is a latent rectified-flow
-DiT trained by recipes/shapes-t2i.yaml on the procedural shapes; it needs only the bundled MiniLM encoder.
+The default run (src/genlab/assets/shapes-t2i-curriculum/: config.json + ema.safetensors) is a latent rectified-flow
+MM-DiT trained on the procedural shapes by recipes/shapes-autoencoder-full.yaml, shapes-t2i-ordered.yaml and
+shapes-t2i-curriculum.yaml; it needs only the bundled MiniLM encoder. The earlier default, a cross-attention DiT
+(recipes/shapes-t2i.yaml), ships as shipped:shapes-t2i: GLIGEN, IP-Adapter and the video model start from it.
 Sampling: n noises from `seed`, classifier-free guidance at `guidance_scale`, `steps` sampler steps; with a
 negative prompt (`--negative red`) the guidance pushes away from that prompt's prediction instead of the null text.
 """
@@ -14,7 +16,8 @@ from genlab.errors import GenlabError
 from genlab.runs import Run, load_run, shipped_asset
 from genlab.settings import Samples
 
-SHIPPED = "shapes-t2i"
+SHIPPED = "shapes-t2i-curriculum"  # the default text-to-image run (the best on the GenEval-style suite)
+SHIPPED_T2I = (SHIPPED, "shapes-t2i")  # every shipped text-to-image run, the default first
 
 
 def shipped_run() -> Path:

@@ -32,7 +32,11 @@ def test_generate_embeds_settings_and_from_png_reproduces_each_image(served, tmp
     records = [read_settings(f) for f in files]
     assert [r["seed"] for r in records] == [5, 6]
     first = records[0]
-    assert first["run"] == "shipped" and first["prompt"] == "a red circle" and first["sampler"] == "euler"
+    assert (
+        first["run"] == "shipped:shapes-t2i-curriculum"
+        and first["prompt"] == "a red circle"
+        and first["sampler"] == "euler"
+    )
     assert first["steps"] == 4 and first["guidance"] == 4.0 and first["step"] == 6000
     assert read_pixels(files[0]).shape == (32, 32, 3)  # the image itself, not an upscaled display copy
     # image 1 of the request on its own: the same pixels from n=1 at its seed (so its recorded seed is enough)
@@ -146,7 +150,7 @@ def test_compare_runs_side_by_side_and_a_compare_folder(served):
     c = client(url)
     gallery, table, status = c.predict([SHIPPED_LABEL, "digits"], "a red circle", 2, "euler", 4, 0, api_name="/compare")
     assert status.startswith("done") and len(gallery) == 2
-    assert "| shapes-t2i (shipped) | 4 |" in table and "| digits | 4 |" in table  # euler: NFE = steps
+    assert f"| {SHIPPED_LABEL} | 4 |" in table and "| digits | 4 |" in table  # euler: NFE = steps
     md, grids = c.predict("cmp", api_name="/compare_folder")
     assert "tiny-digits" in md and any("tiny-digits" in g["caption"] for g in grids)
 

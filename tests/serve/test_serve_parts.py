@@ -10,6 +10,8 @@ from PIL import Image
 
 from genlab.cli import main
 from genlab.errors import GenlabError
+from genlab.generate import SHIPPED, SHIPPED_T2I
+from genlab.runs import shipped_asset
 from genlab.serve import core
 from genlab.serve.jobs import Cancelled, Jobs, Refused
 from genlab.serve.pngmeta import read_pixels, read_settings, write_png
@@ -93,14 +95,27 @@ def test_request_and_upload_limits(tmp_path):
         core.check_upload(lim, tmp_path / "noise.png")
 
 
-def test_find_runs_lists_the_shipped_run_first_then_run_folders(tmp_path, digits_run):
+def test_find_runs_lists_the_shipped_runs_first_then_run_folders(tmp_path, digits_run):
     import shutil
 
     shutil.copytree(digits_run, tmp_path / "a" / "b")
     (tmp_path / "empty").mkdir()
     found = core.find_runs(tmp_path)
-    assert list(found) == [core.SHIPPED_LABEL, "a/b"]
-    assert list(core.find_runs(tmp_path / "missing")) == [core.SHIPPED_LABEL]
+    assert core.SHIPPED_LABEL == f"{SHIPPED} (shipped)"  # the default run is listed first, and selected
+    assert list(found) == [core.SHIPPED_LABEL, "shapes-t2i (shipped)", "a/b"]
+    assert found["shapes-t2i (shipped)"] == shipped_asset("shapes-t2i")
+    assert list(core.find_runs(tmp_path / "missing")) == [core.SHIPPED_LABEL, "shapes-t2i (shipped)"]
+
+
+def test_a_record_names_a_shipped_run_by_name_and_finds_it_again(tmp_path, digits_run):
+    for name in SHIPPED_T2I:
+        folder = shipped_asset(name)
+        assert core.record_name(folder) == f"shipped:{name}"
+        assert core.recorded_folder(core.record_name(folder)) == folder
+    assert core.recorded_folder("shipped") == shipped_asset("shapes-t2i")  # records from before a second shipped
+    assert core.record_name(digits_run) == str(digits_run.resolve())  # a run folder: its absolute path
+    with pytest.raises(GenlabError, match="no shipped checkpoint"):
+        core.recorded_folder("shipped:gone")
 
 
 def test_serve_without_gradio_is_a_one_line_error(monkeypatch, capsys):

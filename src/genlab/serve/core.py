@@ -19,8 +19,10 @@ import torch
 
 from genlab.errors import GenlabError
 
-SHIPPED_NAME = "shipped"  # how a record names the checkpoint shipped with genlab (its folder differs per install)
-SHIPPED_LABEL = "shapes-t2i (shipped)"
+# how a settings record names a checkpoint shipped with genlab (its folder differs per install): "shipped:NAME";
+# records written before a second one shipped say "shipped", which was shapes-t2i
+LEGACY_SHIPPED = ("shipped", "shipped:shapes-t2i")
+SHIPPED_LABEL = "shapes-t2i-curriculum (shipped)"  # the default run's label: generate.SHIPPED (tested)
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP")
 NOT_IMAGES = {"text": "a language model", "toy2d": "a 2-D point model", "videos": "a text-to-video model"}
 
@@ -76,11 +78,12 @@ def check_upload(limits: Limits, path: str | Path, what: str = "the image") -> N
 
 
 def find_runs(runs_dir: str | Path | None, *, depth: int = 3) -> dict[str, Path]:
-    """{label: folder}: the shipped text-to-image run first, then every run folder under `runs_dir` (at most
-    `depth` levels down), labelled by its path relative to runs_dir."""
-    from genlab.generate import shipped_run
+    """{label: folder}: the shipped text-to-image runs first (the default first, "NAME (shipped)"), then every run
+    folder under `runs_dir` (at most `depth` levels down), labelled by its path relative to runs_dir."""
+    from genlab.generate import SHIPPED_T2I
+    from genlab.runs import shipped_asset
 
-    found = {SHIPPED_LABEL: shipped_run()}
+    found = {f"{name} (shipped)": shipped_asset(name) for name in SHIPPED_T2I}
     root = Path(runs_dir) if runs_dir is not None else None
     if root is None or not root.is_dir():
         return found
@@ -139,10 +142,19 @@ class RunCache:
 
 
 def record_name(folder: Path) -> str:
-    """How a settings record names a run folder: "shipped" for the shipped checkpoint, else its absolute path."""
-    from genlab.generate import shipped_run
+    """How a settings record names a run folder: "shipped:NAME" for a checkpoint shipped in the package, else its
+    absolute path."""
+    from genlab.checkpoint import SHIPPED_PREFIX, is_shipped
 
-    return SHIPPED_NAME if Path(folder).resolve() == shipped_run().resolve() else str(Path(folder).resolve())
+    folder = Path(folder).resolve()
+    return SHIPPED_PREFIX + folder.name if is_shipped(folder) else str(folder)
+
+
+def recorded_folder(name: str) -> Path:
+    """The run folder a settings record's "run" names (the inverse of record_name; "shipped" is shapes-t2i)."""
+    from genlab.checkpoint import run_folder
+
+    return run_folder(LEGACY_SHIPPED[1] if name == LEGACY_SHIPPED[0] else name)
 
 
 def check_family(run) -> None:
@@ -219,12 +231,11 @@ def preview(run, x_hat: torch.Tensor | None) -> np.ndarray | None:
 def reproduce(png: str | Path, *, run: str | Path | None = None) -> tuple[np.ndarray, dict]:
     """The image a PNG from `genlab serve` records, drawn again from its settings (`run` overrides the recorded
     folder); a GenlabError if the run is gone or its weights changed."""
-    from genlab.generate import shipped_run
     from genlab.runs import load_run
     from genlab.serve.pngmeta import read_settings
 
     record = read_settings(png)
-    folder = Path(run) if run is not None else (shipped_run() if record["run"] == SHIPPED_NAME else Path(record["run"]))
+    folder = Path(run) if run is not None else recorded_folder(record["run"])
     if not folder.exists():
         raise GenlabError(f"{png} was made by run {record['run']}, which is not here: pass --run FOLDER")
     loaded = load_run(folder)
