@@ -21,6 +21,10 @@ The arms in STAGED are curricula: they start from another arm's run (method.init
 autoencoder) and train a second stage with their own overrides (another caption grammar), optimizer and cosine; their
 step and training minutes are the sums over the stages.
 
+The arms in FROM_SHIPPED train a further stage from a checkpoint in the package (method.init: shipped:NAME, whose
+autoencoder travels inside it); that checkpoint is the EMA weights of an arm of this table, whose recorded steps and
+minutes are added to theirs.
+
 Each arm also records `trained_relations`: on 128 of its own training captions that state a relation, whether the
 drawn layout follows the relation's axis and its direction, and whether its training loss tells the caption from the
 same caption with the direction flipped (see that function). `--relations-only` (re)measures just that for runs
@@ -202,6 +206,23 @@ ARMS = {  # name: (recipe overrides, what changes)
         "full-ae-mmdit-varied-curriculum with patch size 1: 64 image tokens of one latent pixel (4x4 image pixels) "
         "instead of 16 of 2x2 (8x8 pixels), the same parameters and steps at ~2.5x the compute per step",
     ),
+    "full-ae-mmdit-p1-varied-curriculum-9k": (
+        [
+            "--data.grammar=full",
+            "--data.pairs=varied",
+            "--model.text_mode=mmdit",
+            "--model.patch_size=1",
+            "--train.steps=3000",
+        ],
+        "SCALING POINT, 1.5x the budget: full-ae-mmdit-p1-varied-curriculum trained on 3000 more steps of the full "
+        "grammar from it (a third stage, its cosine restarting)",
+    ),
+    "full-ae-mmdit-varied-curriculum-18k": (
+        ["--data.grammar=full", "--data.pairs=varied", "--model.text_mode=mmdit"],
+        "SCALING POINT, 3x the budget: the packaged shipped:shapes-t2i-curriculum (the weights of "
+        "full-ae-mmdit-varied-curriculum-long) trained on 6000 more steps of the full grammar with varied pairs (a "
+        "third stage, its cosine restarting; its own autoencoder)",
+    ),
     "full-long": (
         ["--data.grammar=full", "--train.steps=12000"],
         "SCALING POINT, 2x the budget of the other arms: `full` resumed (a copy of its step-6000 checkpoint) and "
@@ -227,7 +248,14 @@ STAGED = {
     "full-ae-mmdit-d8-varied-curriculum-long": "full-ae-mmdit-d8-varied-ordered",
     "full-ae-mmdit-varied-curriculum": "full-ae-mmdit-varied-ordered-half",
     "full-ae-mmdit-p1-varied-curriculum": "full-ae-mmdit-p1-varied-ordered-half",
+    "full-ae-mmdit-p1-varied-curriculum-9k": "full-ae-mmdit-p1-varied-curriculum",
 }
+# arm: (the shipped checkpoint it starts from, the arm whose weights that checkpoint is): a stage trained on the
+# packaged weights (method.init: shipped:NAME, with their own autoencoder), its steps and minutes added to that arm's
+FROM_SHIPPED = {
+    "full-ae-mmdit-varied-curriculum-18k": ("shapes-t2i-curriculum", "full-ae-mmdit-varied-curriculum-long")
+}
+OUT = "benchmarks/results/t2i_ablation.json"
 # arm: the arm of benchmarks/t2i_autoencoder.py whose recipe overrides train its autoencoder (every full-ae* arm:
 # full-long, 2100 steps on the full grammar); other arms use recipes/shapes-autoencoder.yaml as it is
 AUTOENCODERS = {name: "full-long" for name in ARMS if name.startswith("full-ae")}
@@ -263,10 +291,13 @@ def arm_run(name: str, base: Path, *, reuse: bool, minutes: float | None = None)
     if name in STAGED:
         _, first_wall = arm_run(STAGED[name], base, reuse=True)  # the first stage, trained if not there yet
         overrides = [*overrides, f"--method.init={base / STAGED[name]}"]
+    if name in FROM_SHIPPED:  # the packaged weights, with the autoencoder inside them ("" = method.init's)
+        first_wall = recorded_arm(FROM_SHIPPED[name][1])["train_minutes"]
+        overrides = [*overrides, f"--method.init=shipped:{FROM_SHIPPED[name][0]}"]
     if not (reuse and (run_dir / "checkpoint").is_dir()):
         ae_arm = AUTOENCODERS.get(name)
-        ae = base / ("shapes-autoencoder" + (f"-{ae_arm}" if ae_arm else ""))
-        if not (ae / "checkpoint").is_dir():
+        ae = "" if name in FROM_SHIPPED else base / ("shapes-autoencoder" + (f"-{ae_arm}" if ae_arm else ""))
+        if ae and not (ae / "checkpoint").is_dir():
             ae_overrides = AE_ARMS[ae_arm][0] if ae_arm else []
             ae_recipe = load_recipe(
                 ROOT / "recipes/shapes-autoencoder.yaml", [*ae_overrides, "--train.time_limit_minutes=0"]
@@ -282,9 +313,17 @@ def arm_run(name: str, base: Path, *, reuse: bool, minutes: float | None = None)
         atomic_write_text(run_dir / "bench.json", json.dumps({"minutes": wall}))
     elif (run_dir / "bench.json").is_file():
         wall = json.loads((run_dir / "bench.json").read_text())["minutes"]
-    if name in STAGED:
+    if name in STAGED or name in FROM_SHIPPED:
         wall = None if wall is None or first_wall is None else round(wall + first_wall, 1)
     return load_run(run_dir), wall
+
+
+def recorded_arm(name: str) -> dict:
+    """An arm's row as recorded in the results JSON (FROM_SHIPPED arms add its steps and minutes to their own)."""
+    arms = previous(OUT).get("arms", {})
+    if name not in arms:
+        raise SystemExit(f"{name}: no recorded row in {OUT}")
+    return arms[name]
 
 
 def existing_run(name: str, base: Path):
@@ -299,6 +338,8 @@ def existing_run(name: str, base: Path):
 def total_steps(name: str, run) -> int:
     """The arm's training steps: a staged arm's count those of the runs it started from (method.init, in turn)."""
     steps = run.step
+    if name in FROM_SHIPPED:
+        return steps + recorded_arm(FROM_SHIPPED[name][1])["step"]
     while name in STAGED:
         name = STAGED[name]
         run = load_run(Path(run.recipe.method.init))
@@ -576,7 +617,7 @@ def main() -> None:
     ap.add_argument("--guidance", nargs="*", type=float, default=[], help="guidance scales to score the full run at")
     ap.add_argument("--guidance-arm", default="full", choices=[a for a in ARMS if a != "shipped"])
     ap.add_argument("--guidance-seeds", nargs="+", type=int, default=[0, 1])
-    ap.add_argument("--out", default="benchmarks/results/t2i_ablation.json")
+    ap.add_argument("--out", default=OUT)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     suite = builtin_suite()

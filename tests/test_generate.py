@@ -67,7 +67,10 @@ def test_shipped_checkpoints_are_small_and_self_describing(name):
     assert sum(files.values()) < 16 * 2**20
     recipe = json.loads((folder / "config.json").read_text())["recipe"]
     assert recipe["method"]["kind"] == "latent_flow" and recipe["method"]["text_encoder"] == "minilm"
-    assert recipe["method"]["frozen"]["autoencoder"]["method"]["kind"] == "autoencoder"  # travels inside the run
+    method = recipe["method"]
+    while not method["autoencoder"]:  # "": method.init's own autoencoder, recorded inside that stage's recipe
+        method = method["frozen"]["init"]["method"]
+    assert method["frozen"]["autoencoder"]["method"]["kind"] == "autoencoder"  # travels inside the run
     assert read_run(f"shipped:{name}") == read_run(folder)  # "shipped:NAME" names it wherever a run goes
 
 
@@ -77,8 +80,9 @@ def test_the_default_run_is_the_shipped_curriculum_model():
 
 
 def test_the_shipped_curriculum_checkpoint_loads_by_name_and_draws(tmp_path, monkeypatch):
-    """shipped:shapes-t2i-curriculum (recipes/shapes-t2i-ordered.yaml, then shapes-t2i-curriculum.yaml) is a
-    standalone run: its autoencoder travels inside, and neither its init run nor its autoencoder run is needed."""
+    """shipped:shapes-t2i-curriculum (recipes/shapes-t2i-ordered.yaml, shapes-t2i-curriculum.yaml, then
+    shapes-t2i-finetune.yaml) is a standalone run: its autoencoder travels inside, and neither its init run nor its
+    autoencoder run is needed."""
     folder = shipped_asset("shapes-t2i-curriculum")
     assert sum(p.stat().st_size for p in folder.iterdir()) <= 20 * 10**6  # the issue's budget
     monkeypatch.chdir(tmp_path)  # the run folders its recipe names (relative paths) are not there
@@ -86,5 +90,8 @@ def test_the_shipped_curriculum_checkpoint_loads_by_name_and_draws(tmp_path, mon
     recipe = run.recipe
     assert (recipe.model.text_mode, recipe.data.grammar, recipe.data.pairs) == ("mmdit", "full", "varied")
     assert not Path(recipe.method.init).exists()  # recorded, not read
+    # the recipes of the earlier stages travel inside it: stage 2 (full grammar), started from stage 1 (ordered)
+    stage2 = recipe.method.frozen["init"]
+    assert [stage2["data"]["grammar"], stage2["method"]["frozen"]["init"]["data"]["grammar"]] == ["full", "ordered"]
     x = run.sample(2, prompts=["a red circle", "a blue square"], seed=0, steps=2, sampler="euler").x
     assert x.shape == (2, 3, 32, 32) and torch.isfinite(x).all() and x.std() > 0.05

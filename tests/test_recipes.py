@@ -24,6 +24,7 @@ FIRST = (
     "shapes-captioner-stage1",
     "shapes-t2i",  # the base of the adapters (shapes-gligen, shapes-ip-adapter)
     "shapes-t2i-ordered",  # the start (method.init) of shapes-t2i-curriculum
+    "shapes-t2i-curriculum",  # the start of shapes-t2i-finetune
     "videos-tae",  # the video autoencoder of videos-t2v-tae
 )
 TINY = [

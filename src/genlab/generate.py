@@ -1,9 +1,10 @@
 """`genlab generate "PROMPT"`: images from a text-to-image run, by default the checkpoint shipped in the package.
 
 The default run (src/genlab/assets/shapes-t2i-curriculum/: config.json + ema.safetensors) is a latent rectified-flow
-MM-DiT trained on the procedural shapes by recipes/shapes-autoencoder-full.yaml, shapes-t2i-ordered.yaml and
-shapes-t2i-curriculum.yaml; it needs only the bundled MiniLM encoder. The earlier default, a cross-attention DiT
-(recipes/shapes-t2i.yaml), ships as shipped:shapes-t2i: GLIGEN, IP-Adapter and the video model start from it.
+MM-DiT trained on the procedural shapes by recipes/shapes-autoencoder-full.yaml, then shapes-t2i-ordered.yaml,
+shapes-t2i-curriculum.yaml and shapes-t2i-finetune.yaml (three stages); it needs only the bundled MiniLM encoder.
+The earlier default, a cross-attention DiT (recipes/shapes-t2i.yaml), ships as shipped:shapes-t2i: GLIGEN,
+IP-Adapter and the video model start from it.
 Sampling: n noises from `seed`, classifier-free guidance at `guidance_scale`, `steps` sampler steps; with a
 negative prompt (`--negative red`) the guidance pushes away from that prompt's prediction instead of the null text.
 """

@@ -40,7 +40,7 @@ PART_RECIPES = {
     "vqvae": "recipes/digits-vqvae.yaml or recipes/shapes-vqvae.yaml",
     "autoencoder": "recipes/shapes-autoencoder.yaml",
     "clip": "recipes/shapes-clip.yaml",
-    "latent_flow": "recipes/shapes-t2i.yaml, or recipes/shapes-t2i-ordered.yaml for shapes-t2i-curriculum",
+    "latent_flow": "recipes/shapes-t2i.yaml, or recipes/shapes-t2i-ordered.yaml (then -curriculum, -finetune)",
 }
 CHUNK = 500  # samples drawn per batch: memory stays bounded for any n
 EOS_TEXT = "\n\n"  # what an <eos> (a document ended) becomes in generated text
