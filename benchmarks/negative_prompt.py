@@ -27,7 +27,6 @@ import torch
 
 from common import BASE_T2I, write_json
 from genlab.atomic import atomic_write_text
-from genlab.checkpoint import run_folder
 from genlab.data.images import tensor_to_uint8
 from genlab.generate import text_run
 from genlab.metrics.geneval import detect_objects
@@ -203,7 +202,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    run = text_run(args.run or run_folder(BASE_T2I))
+    run = text_run(args.run or BASE_T2I)
     settings = run.settings
     t0 = time.perf_counter()
     experiments = {e.name: run_experiment(run, e, args.n, args.seed) for e in EXPERIMENTS}

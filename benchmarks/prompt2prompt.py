@@ -32,7 +32,6 @@ import torch
 
 from common import BASE_T2I, write_json
 from genlab.atomic import atomic_write_text
-from genlab.checkpoint import run_folder
 from genlab.data.images import tensor_to_uint8
 from genlab.edit import edit
 from genlab.edit.inversion import invert, sample_inverted
@@ -339,7 +338,7 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    run = text_run(args.run or run_folder(BASE_T2I))
+    run = text_run(args.run or BASE_T2I)
     t0 = time.perf_counter()
     edits, edit_pics = edits_benchmark(run, args.seeds, args.seed)
     inversion, real_pics = inversion_benchmark(run, args.real, args.seed, args.iters)

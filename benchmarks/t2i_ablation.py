@@ -50,7 +50,7 @@ import torch
 
 from common import BASE_T2I, previous, write_json
 from genlab.atomic import atomic_write_text
-from genlab.checkpoint import find_checkpoint, load_state, run_folder
+from genlab.checkpoint import find_checkpoint, load_state
 from genlab.config import load_recipe
 from genlab.data.images import tensor_to_uint8
 from genlab.data.shapes import (
@@ -74,6 +74,14 @@ from genlab.train import train
 from t2i_autoencoder import ARMS as AE_ARMS
 
 ROOT = Path(__file__).resolve().parents[1]
+# the full-grammar stages of the patch-size-1 curriculum (3000 steps each)
+P1_FULL = [
+    "--data.grammar=full",
+    "--data.pairs=varied",
+    "--model.text_mode=mmdit",
+    "--model.patch_size=1",
+    "--train.steps=3000",
+]
 ARMS = {  # name: (recipe overrides, what changes)
     "shipped": (None, "the packaged checkpoint: basic caption grammar (1–2 shapes, relations one way)"),
     "basic": ([], "retrained here: basic caption grammar"),
@@ -196,24 +204,12 @@ ARMS = {  # name: (recipe overrides, what changes)
         "full-ae-mmdit-p1-varied-curriculum",
     ),
     "full-ae-mmdit-p1-varied-curriculum": (
-        [
-            "--data.grammar=full",
-            "--data.pairs=varied",
-            "--model.text_mode=mmdit",
-            "--model.patch_size=1",
-            "--train.steps=3000",
-        ],
+        P1_FULL,
         "full-ae-mmdit-varied-curriculum with patch size 1: 64 image tokens of one latent pixel (4x4 image pixels) "
         "instead of 16 of 2x2 (8x8 pixels), the same parameters and steps at ~2.5x the compute per step",
     ),
     "full-ae-mmdit-p1-varied-curriculum-9k": (
-        [
-            "--data.grammar=full",
-            "--data.pairs=varied",
-            "--model.text_mode=mmdit",
-            "--model.patch_size=1",
-            "--train.steps=3000",
-        ],
+        P1_FULL,
         "SCALING POINT, 1.5x the budget: full-ae-mmdit-p1-varied-curriculum trained on 3000 more steps of the full "
         "grammar from it (a third stage, its cosine restarting)",
     ),
@@ -283,7 +279,7 @@ def trained_minutes(run_dir: Path) -> float:
 def arm_run(name: str, base: Path, *, reuse: bool, minutes: float | None = None):
     overrides, _ = ARMS[name]
     if overrides is None:
-        return load_run(run_folder(BASE_T2I)), None
+        return load_run(BASE_T2I), None
     if name in CONTINUED:
         return continued_run(name, base, reuse=reuse, minutes=minutes)
     run_dir = base / name
@@ -329,7 +325,7 @@ def recorded_arm(name: str) -> dict:
 def existing_run(name: str, base: Path):
     """The arm's run as it is (the shipped checkpoint for `shipped`); never trains: a missing run is an error."""
     if ARMS[name][0] is None:
-        return load_run(run_folder(BASE_T2I))
+        return load_run(BASE_T2I)
     if not (base / name / "checkpoint").is_dir():
         raise SystemExit(f"{name}: no run in {base}; score the arm first (without --relations-only / --cue-only)")
     return load_run(base / name)

@@ -22,7 +22,6 @@ import torch
 
 from common import BASE_T2I, previous, train_or_reuse, write_json
 from genlab.atomic import atomic_write_text
-from genlab.checkpoint import run_folder
 from genlab.config import load_recipe
 from genlab.data.shapes import sample_pairs
 from genlab.evaluate import latent_roundtrip
@@ -56,7 +55,7 @@ def autoencoder(name: str, base: Path, *, reuse: bool):
     autoencoder, or an autoencoder run trained here."""
     overrides, _ = ARMS[name]
     if overrides is None:
-        method = load_run(run_folder(BASE_T2I)).method
+        method = load_run(BASE_T2I).method
         return latent_roundtrip(method), method.autoencoder.cfg.latent_shape(), None
     recipe = load_recipe(ROOT / "recipes/shapes-autoencoder.yaml", [*overrides, "--train.time_limit_minutes=0"])
     run, wall = train_or_reuse(recipe, base / name, reuse=reuse and (base / name / "checkpoint").is_dir())

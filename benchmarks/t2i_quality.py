@@ -110,7 +110,7 @@ def main() -> None:
         plot(json.loads(out.read_text())["sweep"], out.with_name("t2i_guidance_sweep.png"))
         return
     torch.set_num_threads(args.threads)
-    run = args.run or run_folder(BASE_T2I)
+    run = args.run or BASE_T2I
     t2i = load_run(run)
     seen, heldout = prompt_set("test", args.prompts), prompt_set("heldout", args.prompts)
     ae = autoencoder_psnr(t2i.method)

@@ -31,7 +31,6 @@ import torch
 
 from common import BASE_T2I, wilson, write_json
 from genlab.atomic import atomic_path, atomic_write_text
-from genlab.checkpoint import run_folder
 from genlab.data.images import save_grid, tensor_to_uint8
 from genlab.data.shapes import Scene, Shape, render
 from genlab.generate import generate, text_run
@@ -299,7 +298,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     t0 = time.perf_counter()
-    run = text_run(args.run or run_folder(BASE_T2I))
+    run = text_run(args.run or BASE_T2I)
     n, grid = args.n, {}
 
     learned = []

@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 from genlab.errors import GenlabError
 
+T2I_RUN_HELP = "a text-to-image run folder or shipped:NAME (default: shipped:shapes-t2i-curriculum)"
+
 SETTINGS = ("sampler", "steps", "grid", "guidance_scale", "eta", "temperature", "top_k", "top_p")
 
 
@@ -640,7 +642,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("-o", "--output", default="out.png", help="grid .png or .npz (default out.png)")
     g.add_argument("--n", type=int, default=4)
-    g.add_argument("--run", help="a text-to-image run folder or shipped:NAME (default: shipped:shapes-t2i-curriculum)")
+    g.add_argument("--run", help=T2I_RUN_HELP)
     g.add_argument("--video", action="store_true", help="a text-to-video run (--run): write an animated .gif")
     g.add_argument(
         "--first-frame",
@@ -662,7 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ti.add_argument("images", nargs="+", metavar="IMAGE", help="3-5 images of the concept (PNG/JPEG)")
     ti.add_argument("--token", default="<c>", help="the placeholder to learn, <name> (default <c>)")
-    ti.add_argument("--run", help="a text-to-image run folder or shipped:NAME (default: shipped:shapes-t2i-curriculum)")
+    ti.add_argument("--run", help=T2I_RUN_HELP)
     ti.add_argument("--steps", type=int, default=300, help="Adam steps on the embedding (default 300)")
     ti.add_argument("--lr", type=float, default=5e-3, help="learning rate (default 5e-3)")
     ti.add_argument("--init", default="shape", help="the word whose embedding starts the search (default shape)")
@@ -675,7 +677,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     iv.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG/JPEG) of the run's size")
     iv.add_argument("--prompt", required=True, help='the caption of the images, e.g. "a red circle"')
-    iv.add_argument("--run", help="a text-to-image run folder or shipped:NAME (default: shipped:shapes-t2i-curriculum)")
+    iv.add_argument("--run", help=T2I_RUN_HELP)
     iv.add_argument("--null-text", action="store_true", help="null-text inversion (Mokady et al.), for guidance > 1")
     iv.add_argument("--iters", type=int, default=10, help="with --null-text: Adam steps per sampler step (default 10)")
     iv.add_argument("--resize", action="store_true", help="centre-crop and resize the images to the run's size")

@@ -18,11 +18,18 @@ import numpy as np
 import torch
 
 from genlab.errors import GenlabError
+from genlab.generate import SHIPPED, SHIPPED_T2I
 
-# how a settings record names a checkpoint shipped with genlab (its folder differs per install): "shipped:NAME";
-# records written before a second one shipped say "shipped", which was shapes-t2i
-LEGACY_SHIPPED = ("shipped", "shipped:shapes-t2i")
-SHIPPED_LABEL = "shapes-t2i-curriculum (shipped)"  # the default run's label: generate.SHIPPED (tested)
+
+def shipped_label(name: str) -> str:
+    """How the app lists the checkpoint shipped as genlab/assets/NAME."""
+    return f"{name} (shipped)"
+
+
+# a settings record names a checkpoint shipped with genlab (its folder differs per install) "shipped:NAME"; records
+# written before a second one shipped say "shipped", which was shapes-t2i
+LEGACY_RECORDS = {"shipped": "shipped:shapes-t2i"}
+SHIPPED_LABEL = shipped_label(SHIPPED)  # the default run, listed first and selected
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP")
 NOT_IMAGES = {"text": "a language model", "toy2d": "a 2-D point model", "videos": "a text-to-video model"}
 
@@ -80,10 +87,9 @@ def check_upload(limits: Limits, path: str | Path, what: str = "the image") -> N
 def find_runs(runs_dir: str | Path | None, *, depth: int = 3) -> dict[str, Path]:
     """{label: folder}: the shipped text-to-image runs first (the default first, "NAME (shipped)"), then every run
     folder under `runs_dir` (at most `depth` levels down), labelled by its path relative to runs_dir."""
-    from genlab.generate import SHIPPED_T2I
     from genlab.runs import shipped_asset
 
-    found = {f"{name} (shipped)": shipped_asset(name) for name in SHIPPED_T2I}
+    found = {shipped_label(name): shipped_asset(name) for name in SHIPPED_T2I}
     root = Path(runs_dir) if runs_dir is not None else None
     if root is None or not root.is_dir():
         return found
@@ -154,7 +160,7 @@ def recorded_folder(name: str) -> Path:
     """The run folder a settings record's "run" names (the inverse of record_name; "shipped" is shapes-t2i)."""
     from genlab.checkpoint import run_folder
 
-    return run_folder(LEGACY_SHIPPED[1] if name == LEGACY_SHIPPED[0] else name)
+    return run_folder(LEGACY_RECORDS.get(name, name))
 
 
 def check_family(run) -> None:
