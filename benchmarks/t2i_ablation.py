@@ -23,7 +23,8 @@ step and training minutes are the sums over the stages.
 
 The arms in FROM_SHIPPED train a further stage from a checkpoint in the package (method.init: shipped:NAME, whose
 autoencoder travels inside it); that checkpoint is the EMA weights of an arm of this table, whose recorded steps and
-minutes are added to theirs.
+minutes are added to theirs. A new default replaces the packaged weights, so such an arm trains only while the package
+holds the weights it started from (their SHA-256 is checked); its run is scored with --reuse after that.
 
 Each arm also records `trained_relations`: on 128 of its own training captions that state a relation, whether the
 drawn layout follows the relation's axis and its direction, and whether its training loss tells the caption from the
@@ -39,6 +40,7 @@ second seed set and on the held-out colour x shape pairs. The JSON keeps the row
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import shutil
@@ -69,11 +71,13 @@ from genlab.data.shapes import (
 )
 from genlab.evaluate import latent_roundtrip
 from genlab.metrics.geneval import CATEGORIES, builtin_suite, detect_objects, geneval
-from genlab.runs import load_run, recipe_for
+from genlab.runs import load_run, recipe_for, shipped_asset
 from genlab.train import train
 from t2i_autoencoder import ARMS as AE_ARMS
 
 ROOT = Path(__file__).resolve().parents[1]
+MIX_PAIRS = (0.15, 0.25, 0.35, 0.25)  # data.mix of the arm full-ae-mmdit-varied-mix-24k
+VARIED_MIX = ["--data.grammar=full", "--data.pairs=varied", "--model.text_mode=mmdit", f"--data.mix={list(MIX_PAIRS)}"]
 # the full-grammar stages of the patch-size-1 curriculum (3000 steps each)
 P1_FULL = [
     "--data.grammar=full",
@@ -219,6 +223,28 @@ ARMS = {  # name: (recipe overrides, what changes)
         "full-ae-mmdit-varied-curriculum-long) trained on 6000 more steps of the full grammar with varied pairs (a "
         "third stage, its cosine restarting; its own autoencoder)",
     ),
+    "full-ae-mmdit-varied-curriculum-24k": (
+        ["--data.grammar=full", "--data.pairs=varied", "--model.text_mode=mmdit"],
+        "SCALING POINT, 4x the budget: the packaged shipped:shapes-t2i-curriculum (the weights of "
+        "full-ae-mmdit-varied-curriculum-18k) trained on 6000 more steps of the full grammar with varied pairs (a "
+        "fourth stage); the baseline of full-ae-mmdit-varied-mix-24k",
+    ),
+    "full-ae-mmdit-varied-mix-24k": (
+        VARIED_MIX,
+        "full-ae-mmdit-varied-curriculum-24k with another data mix in its fourth stage: one shape 15 %, counting 25 %, "
+        "relation 35 %, two shapes without a relation 25 % (was 30 / 15 / 40 / 15), more of the scenes the two "
+        "weakest categories (two objects, colour attribution) ask for",
+    ),
+    "full-ae-mmdit-varied-mix-30k": (
+        VARIED_MIX,
+        "SCALING POINT, 5x the budget: full-ae-mmdit-varied-mix-24k trained on 6000 more steps with the same mix (a "
+        "fifth stage, its cosine restarting)",
+    ),
+    "full-ae-mmdit-varied-mix-uncoloured-30k": (
+        [*VARIED_MIX, "--data.uncoloured=0.3"],
+        "full-ae-mmdit-varied-mix-30k with twice the captions that state no colour in its fifth stage (30 %, was 15 "
+        "%), as the two-objects prompts ask ('a circle and a square')",
+    ),
     "full-long": (
         ["--data.grammar=full", "--train.steps=12000"],
         "SCALING POINT, 2x the budget of the other arms: `full` resumed (a copy of its step-6000 checkpoint) and "
@@ -245,11 +271,27 @@ STAGED = {
     "full-ae-mmdit-varied-curriculum": "full-ae-mmdit-varied-ordered-half",
     "full-ae-mmdit-p1-varied-curriculum": "full-ae-mmdit-p1-varied-ordered-half",
     "full-ae-mmdit-p1-varied-curriculum-9k": "full-ae-mmdit-p1-varied-curriculum",
+    "full-ae-mmdit-varied-mix-30k": "full-ae-mmdit-varied-mix-24k",
+    "full-ae-mmdit-varied-mix-uncoloured-30k": "full-ae-mmdit-varied-mix-24k",
 }
-# arm: (the shipped checkpoint it starts from, the arm whose weights that checkpoint is): a stage trained on the
-# packaged weights (method.init: shipped:NAME, with their own autoencoder), its steps and minutes added to that arm's
+# arm: (the shipped checkpoint it starts from, the arm whose weights that checkpoint is, the SHA-256 of its
+# ema.safetensors): a stage trained on the packaged weights (method.init: shipped:NAME, with their own autoencoder),
+# its steps and minutes added to that arm's. The package's weights change when a new default ships, so an arm trains
+# only while the package holds the weights it started from (the 18k arm's are those of commit 5a23297)
 FROM_SHIPPED = {
-    "full-ae-mmdit-varied-curriculum-18k": ("shapes-t2i-curriculum", "full-ae-mmdit-varied-curriculum-long")
+    "full-ae-mmdit-varied-curriculum-18k": (
+        "shapes-t2i-curriculum",
+        "full-ae-mmdit-varied-curriculum-long",
+        "c1a3a9728971040d2d98d533d4157e08cdbd7f03e5f9b5992f6e820ac7bbeec2",
+    ),
+    **{
+        arm: (
+            "shapes-t2i-curriculum",
+            "full-ae-mmdit-varied-curriculum-18k",
+            "353d6b9b2d1183676918ba76dd84b0f825eb0deb35b7670887888065d8f7d743",
+        )
+        for arm in ("full-ae-mmdit-varied-curriculum-24k", "full-ae-mmdit-varied-mix-24k")
+    },
 }
 OUT = "benchmarks/results/t2i_ablation.json"
 # arm: the arm of benchmarks/t2i_autoencoder.py whose recipe overrides train its autoencoder (every full-ae* arm:
@@ -291,8 +333,11 @@ def arm_run(name: str, base: Path, *, reuse: bool, minutes: float | None = None)
         first_wall = recorded_arm(FROM_SHIPPED[name][1])["train_minutes"]
         overrides = [*overrides, f"--method.init=shipped:{FROM_SHIPPED[name][0]}"]
     if not (reuse and (run_dir / "checkpoint").is_dir()):
+        if name in FROM_SHIPPED:
+            check_packaged(name)
         ae_arm = AUTOENCODERS.get(name)
-        ae = "" if name in FROM_SHIPPED else base / ("shapes-autoencoder" + (f"-{ae_arm}" if ae_arm else ""))
+        shipped_root = name in FROM_SHIPPED or STAGED.get(name) in FROM_SHIPPED  # the autoencoder inside them
+        ae = "" if shipped_root else base / ("shapes-autoencoder" + (f"-{ae_arm}" if ae_arm else ""))
         if ae and not (ae / "checkpoint").is_dir():
             ae_overrides = AE_ARMS[ae_arm][0] if ae_arm else []
             ae_recipe = load_recipe(
@@ -314,6 +359,17 @@ def arm_run(name: str, base: Path, *, reuse: bool, minutes: float | None = None)
     return load_run(run_dir), wall
 
 
+def check_packaged(name: str) -> None:
+    """Stop unless the package holds the weights the FROM_SHIPPED arm `name` starts from."""
+    shipped, source, digest = FROM_SHIPPED[name]
+    found = hashlib.sha256((shipped_asset(shipped) / "ema.safetensors").read_bytes()).hexdigest()
+    if found != digest:
+        raise SystemExit(
+            f"{name}: shipped:{shipped} no longer holds the weights of {source} it started from (sha256 {digest[:12]}, "
+            f"found {found[:12]}); check out the commit that shipped them to retrain it, or score its run with --reuse"
+        )
+
+
 def recorded_arm(name: str) -> dict:
     """An arm's row as recorded in the results JSON (FROM_SHIPPED arms add its steps and minutes to their own)."""
     arms = previous(OUT).get("arms", {})
@@ -333,14 +389,11 @@ def existing_run(name: str, base: Path):
 
 def total_steps(name: str, run) -> int:
     """The arm's training steps: a staged arm's count those of the runs it started from (method.init, in turn)."""
-    steps = run.step
     if name in FROM_SHIPPED:
-        return steps + recorded_arm(FROM_SHIPPED[name][1])["step"]
-    while name in STAGED:
-        name = STAGED[name]
-        run = load_run(Path(run.recipe.method.init))
-        steps += run.step
-    return steps
+        return run.step + recorded_arm(FROM_SHIPPED[name][1])["step"]
+    if name in STAGED:
+        return run.step + total_steps(STAGED[name], load_run(Path(run.recipe.method.init)))
+    return run.step
 
 
 def markdown(result: dict) -> str:

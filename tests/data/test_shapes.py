@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,3 +170,28 @@ def test_full_grammar_covers_counting_pairs_and_both_ways_relations():
     assert all(p is not None and p.relation is None and len(p.shapes) == 2 for _, p in free)
     assert not {p.text for p in builtin_suite().prompts} & set(varied)
     assert parse_caption("a circle and a square") is None  # the suite's wording is not in any grammar
+
+
+def test_full_grammar_mix_sets_the_share_of_each_kind_of_scene():
+    from genlab.config import load_recipe
+    from genlab.data.shapes import MIX, is_count, sample_pairs
+
+    def kinds(scenes):
+        return [
+            "one" if len(s.shapes) == 1 else "count" if is_count(s) else "relation" if s.relation else "pair"
+            for s in scenes
+        ]
+
+    x, texts, scenes = sample_pairs(400, seed=3, grammar="full")
+    xd, texts_d, scenes_d = sample_pairs(400, seed=3, grammar="full", mix=MIX)  # the default is the old mix
+    assert torch.equal(x, xd) and texts == texts_d
+    for mix in ((0.15, 0.25, 0.35, 0.25), (0.0, 0.5, 0.0, 0.5)):
+        found = kinds(sample_pairs(2000, seed=3, grammar="full", mix=mix)[2])
+        shares = [found.count(k) / len(found) for k in ("one", "count", "relation", "pair")]
+        np.testing.assert_allclose(shares, mix, atol=0.035)  # 2000 draws: sd <= 0.011
+    recipe = Path(__file__).resolve().parents[2] / "recipes/shapes-t2i-finetune.yaml"
+    assert load_recipe(recipe, ["--data.mix=[0.1, 0.2, 0.3, 0.4]"]).data.mix == (0.1, 0.2, 0.3, 0.4)
+    with pytest.raises(GenlabError, match=r"data\.mix must add up to 1"):
+        load_recipe(recipe, ["--data.mix=[0.1, 0.2, 0.3, 0.3]"])
+    with pytest.raises(GenlabError, match=r"data\.mix\[0\]"):
+        load_recipe(recipe, ["--data.mix=[-0.1, 0.3, 0.4, 0.4]"])

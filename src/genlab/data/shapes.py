@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 import numpy as np
 import torch
 
-from genlab.constraints import PositiveInt, Range, Seed
+from genlab.constraints import PositiveInt, Probability, Range, Seed, require
 from genlab.data.base import Dataset
 from genlab.data.images import uint8_to_tensor
 from genlab.errors import GenlabError
@@ -41,6 +41,8 @@ GAP = 2  # minimum empty pixels between two shapes' bounding boxes
 HELDOUT_PAIRS = frozenset({("green", "triangle"), ("yellow", "circle"), ("magenta", "square"), ("cyan", "triangle")})
 SPLITS = {"train": 0, "test": 1, "heldout": 2}
 NULL_CAPTION = ""  # the empty caption, used as the unconditional prompt
+MIX = (0.3, 0.15, 0.4, 0.15)  # full grammar: shares of one shape, counting, relation, unrelated pair (ShapesConfig.mix)
+UNCOLOURED = 0.15  # full grammar: the share of captions that state no colour (ShapesConfig.uncoloured)
 
 
 @dataclass(frozen=True)
@@ -65,15 +67,29 @@ class ShapesConfig:
     seed: Seed = 0
     labels: bool = False  # True: label = first shape's kind × colour (24 classes, for feature nets)
     # basic: 1–2 shapes, the captions above. full: also counting scenes (2–4 copies of one shape: "three red
-    # squares"), every pair stated in either order ("B right of A" for "A left of B") and, 15 % of the time, no
-    # colour stated (the shapes keep theirs). ordered: full, but a relation is always stated from the left (top)
-    # shape ("A left of B", "A above B"), so the first-named shape's side follows from the axis alone. No grammar
-    # holds a wording of the GenEval-style suite (tested)
+    # squares"), every pair stated in either order ("B right of A" for "A left of B") and, 15 % of the time
+    # (uncoloured), no colour stated (the shapes keep theirs). ordered: full, but a relation is always stated from
+    # the left (top) shape ("A left of B", "A above B"), so the first-named shape's side follows from the axis
+    # alone. No grammar holds a wording of the GenEval-style suite (tested)
     grammar: Literal["basic", "full", "ordered"] = "basic"
     # how a pair without a relation is captioned. prefixed: always "two shapes: A and B". varied: that or, in equal
     # shares, "A as well as B", "A plus B", "A alongside B" (PAIR_FORMS), so that two named shapes, not the prefix,
     # ask for two objects; the same scenes, images and random draws either way. None is a suite wording (tested)
     pairs: Literal["prefixed", "varied"] = "prefixed"
+    # grammar full / ordered: the shares of the four kinds of scene, in this order: one shape, a counting scene, two
+    # shapes with a relation, two shapes without one (the only captions of two shapes that state no relation). They
+    # must add up to 1; the default is the mix every recipe before this field was trained on
+    mix: tuple[Probability, Probability, Probability, Probability] = MIX
+    # grammar full / ordered: the share of captions that state no colour ("a circle and a square"; the shapes keep
+    # their colours)
+    uncoloured: Probability = UNCOLOURED
+
+    def __post_init__(self) -> None:
+        require(
+            abs(sum(self.mix) - 1) < 1e-6,
+            "mix",
+            f"must add up to 1 (one shape, counting, relation, pair), got {list(self.mix)} (sum {sum(self.mix):g})",
+        )
 
 
 # ----------------------------------------------------------------------------- captions
@@ -301,19 +317,21 @@ def sample_scene(rng: np.random.Generator, *, split: str) -> Scene:
     return Scene(tuple(shapes), relation)
 
 
-def sample_scene_full(rng: np.random.Generator, *, split: str) -> Scene:
-    """A scene of the full grammar: 1 shape (30 %), 2–4 copies of one shape (15 %; small when 3 or more), two shapes
-    with a relation (40 %) or without (15 %); held-out pairs as in `sample_scene`."""
+def sample_scene_full(rng: np.random.Generator, *, split: str, mix: tuple[float, ...] = MIX) -> Scene:
+    """A scene of the full grammar, by the shares of `mix` (ShapesConfig.mix; by default 30 % one shape, 15 % 2–4
+    copies of one shape, small when 3 or more, 40 % two shapes with a relation, 15 % without); held-out pairs as in
+    `sample_scene`."""
+    single, counting, related = (round(sum(mix[: i + 1]), 12) for i in range(3))  # the default: 0.3, 0.45, 0.85
     r = rng.random()
-    if r < 0.3:
+    if r < single:
         return Scene((_random_shape(rng, heldout=split == "heldout"),))
-    if r < 0.45:
+    if r < counting:
         copies = int(rng.integers(2, MAX_COPIES + 1))
         shape = _random_shape(rng, heldout=split == "heldout")
         return Scene((shape if copies == 2 else replace(shape, size="small"),) * copies)
     first_new = split == "heldout" and rng.random() < 0.5
     shapes = [_random_shape(rng, heldout=first_new), _random_shape(rng, heldout=split == "heldout" and not first_new)]
-    return Scene(tuple(shapes), _pick(rng, RELATIONS) if r < 0.85 else None)
+    return Scene(tuple(shapes), _pick(rng, RELATIONS) if r < related else None)
 
 
 def stated(scene: Scene, rng: np.random.Generator) -> Scene:
@@ -321,15 +339,15 @@ def stated(scene: Scene, rng: np.random.Generator) -> Scene:
     return replace(scene, shapes=tuple(s if rng.random() >= 0.25 else replace(s, size=None) for s in scene.shapes))
 
 
-def stated_full(scene: Scene, rng: np.random.Generator) -> Scene:
-    """`stated` (the copies of a counting scene all at once), and with probability 0.15 no colour stated at all
-    ("a circle above a square")."""
+def stated_full(scene: Scene, rng: np.random.Generator, *, uncoloured: float = UNCOLOURED) -> Scene:
+    """`stated` (the copies of a counting scene all at once), and with probability `uncoloured` no colour stated at
+    all ("a circle above a square")."""
     if is_count(scene):
         keep = rng.random() >= 0.25
         scene = replace(scene, shapes=tuple(s if keep else replace(s, size=None) for s in scene.shapes))
     else:
         scene = stated(scene, rng)
-    if rng.random() < 0.15:
+    if rng.random() < uncoloured:
         scene = replace(scene, shapes=tuple(replace(s, colour=None) for s in scene.shapes))
     return scene
 
@@ -342,8 +360,10 @@ def sample_pairs(
     image_size: int = 32,
     grammar: str = "basic",
     pairs: str = "prefixed",
+    mix: tuple[float, ...] = MIX,
+    uncoloured: float = UNCOLOURED,
 ) -> tuple[torch.Tensor, list[str], list[Scene]]:
-    """(images (n, 3, H, W) in [-1, 1], captions, scenes), a pure function of (split, seed, grammar, pairs)."""
+    """(images (n, 3, H, W) in [-1, 1], captions, scenes), a pure function of its arguments."""
     if split not in SPLITS:
         raise GenlabError(f"shapes split must be one of {', '.join(SPLITS)}, got {split!r}")
     if image_size < 32:
@@ -352,11 +372,12 @@ def sample_pairs(
     images, texts, scenes = [], [], []
     full = grammar in ("full", "ordered")
     for _ in range(n):
-        scene = (sample_scene_full if full else sample_scene)(rng, split=split)
+        scene = sample_scene_full(rng, split=split, mix=mix) if full else sample_scene(rng, split=split)
         centres = layout(scene, rng, image_size=image_size)
         images.append(draw(scene, centres, image_size=image_size))
         if full:
-            texts.append(caption_full(stated_full(scene, rng), rng, ordered=grammar == "ordered", pairs=pairs))
+            said = stated_full(scene, rng, uncoloured=uncoloured)
+            texts.append(caption_full(said, rng, ordered=grammar == "ordered", pairs=pairs))
         else:
             texts.append(caption(stated(scene, rng), template=int(rng.integers(0, 4)), pairs=pairs))
         scenes.append(scene)
@@ -379,7 +400,14 @@ def build_shapes(cfg: ShapesConfig, *, split: str = "train") -> Dataset:
     if n < 1:
         raise GenlabError(f"data.n and data.n_test must be >= 1, got {n} for split {split!r}")
     x, texts, scenes = sample_pairs(
-        n, split=split, seed=cfg.seed, image_size=cfg.size, grammar=cfg.grammar, pairs=cfg.pairs
+        n,
+        split=split,
+        seed=cfg.seed,
+        image_size=cfg.size,
+        grammar=cfg.grammar,
+        pairs=cfg.pairs,
+        mix=cfg.mix,
+        uncoloured=cfg.uncoloured,
     )
     data = Dataset(x=x, texts=texts, name="shapes")
     if cfg.labels:
