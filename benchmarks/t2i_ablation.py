@@ -240,6 +240,16 @@ ARMS = {  # name: (recipe overrides, what changes)
         "SCALING POINT, 5x the budget: full-ae-mmdit-varied-mix-24k trained on 6000 more steps with the same mix (a "
         "fifth stage, its cosine restarting)",
     ),
+    "full-ae-mmdit-varied-pairs-30k": (
+        [*VARIED_MIX[:-1], "--data.mix=[0.1, 0.25, 0.3, 0.35]"],
+        "full-ae-mmdit-varied-mix-30k with still more pairs without a relation in its fifth stage: one shape 10 %, "
+        "counting 25 %, relation 30 %, pair 35 % (was 15 / 25 / 35 / 25)",
+    ),
+    "full-ae-mmdit-varied-mix-36k": (
+        VARIED_MIX,
+        "SCALING POINT, 6x the budget: full-ae-mmdit-varied-mix-30k trained on 6000 more steps with the same mix (a "
+        "sixth stage, its cosine restarting)",
+    ),
     "full-ae-mmdit-varied-mix-uncoloured-30k": (
         [*VARIED_MIX, "--data.uncoloured=0.3"],
         "full-ae-mmdit-varied-mix-30k with twice the captions that state no colour in its fifth stage (30 %, was 15 "
@@ -273,6 +283,8 @@ STAGED = {
     "full-ae-mmdit-p1-varied-curriculum-9k": "full-ae-mmdit-p1-varied-curriculum",
     "full-ae-mmdit-varied-mix-30k": "full-ae-mmdit-varied-mix-24k",
     "full-ae-mmdit-varied-mix-uncoloured-30k": "full-ae-mmdit-varied-mix-24k",
+    "full-ae-mmdit-varied-mix-36k": "full-ae-mmdit-varied-mix-30k",
+    "full-ae-mmdit-varied-pairs-30k": "full-ae-mmdit-varied-mix-24k",
 }
 # arm: (the shipped checkpoint it starts from, the arm whose weights that checkpoint is, the SHA-256 of its
 # ema.safetensors): a stage trained on the packaged weights (method.init: shipped:NAME, with their own autoencoder),
@@ -336,7 +348,7 @@ def arm_run(name: str, base: Path, *, reuse: bool, minutes: float | None = None)
         if name in FROM_SHIPPED:
             check_packaged(name)
         ae_arm = AUTOENCODERS.get(name)
-        shipped_root = name in FROM_SHIPPED or STAGED.get(name) in FROM_SHIPPED  # the autoencoder inside them
+        shipped_root = name in FROM_SHIPPED or root_stage(name) in FROM_SHIPPED  # the autoencoder inside them
         ae = "" if shipped_root else base / ("shapes-autoencoder" + (f"-{ae_arm}" if ae_arm else ""))
         if ae and not (ae / "checkpoint").is_dir():
             ae_overrides = AE_ARMS[ae_arm][0] if ae_arm else []
@@ -368,6 +380,13 @@ def check_packaged(name: str) -> None:
             f"{name}: shipped:{shipped} no longer holds the weights of {source} it started from (sha256 {digest[:12]}, "
             f"found {found[:12]}); check out the commit that shipped them to retrain it, or score its run with --reuse"
         )
+
+
+def root_stage(name: str) -> str:
+    """The first stage of a STAGED arm (the arm itself otherwise)."""
+    while name in STAGED:
+        name = STAGED[name]
+    return name
 
 
 def recorded_arm(name: str) -> dict:

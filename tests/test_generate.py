@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from genlab.cli import main
+from genlab.data.shapes import MIX
 from genlab.generate import SHIPPED, SHIPPED_T2I, shipped_run, text_run
 from genlab.runs import load_run, read_run, shipped_asset
 from tests.t2i_fixtures import tiny_t2i_runs, use_hash_encoder
@@ -80,9 +81,9 @@ def test_the_default_run_is_the_shipped_curriculum_model():
 
 
 def test_the_shipped_curriculum_checkpoint_loads_by_name_and_draws(tmp_path, monkeypatch):
-    """shipped:shapes-t2i-curriculum (recipes/shapes-t2i-ordered.yaml, shapes-t2i-curriculum.yaml, then
-    shapes-t2i-finetune.yaml) is a standalone run: its autoencoder travels inside, and neither its init run nor its
-    autoencoder run is needed."""
+    """shipped:shapes-t2i-curriculum (recipes/shapes-t2i-ordered.yaml, shapes-t2i-curriculum.yaml,
+    shapes-t2i-finetune.yaml, shapes-t2i-mix.yaml, then shapes-t2i-mix2.yaml) is a standalone run: its autoencoder
+    travels inside, and neither its init run nor its autoencoder run is needed."""
     folder = shipped_asset("shapes-t2i-curriculum")
     assert sum(p.stat().st_size for p in folder.iterdir()) <= 20 * 10**6  # the issue's budget
     monkeypatch.chdir(tmp_path)  # the run folders its recipe names (relative paths) are not there
@@ -90,8 +91,17 @@ def test_the_shipped_curriculum_checkpoint_loads_by_name_and_draws(tmp_path, mon
     recipe = run.recipe
     assert (recipe.model.text_mode, recipe.data.grammar, recipe.data.pairs) == ("mmdit", "full", "varied")
     assert not Path(recipe.method.init).exists()  # recorded, not read
-    # the recipes of the earlier stages travel inside it: stage 2 (full grammar), started from stage 1 (ordered)
-    stage2 = recipe.method.frozen["init"]
-    assert [stage2["data"]["grammar"], stage2["method"]["frozen"]["init"]["data"]["grammar"]] == ["full", "ordered"]
+    # the recipes of the earlier stages travel inside it, each in the one it started: stages 4, 3, 2 on the full
+    # grammar (4 with the mix of stage 5), stage 1 on the ordered one
+    stages, stage = [], recipe.method.frozen["init"]
+    while stage:
+        stages.append((stage["data"]["grammar"], tuple(stage["data"].get("mix", MIX))))
+        stage = stage["method"].get("frozen", {}).get("init")
+    assert recipe.data.mix != MIX and stages == [
+        ("full", recipe.data.mix),
+        ("full", MIX),
+        ("full", MIX),
+        ("ordered", MIX),
+    ]
     x = run.sample(2, prompts=["a red circle", "a blue square"], seed=0, steps=2, sampler="euler").x
     assert x.shape == (2, 3, 32, 32) and torch.isfinite(x).all() and x.std() > 0.05

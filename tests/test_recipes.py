@@ -25,6 +25,8 @@ FIRST = (
     "shapes-t2i",  # the base of the adapters (shapes-gligen, shapes-ip-adapter)
     "shapes-t2i-ordered",  # the start (method.init) of shapes-t2i-curriculum
     "shapes-t2i-curriculum",  # the start of shapes-t2i-finetune
+    "shapes-t2i-finetune",  # the start of shapes-t2i-mix
+    "shapes-t2i-mix",  # the start of shapes-t2i-mix2
     "videos-tae",  # the video autoencoder of videos-t2v-tae
 )
 TINY = [

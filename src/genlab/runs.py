@@ -40,7 +40,8 @@ PART_RECIPES = {
     "vqvae": "recipes/digits-vqvae.yaml or recipes/shapes-vqvae.yaml",
     "autoencoder": "recipes/shapes-autoencoder.yaml",
     "clip": "recipes/shapes-clip.yaml",
-    "latent_flow": "recipes/shapes-t2i.yaml, or recipes/shapes-t2i-ordered.yaml (then -curriculum, -finetune)",
+    "latent_flow": "recipes/shapes-t2i.yaml, or recipes/shapes-t2i-ordered.yaml (then -curriculum, -finetune, -mix, "
+    "-mix2)",
 }
 CHUNK = 500  # samples drawn per batch: memory stays bounded for any n
 EOS_TEXT = "\n\n"  # what an <eos> (a document ended) becomes in generated text
