@@ -289,7 +289,8 @@ STAGED = {
 # arm: (the shipped checkpoint it starts from, the arm whose weights that checkpoint is, the SHA-256 of its
 # ema.safetensors): a stage trained on the packaged weights (method.init: shipped:NAME, with their own autoencoder),
 # its steps and minutes added to that arm's. The package's weights change when a new default ships, so an arm trains
-# only while the package holds the weights it started from (the 18k arm's are those of commit 5a23297)
+# only while the package holds the weights it started from (the 18k arm's are those of commit 5a23297, the 24k
+# arms' those of ff4e93e; the recipes in recipes/ retrain every stage from scratch)
 FROM_SHIPPED = {
     "full-ae-mmdit-varied-curriculum-18k": (
         "shapes-t2i-curriculum",
