@@ -245,6 +245,16 @@ ARMS = {  # name: (recipe overrides, what changes)
         "full-ae-mmdit-varied-mix-30k with still more pairs without a relation in its fifth stage: one shape 10 %, "
         "counting 25 %, relation 30 %, pair 35 % (was 15 / 25 / 35 / 25)",
     ),
+    "full-ae-mmdit-varied-pairs-36k": (
+        [*VARIED_MIX[:-1], "--data.mix=[0.1, 0.25, 0.3, 0.35]"],
+        "SCALING POINT, 6x the budget: full-ae-mmdit-varied-pairs-30k (the default) trained on 6000 more steps with "
+        "the same mix (a sixth stage, its cosine restarting)",
+    ),
+    "full-ae-mmdit-varied-pairs45-30k": (
+        [*VARIED_MIX[:-1], "--data.mix=[0.1, 0.25, 0.2, 0.45]"],
+        "full-ae-mmdit-varied-pairs-30k with pairs without a relation at 45 % and relations at 20 % in its fifth "
+        "stage (one shape 10 %, counting 25 %)",
+    ),
     "full-ae-mmdit-varied-mix-36k": (
         VARIED_MIX,
         "SCALING POINT, 6x the budget: full-ae-mmdit-varied-mix-30k trained on 6000 more steps with the same mix (a "
@@ -285,6 +295,8 @@ STAGED = {
     "full-ae-mmdit-varied-mix-uncoloured-30k": "full-ae-mmdit-varied-mix-24k",
     "full-ae-mmdit-varied-mix-36k": "full-ae-mmdit-varied-mix-30k",
     "full-ae-mmdit-varied-pairs-30k": "full-ae-mmdit-varied-mix-24k",
+    "full-ae-mmdit-varied-pairs-36k": "full-ae-mmdit-varied-pairs-30k",
+    "full-ae-mmdit-varied-pairs45-30k": "full-ae-mmdit-varied-mix-24k",
 }
 # arm: (the shipped checkpoint it starts from, the arm whose weights that checkpoint is, the SHA-256 of its
 # ema.safetensors): a stage trained on the packaged weights (method.init: shipped:NAME, with their own autoencoder),
