@@ -78,6 +78,7 @@ from t2i_autoencoder import ARMS as AE_ARMS
 ROOT = Path(__file__).resolve().parents[1]
 MIX_PAIRS = (0.15, 0.25, 0.35, 0.25)  # data.mix of the arm full-ae-mmdit-varied-mix-24k
 VARIED_MIX = ["--data.grammar=full", "--data.pairs=varied", "--model.text_mode=mmdit", f"--data.mix={list(MIX_PAIRS)}"]
+VARIED_PAIRS = [*VARIED_MIX[:-1], "--data.mix=[0.1, 0.25, 0.3, 0.35]"]  # the default's fifth stage
 # the full-grammar stages of the patch-size-1 curriculum (3000 steps each)
 P1_FULL = [
     "--data.grammar=full",
@@ -241,12 +242,12 @@ ARMS = {  # name: (recipe overrides, what changes)
         "fifth stage, its cosine restarting)",
     ),
     "full-ae-mmdit-varied-pairs-30k": (
-        [*VARIED_MIX[:-1], "--data.mix=[0.1, 0.25, 0.3, 0.35]"],
+        VARIED_PAIRS,
         "full-ae-mmdit-varied-mix-30k with still more pairs without a relation in its fifth stage: one shape 10 %, "
         "counting 25 %, relation 30 %, pair 35 % (was 15 / 25 / 35 / 25)",
     ),
     "full-ae-mmdit-varied-pairs-36k": (
-        [*VARIED_MIX[:-1], "--data.mix=[0.1, 0.25, 0.3, 0.35]"],
+        VARIED_PAIRS,
         "SCALING POINT, 6x the budget: full-ae-mmdit-varied-pairs-30k (the default) trained on 6000 more steps with "
         "the same mix (a sixth stage, its cosine restarting)",
     ),
@@ -361,8 +362,10 @@ def arm_run(name: str, base: Path, *, reuse: bool, minutes: float | None = None)
         if name in FROM_SHIPPED:
             check_packaged(name)
         ae_arm = AUTOENCODERS.get(name)
-        shipped_root = name in FROM_SHIPPED or root_stage(name) in FROM_SHIPPED  # the autoencoder inside them
-        ae = "" if shipped_root else base / ("shapes-autoencoder" + (f"-{ae_arm}" if ae_arm else ""))
+        # "": the autoencoder inside the packaged weights the arm's first stage started from
+        ae = (
+            "" if root_stage(name) in FROM_SHIPPED else base / ("shapes-autoencoder" + (f"-{ae_arm}" if ae_arm else ""))
+        )
         if ae and not (ae / "checkpoint").is_dir():
             ae_overrides = AE_ARMS[ae_arm][0] if ae_arm else []
             ae_recipe = load_recipe(
