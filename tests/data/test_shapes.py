@@ -195,3 +195,29 @@ def test_full_grammar_mix_sets_the_share_of_each_kind_of_scene():
         load_recipe(recipe, ["--data.mix=[0.1, 0.2, 0.3, 0.3]"])
     with pytest.raises(GenlabError, match=r"data\.mix\[0\]"):
         load_recipe(recipe, ["--data.mix=[-0.1, 0.3, 0.4, 0.4]"])
+
+
+def test_uncoloured_pairs_sets_the_colourless_share_of_unrelated_pairs_alone():
+    from genlab.config import load_recipe
+    from genlab.data.shapes import is_count, sample_pairs
+
+    def colourless(texts, scenes, pair):  # the share of captions that name no colour, over pairs or the rest
+        from genlab.data.shapes import COLOURS
+
+        picked = [
+            t for t, s in zip(texts, scenes) if (len(s.shapes) == 2 and not s.relation and not is_count(s)) == pair
+        ]
+        return sum(not any(c in t.split() for c in COLOURS) for t in picked) / len(picked)
+
+    x, texts, scenes = sample_pairs(600, seed=4, grammar="full")
+    xs, texts_s, _ = sample_pairs(600, seed=4, grammar="full", uncoloured=0.15, uncoloured_pairs=0.15)
+    assert torch.equal(x, xs) and texts == texts_s  # None is `uncoloured`: the same draws
+    _, texts_1, scenes_1 = sample_pairs(2000, seed=4, grammar="full", uncoloured_pairs=1.0)
+    _, texts_0, scenes_0 = sample_pairs(2000, seed=4, grammar="full", uncoloured_pairs=0.0)
+    assert colourless(texts_1, scenes_1, True) == 1.0 and colourless(texts_0, scenes_0, True) == 0.0
+    for other in (colourless(texts_1, scenes_1, False), colourless(texts_0, scenes_0, False)):
+        assert 0.10 < other < 0.20  # every other scene keeps the 15 % of `uncoloured` (2000 draws: sd ~0.009)
+    recipe = Path(__file__).resolve().parents[2] / "recipes/shapes-t2i-finetune.yaml"
+    assert load_recipe(recipe, ["--data.uncoloured_pairs=0.5"]).data.uncoloured_pairs == 0.5
+    with pytest.raises(GenlabError, match=r"data\.uncoloured_pairs"):
+        load_recipe(recipe, ["--data.uncoloured_pairs=1.5"])

@@ -83,6 +83,9 @@ class ShapesConfig:
     # grammar full / ordered: the share of captions that state no colour ("a circle and a square"; the shapes keep
     # their colours)
     uncoloured: Probability = UNCOLOURED
+    # grammar full / ordered: that share for the captions of two shapes without a relation alone, as the two-objects
+    # prompts state no colour; None: `uncoloured`, as for every other scene
+    uncoloured_pairs: Probability | None = None
 
     def __post_init__(self) -> None:
         require(
@@ -339,9 +342,13 @@ def stated(scene: Scene, rng: np.random.Generator) -> Scene:
     return replace(scene, shapes=tuple(s if rng.random() >= 0.25 else replace(s, size=None) for s in scene.shapes))
 
 
-def stated_full(scene: Scene, rng: np.random.Generator, *, uncoloured: float = UNCOLOURED) -> Scene:
+def stated_full(
+    scene: Scene, rng: np.random.Generator, *, uncoloured: float = UNCOLOURED, uncoloured_pairs: float | None = None
+) -> Scene:
     """`stated` (the copies of a counting scene all at once), and with probability `uncoloured` no colour stated at
-    all ("a circle above a square")."""
+    all ("a circle above a square"); `uncoloured_pairs`, where given, for two shapes without a relation instead."""
+    if uncoloured_pairs is not None and len(scene.shapes) == 2 and scene.relation is None and not is_count(scene):
+        uncoloured = uncoloured_pairs
     if is_count(scene):
         keep = rng.random() >= 0.25
         scene = replace(scene, shapes=tuple(s if keep else replace(s, size=None) for s in scene.shapes))
@@ -362,6 +369,7 @@ def sample_pairs(
     pairs: str = "prefixed",
     mix: tuple[float, ...] = MIX,
     uncoloured: float = UNCOLOURED,
+    uncoloured_pairs: float | None = None,
 ) -> tuple[torch.Tensor, list[str], list[Scene]]:
     """(images (n, 3, H, W) in [-1, 1], captions, scenes), a pure function of its arguments."""
     if split not in SPLITS:
@@ -376,7 +384,7 @@ def sample_pairs(
         centres = layout(scene, rng, image_size=image_size)
         images.append(draw(scene, centres, image_size=image_size))
         if full:
-            said = stated_full(scene, rng, uncoloured=uncoloured)
+            said = stated_full(scene, rng, uncoloured=uncoloured, uncoloured_pairs=uncoloured_pairs)
             texts.append(caption_full(said, rng, ordered=grammar == "ordered", pairs=pairs))
         else:
             texts.append(caption(stated(scene, rng), template=int(rng.integers(0, 4)), pairs=pairs))
@@ -408,6 +416,7 @@ def build_shapes(cfg: ShapesConfig, *, split: str = "train") -> Dataset:
         pairs=cfg.pairs,
         mix=cfg.mix,
         uncoloured=cfg.uncoloured,
+        uncoloured_pairs=cfg.uncoloured_pairs,
     )
     data = Dataset(x=x, texts=texts, name="shapes")
     if cfg.labels:
