@@ -251,6 +251,35 @@ ARMS = {  # name: (recipe overrides, what changes)
         "SCALING POINT, 6x the budget: full-ae-mmdit-varied-pairs-30k (the default) trained on 6000 more steps with "
         "the same mix (a sixth stage, its cosine restarting)",
     ),
+    "full-ae-mmdit-varied-pairs-42k": (
+        VARIED_PAIRS,
+        "SCALING POINT, 7x the budget: full-ae-mmdit-varied-pairs-36k trained on 6000 more steps with the same mix (a "
+        "seventh stage, its cosine restarting)",
+    ),
+    "full-ae-mmdit-varied-pairs-lowlr-36k": (
+        [*VARIED_PAIRS, "--train.lr=3e-4"],
+        "full-ae-mmdit-varied-pairs-36k with a third of the learning rate in its sixth stage (train.lr 3e-4, was "
+        "1e-3): a continuation that restarts its cosine lower",
+    ),
+    "full-ae-mmdit-varied-pairs-lowlr-42k": (
+        [*VARIED_PAIRS, "--train.lr=3e-4"],
+        "SCALING POINT, 7x the budget: full-ae-mmdit-varied-pairs-lowlr-36k trained on 6000 more steps at the same "
+        "learning rate (3e-4) and mix (a seventh stage, its cosine restarting)",
+    ),
+    "full-ae-mmdit-varied-pairs-lowlr-48k": (
+        [*VARIED_PAIRS, "--train.lr=3e-4"],
+        "SCALING POINT, 8x the budget: full-ae-mmdit-varied-pairs-lowlr-42k (the default) trained on 6000 more steps "
+        "at the same learning rate (3e-4) and mix (an eighth stage, its cosine restarting)",
+    ),
+    "full-ae-mmdit-varied-uncolpairs-48k": (
+        [*VARIED_PAIRS, "--train.lr=3e-4", "--data.uncoloured_pairs=0.5"],
+        "full-ae-mmdit-varied-pairs-lowlr-48k with half the captions of pairs without a relation stating no colour "
+        "(data.uncoloured_pairs 0.5, was the 15 % of every scene), as the two-objects prompts state none",
+    ),
+    "full-ae-mmdit-varied-pairs-lr1e-4-36k": (
+        [*VARIED_PAIRS, "--train.lr=1e-4"],
+        "full-ae-mmdit-varied-pairs-36k with a tenth of the learning rate in its sixth stage (train.lr 1e-4, was 1e-3)",
+    ),
     "full-ae-mmdit-varied-pairs45-30k": (
         [*VARIED_MIX[:-1], "--data.mix=[0.1, 0.25, 0.2, 0.45]"],
         "full-ae-mmdit-varied-pairs-30k with pairs without a relation at 45 % and relations at 20 % in its fifth "
@@ -296,14 +325,17 @@ STAGED = {
     "full-ae-mmdit-varied-mix-uncoloured-30k": "full-ae-mmdit-varied-mix-24k",
     "full-ae-mmdit-varied-mix-36k": "full-ae-mmdit-varied-mix-30k",
     "full-ae-mmdit-varied-pairs-30k": "full-ae-mmdit-varied-mix-24k",
-    "full-ae-mmdit-varied-pairs-36k": "full-ae-mmdit-varied-pairs-30k",
+    "full-ae-mmdit-varied-pairs-42k": "full-ae-mmdit-varied-pairs-36k",
+    "full-ae-mmdit-varied-pairs-lowlr-42k": "full-ae-mmdit-varied-pairs-lowlr-36k",
+    "full-ae-mmdit-varied-pairs-lowlr-48k": "full-ae-mmdit-varied-pairs-lowlr-42k",
+    "full-ae-mmdit-varied-uncolpairs-48k": "full-ae-mmdit-varied-pairs-lowlr-42k",
     "full-ae-mmdit-varied-pairs45-30k": "full-ae-mmdit-varied-mix-24k",
 }
 # arm: (the shipped checkpoint it starts from, the arm whose weights that checkpoint is, the SHA-256 of its
 # ema.safetensors): a stage trained on the packaged weights (method.init: shipped:NAME, with their own autoencoder),
 # its steps and minutes added to that arm's. The package's weights change when a new default ships, so an arm trains
 # only while the package holds the weights it started from (the 18k arm's are those of commit 5a23297, the 24k
-# arms' those of ff4e93e; the recipes in recipes/ retrain every stage from scratch)
+# arms' those of ff4e93e, the 36k arms' those of d036e53; the recipes in recipes/ retrain every stage from scratch)
 FROM_SHIPPED = {
     "full-ae-mmdit-varied-curriculum-18k": (
         "shapes-t2i-curriculum",
@@ -317,6 +349,18 @@ FROM_SHIPPED = {
             "353d6b9b2d1183676918ba76dd84b0f825eb0deb35b7670887888065d8f7d743",
         )
         for arm in ("full-ae-mmdit-varied-curriculum-24k", "full-ae-mmdit-varied-mix-24k")
+    },
+    **{
+        arm: (
+            "shapes-t2i-curriculum",
+            "full-ae-mmdit-varied-pairs-30k",
+            "3b40bf6157f544ccde33bfe89c93c1e26748b6fdba5a42ea1f746d6f79fe79fe",
+        )
+        for arm in (
+            "full-ae-mmdit-varied-pairs-36k",
+            "full-ae-mmdit-varied-pairs-lowlr-36k",
+            "full-ae-mmdit-varied-pairs-lr1e-4-36k",
+        )
     },
 }
 OUT = "benchmarks/results/t2i_ablation.json"

@@ -27,6 +27,8 @@ FIRST = (
     "shapes-t2i-curriculum",  # the start of shapes-t2i-finetune
     "shapes-t2i-finetune",  # the start of shapes-t2i-mix
     "shapes-t2i-mix",  # the start of shapes-t2i-mix2
+    "shapes-t2i-mix2",  # the start of shapes-t2i-mix3
+    "shapes-t2i-mix3",  # the start of shapes-t2i-mix4
     "videos-tae",  # the video autoencoder of videos-t2v-tae
 )
 TINY = [
