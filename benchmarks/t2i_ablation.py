@@ -78,7 +78,8 @@ from t2i_autoencoder import ARMS as AE_ARMS
 ROOT = Path(__file__).resolve().parents[1]
 MIX_PAIRS = (0.15, 0.25, 0.35, 0.25)  # data.mix of the arm full-ae-mmdit-varied-mix-24k
 VARIED_MIX = ["--data.grammar=full", "--data.pairs=varied", "--model.text_mode=mmdit", f"--data.mix={list(MIX_PAIRS)}"]
-VARIED_PAIRS = [*VARIED_MIX[:-1], "--data.mix=[0.1, 0.25, 0.3, 0.35]"]  # the default's fifth stage
+VARIED_PAIRS = [*VARIED_MIX[:-1], "--data.mix=[0.1, 0.25, 0.3, 0.35]"]  # the fifth stage of the default
+PAIRS_LOWLR = [*VARIED_PAIRS, "--train.lr=3e-4"]  # its sixth and seventh stages
 # the full-grammar stages of the patch-size-1 curriculum (3000 steps each)
 P1_FULL = [
     "--data.grammar=full",
@@ -251,30 +252,30 @@ ARMS = {  # name: (recipe overrides, what changes)
         "SCALING POINT, 6x the budget: full-ae-mmdit-varied-pairs-30k (the default) trained on 6000 more steps with "
         "the same mix (a sixth stage, its cosine restarting)",
     ),
-    "full-ae-mmdit-varied-pairs-42k": (
-        VARIED_PAIRS,
-        "SCALING POINT, 7x the budget: full-ae-mmdit-varied-pairs-36k trained on 6000 more steps with the same mix (a "
-        "seventh stage, its cosine restarting)",
-    ),
     "full-ae-mmdit-varied-pairs-lowlr-36k": (
-        [*VARIED_PAIRS, "--train.lr=3e-4"],
+        PAIRS_LOWLR,
         "full-ae-mmdit-varied-pairs-36k with a third of the learning rate in its sixth stage (train.lr 3e-4, was "
         "1e-3): a continuation that restarts its cosine lower",
     ),
     "full-ae-mmdit-varied-pairs-lowlr-42k": (
-        [*VARIED_PAIRS, "--train.lr=3e-4"],
+        PAIRS_LOWLR,
         "SCALING POINT, 7x the budget: full-ae-mmdit-varied-pairs-lowlr-36k trained on 6000 more steps at the same "
         "learning rate (3e-4) and mix (a seventh stage, its cosine restarting)",
     ),
     "full-ae-mmdit-varied-pairs-lowlr-48k": (
-        [*VARIED_PAIRS, "--train.lr=3e-4"],
+        PAIRS_LOWLR,
         "SCALING POINT, 8x the budget: full-ae-mmdit-varied-pairs-lowlr-42k (the default) trained on 6000 more steps "
         "at the same learning rate (3e-4) and mix (an eighth stage, its cosine restarting)",
     ),
     "full-ae-mmdit-varied-uncolpairs-48k": (
-        [*VARIED_PAIRS, "--train.lr=3e-4", "--data.uncoloured_pairs=0.5"],
+        [*PAIRS_LOWLR, "--data.uncoloured_pairs=0.5"],
         "full-ae-mmdit-varied-pairs-lowlr-48k with half the captions of pairs without a relation stating no colour "
         "(data.uncoloured_pairs 0.5, was the 15 % of every scene), as the two-objects prompts state none",
+    ),
+    "full-ae-mmdit-varied-uncolpairs03-48k": (
+        [*PAIRS_LOWLR, "--data.uncoloured_pairs=0.3"],
+        "full-ae-mmdit-varied-uncolpairs-48k with 30 % of the captions of pairs without a relation stating no colour "
+        "(data.uncoloured_pairs 0.3, was 0.5)",
     ),
     "full-ae-mmdit-varied-pairs-lr1e-4-36k": (
         [*VARIED_PAIRS, "--train.lr=1e-4"],
@@ -325,10 +326,10 @@ STAGED = {
     "full-ae-mmdit-varied-mix-uncoloured-30k": "full-ae-mmdit-varied-mix-24k",
     "full-ae-mmdit-varied-mix-36k": "full-ae-mmdit-varied-mix-30k",
     "full-ae-mmdit-varied-pairs-30k": "full-ae-mmdit-varied-mix-24k",
-    "full-ae-mmdit-varied-pairs-42k": "full-ae-mmdit-varied-pairs-36k",
     "full-ae-mmdit-varied-pairs-lowlr-42k": "full-ae-mmdit-varied-pairs-lowlr-36k",
     "full-ae-mmdit-varied-pairs-lowlr-48k": "full-ae-mmdit-varied-pairs-lowlr-42k",
     "full-ae-mmdit-varied-uncolpairs-48k": "full-ae-mmdit-varied-pairs-lowlr-42k",
+    "full-ae-mmdit-varied-uncolpairs03-48k": "full-ae-mmdit-varied-pairs-lowlr-42k",
     "full-ae-mmdit-varied-pairs45-30k": "full-ae-mmdit-varied-mix-24k",
 }
 # arm: (the shipped checkpoint it starts from, the arm whose weights that checkpoint is, the SHA-256 of its
