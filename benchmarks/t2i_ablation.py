@@ -337,32 +337,32 @@ STAGED = {
 # its steps and minutes added to that arm's. The package's weights change when a new default ships, so an arm trains
 # only while the package holds the weights it started from (the 18k arm's are those of commit 5a23297, the 24k
 # arms' those of ff4e93e, the 36k arms' those of d036e53; the recipes in recipes/ retrain every stage from scratch)
+
+
+def packaged(source: str, digest: str, *arms: str) -> dict[str, tuple[str, str, str]]:
+    """FROM_SHIPPED entries: `arms` start from shipped:shapes-t2i-curriculum while it holds `source`'s weights."""
+    return {arm: ("shapes-t2i-curriculum", source, digest) for arm in arms}
+
+
 FROM_SHIPPED = {
-    "full-ae-mmdit-varied-curriculum-18k": (
-        "shapes-t2i-curriculum",
+    **packaged(
         "full-ae-mmdit-varied-curriculum-long",
         "c1a3a9728971040d2d98d533d4157e08cdbd7f03e5f9b5992f6e820ac7bbeec2",
+        "full-ae-mmdit-varied-curriculum-18k",
     ),
-    **{
-        arm: (
-            "shapes-t2i-curriculum",
-            "full-ae-mmdit-varied-curriculum-18k",
-            "353d6b9b2d1183676918ba76dd84b0f825eb0deb35b7670887888065d8f7d743",
-        )
-        for arm in ("full-ae-mmdit-varied-curriculum-24k", "full-ae-mmdit-varied-mix-24k")
-    },
-    **{
-        arm: (
-            "shapes-t2i-curriculum",
-            "full-ae-mmdit-varied-pairs-30k",
-            "3b40bf6157f544ccde33bfe89c93c1e26748b6fdba5a42ea1f746d6f79fe79fe",
-        )
-        for arm in (
-            "full-ae-mmdit-varied-pairs-36k",
-            "full-ae-mmdit-varied-pairs-lowlr-36k",
-            "full-ae-mmdit-varied-pairs-lr1e-4-36k",
-        )
-    },
+    **packaged(
+        "full-ae-mmdit-varied-curriculum-18k",
+        "353d6b9b2d1183676918ba76dd84b0f825eb0deb35b7670887888065d8f7d743",
+        "full-ae-mmdit-varied-curriculum-24k",
+        "full-ae-mmdit-varied-mix-24k",
+    ),
+    **packaged(
+        "full-ae-mmdit-varied-pairs-30k",
+        "3b40bf6157f544ccde33bfe89c93c1e26748b6fdba5a42ea1f746d6f79fe79fe",
+        "full-ae-mmdit-varied-pairs-36k",
+        "full-ae-mmdit-varied-pairs-lowlr-36k",
+        "full-ae-mmdit-varied-pairs-lr1e-4-36k",
+    ),
 }
 OUT = "benchmarks/results/t2i_ablation.json"
 # arm: the arm of benchmarks/t2i_autoencoder.py whose recipe overrides train its autoencoder (every full-ae* arm:

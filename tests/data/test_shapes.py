@@ -199,14 +199,10 @@ def test_full_grammar_mix_sets_the_share_of_each_kind_of_scene():
 
 def test_uncoloured_pairs_sets_the_colourless_share_of_unrelated_pairs_alone():
     from genlab.config import load_recipe
-    from genlab.data.shapes import is_count, sample_pairs
+    from genlab.data.shapes import COLOURS, is_pair, sample_pairs
 
     def colourless(texts, scenes, pair):  # the share of captions that name no colour, over pairs or the rest
-        from genlab.data.shapes import COLOURS
-
-        picked = [
-            t for t, s in zip(texts, scenes) if (len(s.shapes) == 2 and not s.relation and not is_count(s)) == pair
-        ]
+        picked = [t for t, s in zip(texts, scenes) if is_pair(s) == pair]
         return sum(not any(c in t.split() for c in COLOURS) for t in picked) / len(picked)
 
     x, texts, scenes = sample_pairs(600, seed=4, grammar="full")

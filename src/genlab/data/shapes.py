@@ -118,6 +118,11 @@ def is_count(scene: Scene) -> bool:
     return len(scene.shapes) >= 2 and scene.relation is None and len(set(scene.shapes)) == 1
 
 
+def is_pair(scene: Scene) -> bool:
+    """Two different shapes with no relation: "two shapes: A and B" (or a varied form) by the full grammar."""
+    return len(scene.shapes) == 2 and scene.relation is None and not is_count(scene)
+
+
 PAIR_FORMS = ("two shapes: {a} and {b}", "{a} as well as {b}", "{a} plus {b}", "{a} alongside {b}")
 
 
@@ -347,7 +352,7 @@ def stated_full(
 ) -> Scene:
     """`stated` (the copies of a counting scene all at once), and with probability `uncoloured` no colour stated at
     all ("a circle above a square"); `uncoloured_pairs`, where given, for two shapes without a relation instead."""
-    if uncoloured_pairs is not None and len(scene.shapes) == 2 and scene.relation is None and not is_count(scene):
+    if uncoloured_pairs is not None and is_pair(scene):
         uncoloured = uncoloured_pairs
     if is_count(scene):
         keep = rng.random() >= 0.25
