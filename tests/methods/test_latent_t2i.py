@@ -165,6 +165,37 @@ def test_method_init_fine_tunes_a_text_to_image_run(runs, tmp_path):
         method_for(data, ae, autoencoder="")
 
 
+def test_method_grow_starts_a_deeper_dit_computing_what_init_did(runs):
+    """method.grow: init's blocks spread over a deeper DiT, the new ones the identity, so the grown DiT's output is
+    init's on any input; trained parameters of init sit in blocks i·depth // theirs; a shallower depth is refused."""
+    data, ae, t2i = runs
+    image = load_run(t2i).method
+    have = len(image.model.blocks)
+    tree = t2i_recipe(data, ae)
+    tree["model"]["depth"] = 2 * have + 1
+    tree["method"].update(init=str(t2i), grow=True)
+    m = build_method(resolve(recipe_from_dict(tree, "t"), build_dataset_of(tree)))
+    assert len(m.model.blocks) == 2 * have + 1
+    for i, block in enumerate(image.model.blocks):
+        ours = m.model.blocks[i * (2 * have + 1) // have].state_dict()
+        assert all(torch.equal(v, ours[k]) for k, v in block.state_dict().items())
+    gen = torch.Generator().manual_seed(0)
+    side = image.model.cfg.image_size
+    x = torch.randn(3, image.model.cfg.in_channels, side, side, generator=gen)
+    t = torch.rand(3, generator=gen)
+    text = image.encode_text(["a red square", "a blue circle left of a green square", ""], "cpu")
+    with torch.no_grad():
+        torch.testing.assert_close(m.model(x, t, text), image.model(x, t, text), rtol=1e-5, atol=1e-6)
+    tree["model"]["depth"] = have + 1
+    tree["method"]["grow"] = False
+    with pytest.raises(GenlabError, match="method.grow: true"):
+        build_method(resolve(recipe_from_dict(tree, "t"), build_dataset_of(tree)))
+    if have > 1:
+        tree["model"]["depth"], tree["method"]["grow"] = have - 1, True
+        with pytest.raises(GenlabError, match="more than model.depth"):
+            build_method(resolve(recipe_from_dict(tree, "t"), build_dataset_of(tree)))
+
+
 def build_dataset_of(tree: dict):
     from genlab.data import build_dataset
 

@@ -46,6 +46,10 @@ class LatentFlowConfig:
     # a genlab.text encoder name: minilm | clip:RUN (copied into this run)
     text_encoder: Annotated[str, Pattern(r"[a-z0-9_]+|clip:.+", "an encoder name: 'minilm' or 'clip:RUN'")] = "minilm"
     init: str = ""  # a latent_flow run (or shipped:NAME) whose DiT this one starts from (fine-tuning); "": random
+    # True: method.init's DiT may have fewer blocks than model.depth; its blocks are spread over the deeper DiT
+    # (block i at i·depth // theirs) and the others start as the identity (adaLN-Zero), so the grown DiT begins
+    # computing exactly what init's did (depth up-scaling)
+    grow: bool = False
     frozen: dict = field(default_factory=dict)  # recipes of the frozen parts, recorded when the run is created
     text_dropout: Probability = 0.1  # probability a caption becomes the null text "" (CFG training)
     path: Literal["rectified", "vp_cosine", "vp_ddpm", "ve"] = "rectified"
@@ -86,6 +90,22 @@ def stack_text(parts: list[Text]) -> Text:
     length = max(p.tokens.shape[1] for p in parts)
     parts = [p.pad_to(length) for p in parts]
     return Text(*(torch.cat(fields) for fields in zip(*parts)))
+
+
+def grown(theirs: dict, have: int, want: int, ours: dict) -> dict:
+    """State dict `theirs` of a DiT with `have` blocks as one with `want`: block i becomes block i·want // have,
+    every other block keeps its entry of `ours` (a freshly initialised DiT, whose blocks are the identity)."""
+    if want < have:
+        raise GenlabError(f"method.grow: method.init's DiT has {have} blocks, more than model.depth={want}")
+    place = {str(i): str(i * want // have) for i in range(have)}
+    out = {k: v for k, v in ours.items() if k.startswith("blocks.")}
+    for key, value in theirs.items():
+        head, _, rest = key.partition(".")
+        if head == "blocks":
+            index, _, rest = rest.partition(".")
+            key = f"blocks.{place[index]}.{rest}"
+        out[key] = value
+    return out
 
 
 @functools.lru_cache(maxsize=4)
@@ -167,11 +187,16 @@ class LatentFlowMethod(FlowMethod):
                 self.start_from(image)
 
     def start_from(self, image: LatentFlowMethod) -> None:
-        """Copy the DiT of method.init's run (fine-tuning); a GenlabError unless the two DiTs have the same layers."""
+        """Copy the DiT of method.init's run (fine-tuning; with method.grow into a deeper DiT); a GenlabError unless
+        the two DiTs have the same layers (with method.grow: the same layers apart from the number of blocks)."""
         theirs, ours = image.model.state_dict(), self.model.state_dict()
+        if self.cfg.grow:
+            theirs = grown(theirs, len(image.model.blocks), len(self.model.blocks), ours)
         if {k: v.shape for k, v in theirs.items()} != {k: v.shape for k, v in ours.items()}:
+            grow = "" if self.cfg.grow else " (or method.grow: true to start a deeper one from it)"
             raise GenlabError(
-                f"method.init={self.cfg.init} has another DiT than this recipe's model section: copy its model section"
+                f"method.init={self.cfg.init} has another DiT than this recipe's model section: copy its model "
+                f"section{grow}"
             )
         self.model.load_state_dict(theirs)
 
