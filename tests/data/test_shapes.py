@@ -217,3 +217,42 @@ def test_uncoloured_pairs_sets_the_colourless_share_of_unrelated_pairs_alone():
     assert load_recipe(recipe, ["--data.uncoloured_pairs=0.5"]).data.uncoloured_pairs == 0.5
     with pytest.raises(GenlabError, match=r"data\.uncoloured_pairs"):
         load_recipe(recipe, ["--data.uncoloured_pairs=1.5"])
+
+
+def test_paraphrase_rewords_captions_of_the_same_scenes_and_each_parses_back():
+    from genlab.config import load_recipe
+    from genlab.data.shapes import INVERSE, sample_pairs
+
+    x, texts, scenes = sample_pairs(1500, seed=6, grammar="full", pairs="varied")
+    x0, texts_0, _ = sample_pairs(1500, seed=6, grammar="full", pairs="varied", paraphrase=0.0)
+    assert torch.equal(x, x0) and texts == texts_0  # 0: the same captions and draws as before
+    x1, texts_1, scenes_1 = sample_pairs(1500, seed=6, grammar="full", pairs="varied", paraphrase=1.0)
+    assert torch.equal(x, x1) and scenes == scenes_1  # the same scenes and images, other words
+    assert not set(texts) & set(texts_1)  # every caption reworded: no template of the first set
+
+    def states(said: Scene, true: Scene) -> bool:
+        return (
+            len(said.shapes) == len(true.shapes)
+            and said.relation == true.relation
+            and all(
+                (a.kind, a.colour or b.colour, a.size or b.size) == (b.kind, b.colour, b.size)
+                for a, b in zip(said.shapes, true.shapes)
+            )
+        )
+
+    for text, scene in zip(texts_1, scenes_1):
+        said = parse_caption(text)
+        assert said is not None, text
+        other_way = Scene(scene.shapes[::-1], scene.relation and INVERSE[scene.relation])
+        assert states(said, scene) or states(said, other_way), (text, scene)
+    firsts = {" ".join(t.split()[:2]) for t in texts_1}
+    assert {"there is", "a group", "both a"} <= firsts  # the forms of one shape, counting and pairs
+    assert any(" in all" in t for t in texts_1) and any(" than " in t for t in texts_1)
+    assert any(" sits " in t for t in texts_1) and any(" in the picture" in t for t in texts_1)
+    _, half, _ = sample_pairs(1500, seed=6, grammar="full", pairs="varied", paraphrase=0.5)
+    share = sum(a != b for a, b in zip(half, texts)) / len(texts)
+    assert 0.43 < share < 0.57  # 1500 draws: sd ~0.013
+    recipe = Path(__file__).resolve().parents[2] / "recipes/shapes-t2i-finetune.yaml"
+    assert load_recipe(recipe, ["--data.paraphrase=0.5"]).data.paraphrase == 0.5
+    with pytest.raises(GenlabError, match=r"data\.paraphrase"):
+        load_recipe(recipe, ["--data.paraphrase=-0.1"])

@@ -86,6 +86,11 @@ class ShapesConfig:
     # grammar full / ordered: that share for the captions of two shapes without a relation alone, as the two-objects
     # prompts state no colour; None: `uncoloured`, as for every other scene
     uncoloured_pairs: Probability | None = None
+    # grammar full / ordered: the share of captions reworded in a second set of templates (`reworded`: "there is a
+    # red circle", "a circle in red", "both A and B", "A with B", "red circle is above blue square", "A higher than
+    # B", "a group of three red squares", "3 red squares in the picture", ...), none a suite wording either
+    # (tested); 0: none, the same captions and draws as before
+    paraphrase: Probability = 0.0
 
     def __post_init__(self) -> None:
         require(
@@ -145,22 +150,62 @@ def caption(scene: Scene, *, template: int = 0, pairs: str = "prefixed") -> str:
     return (f"{a} {rel} {b}", f"{a} is {rel} {b}")[template % 2]
 
 
-def caption_full(scene: Scene, rng: np.random.Generator, *, ordered: bool = False, pairs: str = "prefixed") -> str:
+def caption_full(
+    scene: Scene,
+    rng: np.random.Generator,
+    *,
+    ordered: bool = False,
+    pairs: str = "prefixed",
+    paraphrase: float = 0.0,
+    words: np.random.Generator | None = None,
+) -> str:
     """A caption of the full grammar (see ShapesConfig.grammar) for a scene whose sizes (and colours) are as stated;
     `ordered`: a relation is stated from the left (top) shape; `pairs`: ShapesConfig.pairs (the same draws from
-    `rng` either way)."""
+    `rng` either way); `paraphrase`: the probability that the caption is `reworded` instead, drawn from `words`
+    (default `rng`; no draw when 0)."""
     if is_count(scene):
         s = scene.shapes[0]
-        words = " ".join(w for w in (COUNT_WORDS[len(scene.shapes) - 1], s.size, s.colour, s.kind) if w)
-        return words + "s"
-    if len(scene.shapes) == 2:
-        a, b = scene.shapes
-        other_way = rng.random() < 0.5
-        if ordered and scene.relation is not None:
-            other_way = scene.relation in ("right of", "below")
-        if other_way:  # the same picture stated the other way round
-            scene = Scene((b, a), None if scene.relation is None else INVERSE[scene.relation])
-    return caption(scene, template=int(rng.integers(0, 4)), pairs=pairs)
+        text = " ".join(w for w in (COUNT_WORDS[len(scene.shapes) - 1], s.size, s.colour, s.kind) if w) + "s"
+    else:
+        if len(scene.shapes) == 2:
+            a, b = scene.shapes
+            other_way = rng.random() < 0.5
+            if ordered and scene.relation is not None:
+                other_way = scene.relation in ("right of", "below")
+            if other_way:  # the same picture stated the other way round
+                scene = Scene((b, a), None if scene.relation is None else INVERSE[scene.relation])
+        text = caption(scene, template=int(rng.integers(0, 4)), pairs=pairs)
+    words = rng if words is None else words
+    return reworded(scene, words) if paraphrase > 0 and words.random() < paraphrase else text
+
+
+def _bare(shape: Shape) -> str:
+    return " ".join(w for w in (shape.size, shape.colour, shape.kind) if w)
+
+
+_REL_MORE = {"left of": "further left", "right of": "further right", "above": "higher", "below": "lower"}
+
+
+def reworded(scene: Scene, rng: np.random.Generator) -> str:
+    """A caption of `scene` (as stated, in its order) in the second set of templates (ShapesConfig.paraphrase),
+    one drawn uniformly from the forms of its kind of scene; `parse_caption` inverts every one."""
+    if is_count(scene):
+        s, n = scene.shapes[0], len(scene.shapes)
+        forms = (f"a group of {COUNT_WORDS[n - 1]} {_bare(s)}s", f"{COUNT_WORDS[n - 1]} {_bare(s)}s in all")
+        forms += (f"{n} {_bare(s)}s in the picture",)
+    elif len(scene.shapes) == 1:
+        s = scene.shapes[0]
+        forms = (f"there is {_phrase(s)}", f"{_phrase(s)} by itself", f"only {_phrase(s)}")
+        if s.colour:
+            forms += (f"{_phrase(replace(s, colour=None))} in {s.colour}",)
+    else:
+        (a, b), (ba, bb) = (_phrase(s) for s in scene.shapes), (_bare(s) for s in scene.shapes)
+        if scene.relation is None:
+            forms = (f"both {a} and {b}", f"{a} with {b}", f"{ba} plus {bb}", f"{ba} with {bb}")
+        else:
+            rel = _REL_WORDS[scene.relation]
+            forms = (f"{a} sits {rel} {b}", f"{ba} is {rel} {bb}", f"{a} {_REL_MORE[scene.relation]} than {b}")
+    return forms[int(rng.integers(0, len(forms)))]
 
 
 _OBJ = rf"(?:a|an|one) (?:({'|'.join(SIZES)}) )?(?:({'|'.join(COLOURS)}) )?({'|'.join(KINDS)})"
@@ -171,20 +216,55 @@ _COUNT = re.compile(
     rf"^({'|'.join(COUNT_WORDS[1:])}) (?:({'|'.join(SIZES)}) )?(?:({'|'.join(COLOURS)}) )?({'|'.join(KINDS)})s$"
 )
 _REL_NAMES = {v: k for k, v in _REL_WORDS.items()}
+# the second set of templates (`reworded`); _BARE is an object without its article
+_BARE = rf"(?:({'|'.join(SIZES)}) )?(?:({'|'.join(COLOURS)}) )?({'|'.join(KINDS)})"
+_ONE_AGAIN = re.compile(rf"^there is {_OBJ}$|^{_OBJ} by itself$|^only {_OBJ}$")
+_ONE_IN = re.compile(rf"^(?:a|an) (?:({'|'.join(SIZES)}) )?({'|'.join(KINDS)}) in ({'|'.join(COLOURS)})$")
+_REL_AGAIN = re.compile(
+    rf"^{_OBJ} sits (to the left of|to the right of|above|below) {_OBJ}$"
+    rf"|^{_BARE} is (to the left of|to the right of|above|below) {_BARE}$"
+)
+_REL_MORE_NAMES = {v: k for k, v in _REL_MORE.items()}
+_REL_THAN = re.compile(rf"^{_OBJ} ({'|'.join(_REL_MORE.values())}) than {_OBJ}$")
+_TWO_AGAIN = re.compile(rf"^both {_OBJ} and {_OBJ}$|^{_OBJ} with {_OBJ}$|^{_BARE} (?:plus|with) {_BARE}$")
+_WORD = rf"({'|'.join(COUNT_WORDS[1:])})"
+_COUNT_AGAIN = re.compile(
+    rf"^a group of {_WORD} {_BARE}s$|^{_WORD} {_BARE}s in all$|^([2-{MAX_COPIES}]) {_BARE}s in the picture$"
+)
+
+
+def _two(groups: tuple) -> Scene:
+    """The scene of two objects from the regex groups of a two-object alternative (the one that matched)."""
+    g = next(groups[i : i + 6] for i in range(0, len(groups), 6) if groups[i + 2])
+    return Scene((Shape(g[1], g[2], g[0]), Shape(g[4], g[5], g[3])))
 
 
 def parse_caption(text: str) -> Scene | None:
-    """The scene a caption states (sizes None where unstated), or None if it is not in the grammar."""
+    """The scene a caption states (sizes None where unstated), or None if it is not in the grammar (either set of
+    templates)."""
     text = " ".join(text.lower().strip().rstrip(".").split())
     if m := _ONE.match(text):
         return Scene((Shape(m[2], m[3], m[1]),))
+    if m := _ONE_AGAIN.match(text):
+        g = next(m.groups()[i : i + 3] for i in range(0, 9, 3) if m.groups()[i + 2])  # the form that matched
+        return Scene((Shape(g[1], g[2], g[0]),))
+    if m := _ONE_IN.match(text):
+        return Scene((Shape(m[3], m[2], m[1]),))
     if m := _REL.match(text):
         return Scene((Shape(m[2], m[3], m[1]), Shape(m[6], m[7], m[5])), _REL_NAMES[m[4]])
-    if m := _TWO.match(text):
-        g = m.groups()[:6] if m[3] else m.groups()[6:]  # the prefixed form's groups or the others'
-        return Scene((Shape(g[1], g[2], g[0]), Shape(g[4], g[5], g[3])))
+    if m := _REL_AGAIN.match(text):
+        g = m.groups()[:7] if m[3] else m.groups()[7:]  # the "sits" form's groups or the bare form's
+        return Scene((Shape(g[1], g[2], g[0]), Shape(g[5], g[6], g[4])), _REL_NAMES[g[3]])
+    if m := _REL_THAN.match(text):
+        return Scene((Shape(m[2], m[3], m[1]), Shape(m[6], m[7], m[5])), _REL_MORE_NAMES[m[4]])
+    if m := _TWO.match(text) or _TWO_AGAIN.match(text):
+        return _two(m.groups())
     if m := _COUNT.match(text):
         return Scene((Shape(m[3], m[4], m[2]),) * (COUNT_WORDS.index(m[1]) + 1))
+    if m := _COUNT_AGAIN.match(text):
+        g = next(m.groups()[i : i + 4] for i in range(0, 12, 4) if m.groups()[i])  # the form that matched
+        n = int(g[0]) if g[0].isdigit() else COUNT_WORDS.index(g[0]) + 1
+        return Scene((Shape(g[2], g[3], g[1]),) * n)
     return None
 
 
@@ -375,6 +455,7 @@ def sample_pairs(
     mix: tuple[float, ...] = MIX,
     uncoloured: float = UNCOLOURED,
     uncoloured_pairs: float | None = None,
+    paraphrase: float = 0.0,
 ) -> tuple[torch.Tensor, list[str], list[Scene]]:
     """(images (n, 3, H, W) in [-1, 1], captions, scenes), a pure function of its arguments."""
     if split not in SPLITS:
@@ -382,6 +463,7 @@ def sample_pairs(
     if image_size < 32:
         raise GenlabError(f"data.size={image_size}: shapes needs images of at least 32 pixels")
     rng = np.random.default_rng([seed, SPLITS[split]])
+    words = np.random.default_rng([seed, SPLITS[split], 1])  # the paraphrases' draws: the same scenes either way
     images, texts, scenes = [], [], []
     full = grammar in ("full", "ordered")
     for _ in range(n):
@@ -390,7 +472,9 @@ def sample_pairs(
         images.append(draw(scene, centres, image_size=image_size))
         if full:
             said = stated_full(scene, rng, uncoloured=uncoloured, uncoloured_pairs=uncoloured_pairs)
-            texts.append(caption_full(said, rng, ordered=grammar == "ordered", pairs=pairs))
+            texts.append(
+                caption_full(said, rng, ordered=grammar == "ordered", pairs=pairs, paraphrase=paraphrase, words=words)
+            )
         else:
             texts.append(caption(stated(scene, rng), template=int(rng.integers(0, 4)), pairs=pairs))
         scenes.append(scene)
@@ -422,6 +506,7 @@ def build_shapes(cfg: ShapesConfig, *, split: str = "train") -> Dataset:
         mix=cfg.mix,
         uncoloured=cfg.uncoloured,
         uncoloured_pairs=cfg.uncoloured_pairs,
+        paraphrase=cfg.paraphrase,
     )
     data = Dataset(x=x, texts=texts, name="shapes")
     if cfg.labels:
