@@ -277,6 +277,36 @@ ARMS = {  # name: (recipe overrides, what changes)
         "full-ae-mmdit-varied-uncolpairs-48k with 30 % of the captions of pairs without a relation stating no colour "
         "(data.uncoloured_pairs 0.3, was 0.5)",
     ),
+    "full-ae-mmdit-varied-n100k-48k": (
+        [*PAIRS_LOWLR, "--data.n=100000"],
+        "full-ae-mmdit-varied-pairs-lowlr-48k on five times the images (data.n 100000, was 20000: the same first "
+        "20000 and 80000 new scenes and captions) in its eighth stage",
+    ),
+    "full-ae-mmdit-varied-grow7-n100k-48k": (
+        [*PAIRS_LOWLR, "--data.n=100000", "--model.depth=7", "--method.grow=true"],
+        "full-ae-mmdit-varied-n100k-48k with 7 blocks instead of 4: the eighth stage starts from the default's 4 "
+        "blocks spread over 7 (method.grow), the 3 new ones the identity, so it begins as the default's model",
+    ),
+    "full-ae-mmdit-varied-para-48k": (
+        [*PAIRS_LOWLR, "--data.paraphrase=0.5"],
+        "full-ae-mmdit-varied-pairs-lowlr-48k with half the captions reworded in a second set of templates "
+        "(data.paraphrase 0.5: 'there is a red circle', 'a circle in red', 'both A and B', 'A with B', 'A higher "
+        "than B', 'a group of three red squares', ...; none a suite wording) in its eighth stage",
+    ),
+    "full-ae-mmdit-varied-para-54k": (
+        [*PAIRS_LOWLR, "--data.paraphrase=0.5"],
+        "SCALING POINT, 9x the budget: full-ae-mmdit-varied-para-48k trained on 6000 more steps with the same "
+        "paraphrases, learning rate and mix (a ninth stage, its cosine restarting)",
+    ),
+    "full-ae-mmdit-varied-para-hilr-54k": (
+        [*PAIRS_LOWLR, "--data.paraphrase=0.5"],
+        "full-ae-mmdit-varied-para-hilr-48k trained on 6000 more steps with the same paraphrases at train.lr 3e-4 (a "
+        "ninth stage, its cosine restarting)",
+    ),
+    "full-ae-mmdit-varied-para-hilr-48k": (
+        [*VARIED_PAIRS, "--data.paraphrase=0.5"],
+        "full-ae-mmdit-varied-para-48k at the learning rate of the first five stages (train.lr 1e-3, was 3e-4)",
+    ),
     "full-ae-mmdit-varied-pairs-lr1e-4-36k": (
         [*VARIED_PAIRS, "--train.lr=1e-4"],
         "full-ae-mmdit-varied-pairs-36k with a tenth of the learning rate in its sixth stage (train.lr 1e-4, was 1e-3)",
@@ -331,12 +361,15 @@ STAGED = {
     "full-ae-mmdit-varied-uncolpairs-48k": "full-ae-mmdit-varied-pairs-lowlr-42k",
     "full-ae-mmdit-varied-uncolpairs03-48k": "full-ae-mmdit-varied-pairs-lowlr-42k",
     "full-ae-mmdit-varied-pairs45-30k": "full-ae-mmdit-varied-mix-24k",
+    "full-ae-mmdit-varied-para-54k": "full-ae-mmdit-varied-para-48k",
+    "full-ae-mmdit-varied-para-hilr-54k": "full-ae-mmdit-varied-para-hilr-48k",
 }
 # arm: (the shipped checkpoint it starts from, the arm whose weights that checkpoint is, the SHA-256 of its
 # ema.safetensors): a stage trained on the packaged weights (method.init: shipped:NAME, with their own autoencoder),
 # its steps and minutes added to that arm's. The package's weights change when a new default ships, so an arm trains
 # only while the package holds the weights it started from (the 18k arm's are those of commit 5a23297, the 24k
-# arms' those of ff4e93e, the 36k arms' those of d036e53; the recipes in recipes/ retrain every stage from scratch)
+# arms' those of ff4e93e, the 36k arms' those of d036e53, the 48k arms' those of 3d37e00; the recipes in recipes/
+# retrain every stage from scratch)
 
 
 def packaged(source: str, digest: str, *arms: str) -> dict[str, tuple[str, str, str]]:
@@ -362,6 +395,14 @@ FROM_SHIPPED = {
         "full-ae-mmdit-varied-pairs-36k",
         "full-ae-mmdit-varied-pairs-lowlr-36k",
         "full-ae-mmdit-varied-pairs-lr1e-4-36k",
+    ),
+    **packaged(
+        "full-ae-mmdit-varied-pairs-lowlr-42k",
+        "8dae28876de53ffcc5975e00329cc546da21cd75afb9aa92f5ba7efb767ea6b3",
+        "full-ae-mmdit-varied-n100k-48k",
+        "full-ae-mmdit-varied-grow7-n100k-48k",
+        "full-ae-mmdit-varied-para-48k",
+        "full-ae-mmdit-varied-para-hilr-48k",
     ),
 }
 OUT = "benchmarks/results/t2i_ablation.json"
