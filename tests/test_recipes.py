@@ -29,6 +29,8 @@ FIRST = (
     "shapes-t2i-mix",  # the start of shapes-t2i-mix2
     "shapes-t2i-mix2",  # the start of shapes-t2i-mix3
     "shapes-t2i-mix3",  # the start of shapes-t2i-mix4
+    "shapes-t2i-mix4",  # the start of shapes-t2i-para
+    "shapes-t2i-para",  # the start of shapes-t2i-para2
     "videos-tae",  # the video autoencoder of videos-t2v-tae
 )
 TINY = [
