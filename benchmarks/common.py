@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,6 +45,24 @@ def previous(out: str | Path) -> dict:
     """The JSON already at `out` (a benchmark keeps the rows of arms not run this time), or an empty dict."""
     path = Path(out)
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+@contextlib.contextmanager
+def locked(out: str | Path):
+    """Hold an exclusive lock named after `out` (in the temporary folder, POSIX only) while the block reads,
+    merges and writes it, so two benchmark processes writing rows into one results file keep each other's."""
+    try:
+        import fcntl
+    except ImportError:  # no POSIX locks: one process at a time is the caller's to ensure
+        yield
+        return
+    name = hashlib.sha256(str(Path(out).resolve()).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"genlab-bench-{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def wilson(k: int, n: int) -> list[float]:

@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import BASE_T2I, previous, write_json
+from common import BASE_T2I, locked, previous, write_json
 from genlab.atomic import atomic_write_text
 from genlab.checkpoint import find_checkpoint, load_state
 from genlab.config import load_recipe
@@ -833,16 +833,18 @@ def main() -> None:
                     "geneval": report["rows"]["model"],
                 }
                 print(key, f"overall {100 * guidance[key]['geneval']['overall']:.1f}", flush=True)
-    old = previous(args.out)  # read last: another invocation may have written meanwhile
-    result = {
-        "suite": old.get("suite") or {**info, "seed": 0},  # info is None only when no suite was scored now
-        "threads": args.threads,
-        "arms": {**old.get("arms", {}), **arms},
-        "relation_layout": relation_layout(),
-        "guidance_note": GUIDANCE_NOTE,
-        "guidance": dict(sorted({**old.get("guidance", {}), **guidance}.items(), key=guidance_order)),
-    }
-    write_json(args.out, result)
+    layout = relation_layout()
+    with locked(args.out):  # read last, under the lock: another invocation may write meanwhile
+        old = previous(args.out)
+        result = {
+            "suite": old.get("suite") or {**info, "seed": 0},  # info is None only when no suite was scored now
+            "threads": args.threads,
+            "arms": {**old.get("arms", {}), **arms},
+            "relation_layout": layout,
+            "guidance_note": GUIDANCE_NOTE,
+            "guidance": dict(sorted({**old.get("guidance", {}), **guidance}.items(), key=guidance_order)),
+        }
+        write_json(args.out, result)
     md = Path(args.out).with_suffix(".md")
     atomic_write_text(md, markdown(result))
     print(f"wrote {md}")
