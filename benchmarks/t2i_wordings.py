@@ -13,7 +13,6 @@ one scoring low in both draws the scenes wrong. Writes the JSON and a Markdown t
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -21,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import previous, write_json
+from common import locked, previous, write_json
 from genlab.atomic import atomic_write_text
 from genlab.data.images import tensor_to_uint8
-from genlab.data.shapes import COUNT_WORDS, Scene, Shape, caption
+from genlab.data.shapes import COUNT_WORDS, Scene, Shape, bare, caption
 from genlab.generate import SHIPPED, text_run
 from genlab.metrics.geneval import CATEGORIES, Prompt, builtin_suite, score_image
 
@@ -34,11 +33,10 @@ OUT = "benchmarks/results/t2i_wordings.json"
 def training_wording(p: Prompt) -> Prompt:
     """The spec of `p` in the training grammar's first template (`genlab.data.shapes.caption`, template 0)."""
     shapes = tuple(Shape(o.colour, o.shape, o.size) for o in p.objects)
-    if p.count is not None:
-        words = " ".join(w for w in (p.objects[0].size, p.objects[0].colour, p.objects[0].shape) if w)
-        text = f"one {words}" if p.count == 1 else f"{COUNT_WORDS[p.count - 1]} {words}s"
-    else:
+    if p.count is None:
         text = caption(Scene(shapes, p.relation), template=0)
+    else:  # "one red square" (the one-shape template of that word), "three red squares" (a counting scene's)
+        text = caption(Scene(shapes), template=3) if p.count == 1 else f"{COUNT_WORDS[p.count - 1]} {bare(shapes[0])}s"
     return replace(p, text=text)
 
 
@@ -107,18 +105,19 @@ def main() -> None:
     ap.add_argument("--out", default=OUT)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    result = {"n_per_prompt": args.n_per_prompt, "runs": previous(args.out).get("runs", {})}
     for name in args.runs:
         run = text_run(name)
         for seed in args.seeds:
             r = measure(run, n=args.n_per_prompt, seed=seed)
-            result["runs"].setdefault(name, {})[str(seed)] = r
             o = r["overall"]
             print(
                 f"{name} seed {seed}: suite {100 * o['suite']:.1f}, training wording {100 * o['training_wording']:.1f}"
             )
-            path = write_json(args.out, result)
-            atomic_write_text(Path(path).with_suffix(".md"), markdown(json.loads(Path(path).read_text())))
+            with locked(args.out):  # read last, under the lock: another invocation may write meanwhile
+                result = {"n_per_prompt": args.n_per_prompt, "runs": previous(args.out).get("runs", {})}
+                result["runs"].setdefault(name, {})[str(seed)] = r
+                path = write_json(args.out, result)
+            atomic_write_text(Path(path).with_suffix(".md"), markdown(result))
     print(f"wrote {args.out}")
 
 

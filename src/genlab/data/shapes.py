@@ -107,8 +107,13 @@ def _article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
+def bare(shape: Shape) -> str:
+    """The words of `shape` without an article: "small red circle" (size and colour where stated)."""
+    return " ".join(w for w in (shape.size, shape.colour, shape.kind) if w)
+
+
 def _phrase(shape: Shape, *, article: str | None = None) -> str:
-    words = " ".join(w for w in (shape.size, shape.colour, shape.kind) if w)
+    words = bare(shape)
     return f"{article or _article(words)} {words}"
 
 
@@ -165,7 +170,7 @@ def caption_full(
     (default `rng`; no draw when 0)."""
     if is_count(scene):
         s = scene.shapes[0]
-        text = " ".join(w for w in (COUNT_WORDS[len(scene.shapes) - 1], s.size, s.colour, s.kind) if w) + "s"
+        text = f"{COUNT_WORDS[len(scene.shapes) - 1]} {bare(s)}s"
     else:
         if len(scene.shapes) == 2:
             a, b = scene.shapes
@@ -179,10 +184,6 @@ def caption_full(
     return reworded(scene, words) if paraphrase > 0 and words.random() < paraphrase else text
 
 
-def _bare(shape: Shape) -> str:
-    return " ".join(w for w in (shape.size, shape.colour, shape.kind) if w)
-
-
 _REL_MORE = {"left of": "further left", "right of": "further right", "above": "higher", "below": "lower"}
 
 
@@ -191,15 +192,15 @@ def reworded(scene: Scene, rng: np.random.Generator) -> str:
     one drawn uniformly from the forms of its kind of scene; `parse_caption` inverts every one."""
     if is_count(scene):
         s, n = scene.shapes[0], len(scene.shapes)
-        forms = (f"a group of {COUNT_WORDS[n - 1]} {_bare(s)}s", f"{COUNT_WORDS[n - 1]} {_bare(s)}s in all")
-        forms += (f"{n} {_bare(s)}s in the picture",)
+        forms = (f"a group of {COUNT_WORDS[n - 1]} {bare(s)}s", f"{COUNT_WORDS[n - 1]} {bare(s)}s in all")
+        forms += (f"{n} {bare(s)}s in the picture",)
     elif len(scene.shapes) == 1:
         s = scene.shapes[0]
         forms = (f"there is {_phrase(s)}", f"{_phrase(s)} by itself", f"only {_phrase(s)}")
         if s.colour:
             forms += (f"{_phrase(replace(s, colour=None))} in {s.colour}",)
     else:
-        (a, b), (ba, bb) = (_phrase(s) for s in scene.shapes), (_bare(s) for s in scene.shapes)
+        (a, b), (ba, bb) = (_phrase(s) for s in scene.shapes), (bare(s) for s in scene.shapes)
         if scene.relation is None:
             forms = (f"both {a} and {b}", f"{a} with {b}", f"{ba} plus {bb}", f"{ba} with {bb}")
         else:
@@ -233,9 +234,16 @@ _COUNT_AGAIN = re.compile(
 )
 
 
-def _two(groups: tuple) -> Scene:
-    """The scene of two objects from the regex groups of a two-object alternative (the one that matched)."""
-    g = next(groups[i : i + 6] for i in range(0, len(groups), 6) if groups[i + 2])
+def _matched(m: re.Match, width: int, key: int) -> tuple:
+    """The groups of the alternative of `m` that matched: the alternatives hold `width` groups each, and group
+    `key` of an alternative is set exactly when it matched."""
+    groups = m.groups()
+    return next(groups[i : i + width] for i in range(0, len(groups), width) if groups[i + key])
+
+
+def _two(m: re.Match) -> Scene:
+    """The scene of two objects from a match of alternatives of two objects (size, colour, kind each)."""
+    g = _matched(m, 6, 2)
     return Scene((Shape(g[1], g[2], g[0]), Shape(g[4], g[5], g[3])))
 
 
@@ -246,23 +254,23 @@ def parse_caption(text: str) -> Scene | None:
     if m := _ONE.match(text):
         return Scene((Shape(m[2], m[3], m[1]),))
     if m := _ONE_AGAIN.match(text):
-        g = next(m.groups()[i : i + 3] for i in range(0, 9, 3) if m.groups()[i + 2])  # the form that matched
+        g = _matched(m, 3, 2)
         return Scene((Shape(g[1], g[2], g[0]),))
     if m := _ONE_IN.match(text):
         return Scene((Shape(m[3], m[2], m[1]),))
     if m := _REL.match(text):
         return Scene((Shape(m[2], m[3], m[1]), Shape(m[6], m[7], m[5])), _REL_NAMES[m[4]])
     if m := _REL_AGAIN.match(text):
-        g = m.groups()[:7] if m[3] else m.groups()[7:]  # the "sits" form's groups or the bare form's
+        g = _matched(m, 7, 2)  # the "sits" form's groups or the bare form's
         return Scene((Shape(g[1], g[2], g[0]), Shape(g[5], g[6], g[4])), _REL_NAMES[g[3]])
     if m := _REL_THAN.match(text):
         return Scene((Shape(m[2], m[3], m[1]), Shape(m[6], m[7], m[5])), _REL_MORE_NAMES[m[4]])
     if m := _TWO.match(text) or _TWO_AGAIN.match(text):
-        return _two(m.groups())
+        return _two(m)
     if m := _COUNT.match(text):
         return Scene((Shape(m[3], m[4], m[2]),) * (COUNT_WORDS.index(m[1]) + 1))
     if m := _COUNT_AGAIN.match(text):
-        g = next(m.groups()[i : i + 4] for i in range(0, 12, 4) if m.groups()[i])  # the form that matched
+        g = _matched(m, 4, 0)
         n = int(g[0]) if g[0].isdigit() else COUNT_WORDS.index(g[0]) + 1
         return Scene((Shape(g[2], g[3], g[1]),) * n)
     return None
