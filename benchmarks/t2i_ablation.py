@@ -303,6 +303,17 @@ ARMS = {  # name: (recipe overrides, what changes)
         "full-ae-mmdit-varied-para-hilr-48k trained on 6000 more steps with the same paraphrases at train.lr 3e-4 (a "
         "ninth stage, its cosine restarting)",
     ),
+    "full-ae-mmdit-varied-para-60k": (
+        [*PAIRS_LOWLR, "--data.paraphrase=0.5"],
+        "full-ae-mmdit-varied-para-hilr-54k (the default of commit 5ca366e) trained on 6000 more steps with the same "
+        "paraphrases at train.lr 3e-4 (a tenth stage): the control of the wider arm",
+    ),
+    "full-ae-mmdit-varied-wider-60k": (
+        [*PAIRS_LOWLR, "--data.paraphrase=0.5", "--data.paraphrase_forms=wider"],
+        "full-ae-mmdit-varied-para-60k with the wider paraphrases (data.paraphrase_forms wider: 'A at the left of B', "
+        "'A with B to its right', 'A on the left and B on the right', 'A higher up than B', 'circle and also square', "
+        "'circle, square', 'just a circle', 'a circle alone'; none a suite wording)",
+    ),
     "full-ae-mmdit-varied-para-hilr-48k": (
         [*VARIED_PAIRS, "--data.paraphrase=0.5"],
         "full-ae-mmdit-varied-para-48k at the learning rate of the first five stages (train.lr 1e-3, was 3e-4)",
@@ -368,7 +379,7 @@ STAGED = {
 # ema.safetensors): a stage trained on the packaged weights (method.init: shipped:NAME, with their own autoencoder),
 # its steps and minutes added to that arm's. The package's weights change when a new default ships, so an arm trains
 # only while the package holds the weights it started from (the 18k arm's are those of commit 5a23297, the 24k
-# arms' those of ff4e93e, the 36k arms' those of d036e53, the 48k arms' those of 3d37e00; the recipes in recipes/
+# arms' those of ff4e93e, the 36k arms' those of d036e53, the 48k arms' those of 3d37e00, the 60k arms' those of 5ca366e; the recipes in recipes/
 # retrain every stage from scratch)
 
 
@@ -403,6 +414,12 @@ FROM_SHIPPED = {
         "full-ae-mmdit-varied-grow7-n100k-48k",
         "full-ae-mmdit-varied-para-48k",
         "full-ae-mmdit-varied-para-hilr-48k",
+    ),
+    **packaged(
+        "full-ae-mmdit-varied-para-hilr-54k",
+        "3e1c818c8d05a5358fc27eb87d3c93e07c9cc9584b84bd2f82510c7845cdf2e9",
+        "full-ae-mmdit-varied-para-60k",
+        "full-ae-mmdit-varied-wider-60k",
     ),
 }
 OUT = "benchmarks/results/t2i_ablation.json"

@@ -219,9 +219,32 @@ def test_uncoloured_pairs_sets_the_colourless_share_of_unrelated_pairs_alone():
         load_recipe(recipe, ["--data.uncoloured_pairs=1.5"])
 
 
+def _states(said: Scene, true: Scene) -> bool:
+    """Whether the parsed caption `said` states the scene `true` (unstated colours and sizes left open)."""
+    return (
+        len(said.shapes) == len(true.shapes)
+        and said.relation == true.relation
+        and all(
+            (a.kind, a.colour or b.colour, a.size or b.size) == (b.kind, b.colour, b.size)
+            for a, b in zip(said.shapes, true.shapes)
+        )
+    )
+
+
+def assert_states(texts: list[str], scenes: list[Scene]) -> None:
+    """Every caption parses back to its scene, as drawn or stated the other way round."""
+    from genlab.data.shapes import INVERSE
+
+    for text, scene in zip(texts, scenes):
+        said = parse_caption(text)
+        assert said is not None, text
+        other_way = Scene(scene.shapes[::-1], scene.relation and INVERSE[scene.relation])
+        assert _states(said, scene) or _states(said, other_way), (text, scene)
+
+
 def test_paraphrase_rewords_captions_of_the_same_scenes_and_each_parses_back():
     from genlab.config import load_recipe
-    from genlab.data.shapes import INVERSE, sample_pairs
+    from genlab.data.shapes import sample_pairs
 
     x, texts, scenes = sample_pairs(1500, seed=6, grammar="full", pairs="varied")
     x0, texts_0, _ = sample_pairs(1500, seed=6, grammar="full", pairs="varied", paraphrase=0.0)
@@ -230,21 +253,7 @@ def test_paraphrase_rewords_captions_of_the_same_scenes_and_each_parses_back():
     assert torch.equal(x, x1) and scenes == scenes_1  # the same scenes and images, other words
     assert not set(texts) & set(texts_1)  # every caption reworded: no template of the first set
 
-    def states(said: Scene, true: Scene) -> bool:
-        return (
-            len(said.shapes) == len(true.shapes)
-            and said.relation == true.relation
-            and all(
-                (a.kind, a.colour or b.colour, a.size or b.size) == (b.kind, b.colour, b.size)
-                for a, b in zip(said.shapes, true.shapes)
-            )
-        )
-
-    for text, scene in zip(texts_1, scenes_1):
-        said = parse_caption(text)
-        assert said is not None, text
-        other_way = Scene(scene.shapes[::-1], scene.relation and INVERSE[scene.relation])
-        assert states(said, scene) or states(said, other_way), (text, scene)
+    assert_states(texts_1, scenes_1)
     firsts = {" ".join(t.split()[:2]) for t in texts_1}
     assert {"there is", "a group", "both a"} <= firsts  # the forms of one shape, counting and pairs
     assert any(" in all" in t for t in texts_1) and any(" than " in t for t in texts_1)
@@ -256,3 +265,28 @@ def test_paraphrase_rewords_captions_of_the_same_scenes_and_each_parses_back():
     assert load_recipe(recipe, ["--data.paraphrase=0.5"]).data.paraphrase == 0.5
     with pytest.raises(GenlabError, match=r"data\.paraphrase"):
         load_recipe(recipe, ["--data.paraphrase=-0.1"])
+
+
+def test_wider_paraphrases_add_forms_that_parse_back_and_keep_the_first_forms_draws():
+    from genlab.config import load_recipe
+    from genlab.data.shapes import sample_pairs
+
+    kw = dict(seed=6, grammar="full", pairs="varied", paraphrase=1.0)
+    x, first, scenes = sample_pairs(1500, **kw)
+    x_same, same, _ = sample_pairs(1500, **kw, paraphrase_forms="first")
+    assert torch.equal(x, x_same) and same == first  # the default: the captions of recipes trained before
+    x_wide, wide, scenes_wide = sample_pairs(1500, **kw, paraphrase_forms="wider")
+    assert torch.equal(x, x_wide) and scenes_wide == scenes  # the same scenes and images, more forms
+    assert_states(wide, scenes_wide)
+    new = set(wide) - set(first)
+    for form in (" at the left of ", " to its right", " on the left and ", " higher up than ", " and also ", ", "):
+        assert any(form in t for t in new), form
+    assert any(t.startswith("just ") for t in new) and any(t.endswith(" alone") for t in new)
+    # "A with B below it" states B below A: A above B
+    said = parse_caption("a red circle with a blue square below it")
+    assert said == Scene((Shape("red", "circle", None), Shape("blue", "square", None)), "above")
+    assert parse_caption("a red circle on the left and a blue square on the left") is None  # no side stated twice
+    recipe = Path(__file__).resolve().parents[2] / "recipes/shapes-t2i-para.yaml"
+    assert load_recipe(recipe, ["--data.paraphrase_forms=wider"]).data.paraphrase_forms == "wider"
+    with pytest.raises(GenlabError, match=r"data\.paraphrase_forms"):
+        load_recipe(recipe, ["--data.paraphrase_forms=all"])

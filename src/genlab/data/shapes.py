@@ -91,6 +91,11 @@ class ShapesConfig:
     # B", "a group of three red squares", "3 red squares in the picture", ...), none a suite wording either
     # (tested); 0: none, the same captions and draws as before
     paraphrase: Probability = 0.0
+    # the forms `paraphrase` draws from. first: those above. wider: those and more, none a suite wording either
+    # (tested): relations stated from either shape in new words ("A at the left of B", "A with B to its right", "A
+    # on the left and B on the right", "A higher up than B"), pairs without articles ("circle and also square",
+    # "circle, square"), "just a circle", "a circle alone"; first keeps the captions of recipes trained before it
+    paraphrase_forms: Literal["first", "wider"] = "first"
 
     def __post_init__(self) -> None:
         require(
@@ -163,11 +168,12 @@ def caption_full(
     pairs: str = "prefixed",
     paraphrase: float = 0.0,
     words: np.random.Generator | None = None,
+    forms: str = "first",
 ) -> str:
     """A caption of the full grammar (see ShapesConfig.grammar) for a scene whose sizes (and colours) are as stated;
     `ordered`: a relation is stated from the left (top) shape; `pairs`: ShapesConfig.pairs (the same draws from
     `rng` either way); `paraphrase`: the probability that the caption is `reworded` instead, drawn from `words`
-    (default `rng`; no draw when 0)."""
+    (default `rng`; no draw when 0) among `forms` (ShapesConfig.paraphrase_forms)."""
     if is_count(scene):
         s = scene.shapes[0]
         text = f"{COUNT_WORDS[len(scene.shapes) - 1]} {bare(s)}s"
@@ -181,15 +187,32 @@ def caption_full(
                 scene = Scene((b, a), None if scene.relation is None else INVERSE[scene.relation])
         text = caption(scene, template=int(rng.integers(0, 4)), pairs=pairs)
     words = rng if words is None else words
-    return reworded(scene, words) if paraphrase > 0 and words.random() < paraphrase else text
+    return reworded(scene, words, forms=forms) if paraphrase > 0 and words.random() < paraphrase else text
 
 
 _REL_MORE = {"left of": "further left", "right of": "further right", "above": "higher", "below": "lower"}
+# the wider forms (ShapesConfig.paraphrase_forms): A's relation to B in other words, B's to A ("A with B to its
+# right" for A left of B) and the sides of both ("A on the left and B on the right")
+_REL_AT = {
+    "left of": "at the left of",
+    "right of": "at the right of",
+    "above": "higher up than",
+    "below": "lower down than",
+}
+_REL_ITS = {"left of": "to its right", "right of": "to its left", "above": "below it", "below": "above it"}
+_SIDES = {
+    "left of": ("on the left", "on the right"),
+    "right of": ("on the right", "on the left"),
+    "above": ("at the top", "at the bottom"),
+    "below": ("at the bottom", "at the top"),
+}
 
 
-def reworded(scene: Scene, rng: np.random.Generator) -> str:
+def reworded(scene: Scene, rng: np.random.Generator, *, forms: str = "first") -> str:
     """A caption of `scene` (as stated, in its order) in the second set of templates (ShapesConfig.paraphrase),
-    one drawn uniformly from the forms of its kind of scene; `parse_caption` inverts every one."""
+    one drawn uniformly from the forms of its kind of scene (`forms`: ShapesConfig.paraphrase_forms);
+    `parse_caption` inverts every one."""
+    wider = forms == "wider"
     if is_count(scene):
         s, n = scene.shapes[0], len(scene.shapes)
         forms = (f"a group of {COUNT_WORDS[n - 1]} {bare(s)}s", f"{COUNT_WORDS[n - 1]} {bare(s)}s in all")
@@ -199,13 +222,20 @@ def reworded(scene: Scene, rng: np.random.Generator) -> str:
         forms = (f"there is {_phrase(s)}", f"{_phrase(s)} by itself", f"only {_phrase(s)}")
         if s.colour:
             forms += (f"{_phrase(replace(s, colour=None))} in {s.colour}",)
+        if wider:
+            forms += (f"just {_phrase(s)}", f"{_phrase(s)} alone")
     else:
         (a, b), (ba, bb) = (_phrase(s) for s in scene.shapes), (bare(s) for s in scene.shapes)
         if scene.relation is None:
             forms = (f"both {a} and {b}", f"{a} with {b}", f"{ba} plus {bb}", f"{ba} with {bb}")
+            if wider:
+                forms += (f"{ba} and also {bb}", f"{ba}, {bb}")
         else:
-            rel = _REL_WORDS[scene.relation]
-            forms = (f"{a} sits {rel} {b}", f"{ba} is {rel} {bb}", f"{a} {_REL_MORE[scene.relation]} than {b}")
+            r = scene.relation
+            forms = (f"{a} sits {_REL_WORDS[r]} {b}", f"{ba} is {_REL_WORDS[r]} {bb}", f"{a} {_REL_MORE[r]} than {b}")
+            if wider:
+                forms += (f"{a} {_REL_AT[r]} {b}", f"{a} with {b} {_REL_ITS[r]}")
+                forms += (f"{a} {_SIDES[r][0]} and {b} {_SIDES[r][1]}",)
     return forms[int(rng.integers(0, len(forms)))]
 
 
@@ -219,7 +249,7 @@ _COUNT = re.compile(
 _REL_NAMES = {v: k for k, v in _REL_WORDS.items()}
 # the second set of templates (`reworded`); _BARE is an object without its article
 _BARE = rf"(?:({'|'.join(SIZES)}) )?(?:({'|'.join(COLOURS)}) )?({'|'.join(KINDS)})"
-_ONE_AGAIN = re.compile(rf"^there is {_OBJ}$|^{_OBJ} by itself$|^only {_OBJ}$")
+_ONE_AGAIN = re.compile(rf"^there is {_OBJ}$|^{_OBJ} by itself$|^only {_OBJ}$|^just {_OBJ}$|^{_OBJ} alone$")
 _ONE_IN = re.compile(rf"^(?:a|an) (?:({'|'.join(SIZES)}) )?({'|'.join(KINDS)}) in ({'|'.join(COLOURS)})$")
 _REL_AGAIN = re.compile(
     rf"^{_OBJ} sits (to the left of|to the right of|above|below) {_OBJ}$"
@@ -227,7 +257,16 @@ _REL_AGAIN = re.compile(
 )
 _REL_MORE_NAMES = {v: k for k, v in _REL_MORE.items()}
 _REL_THAN = re.compile(rf"^{_OBJ} ({'|'.join(_REL_MORE.values())}) than {_OBJ}$")
-_TWO_AGAIN = re.compile(rf"^both {_OBJ} and {_OBJ}$|^{_OBJ} with {_OBJ}$|^{_BARE} (?:plus|with) {_BARE}$")
+_TWO_AGAIN = re.compile(
+    rf"^both {_OBJ} and {_OBJ}$|^{_OBJ} with {_OBJ}$|^{_BARE} (?:plus|with|and also) {_BARE}$|^{_BARE}, {_BARE}$"
+)
+_REL_AT_NAMES = {v: k for k, v in _REL_AT.items()}
+_REL_AT_RE = re.compile(rf"^{_OBJ} ({'|'.join(_REL_AT.values())}) {_OBJ}$")
+_REL_ITS_NAMES = {v: k for k, v in _REL_ITS.items()}
+_REL_ITS_RE = re.compile(rf"^{_OBJ} with {_OBJ} ({'|'.join(_REL_ITS.values())})$")
+_SIDES_NAMES = {v: k for k, v in _SIDES.items()}
+_SIDE = f"({'|'.join(sorted({w for pair in _SIDES.values() for w in pair}))})"
+_SIDES_RE = re.compile(rf"^{_OBJ} {_SIDE} and {_OBJ} {_SIDE}$")
 _WORD = rf"({'|'.join(COUNT_WORDS[1:])})"
 _COUNT_AGAIN = re.compile(
     rf"^a group of {_WORD} {_BARE}s$|^{_WORD} {_BARE}s in all$|^([2-{MAX_COPIES}]) {_BARE}s in the picture$"
@@ -265,6 +304,12 @@ def parse_caption(text: str) -> Scene | None:
         return Scene((Shape(g[1], g[2], g[0]), Shape(g[5], g[6], g[4])), _REL_NAMES[g[3]])
     if m := _REL_THAN.match(text):
         return Scene((Shape(m[2], m[3], m[1]), Shape(m[6], m[7], m[5])), _REL_MORE_NAMES[m[4]])
+    if m := _REL_AT_RE.match(text):
+        return Scene((Shape(m[2], m[3], m[1]), Shape(m[6], m[7], m[5])), _REL_AT_NAMES[m[4]])
+    if m := _REL_ITS_RE.match(text):
+        return Scene((Shape(m[2], m[3], m[1]), Shape(m[5], m[6], m[4])), _REL_ITS_NAMES[m[7]])
+    if (m := _SIDES_RE.match(text)) and (relation := _SIDES_NAMES.get((m[4], m[8]))):
+        return Scene((Shape(m[2], m[3], m[1]), Shape(m[6], m[7], m[5])), relation)
     if m := _TWO.match(text) or _TWO_AGAIN.match(text):
         return _two(m)
     if m := _COUNT.match(text):
@@ -464,6 +509,7 @@ def sample_pairs(
     uncoloured: float = UNCOLOURED,
     uncoloured_pairs: float | None = None,
     paraphrase: float = 0.0,
+    paraphrase_forms: str = "first",
 ) -> tuple[torch.Tensor, list[str], list[Scene]]:
     """(images (n, 3, H, W) in [-1, 1], captions, scenes), a pure function of its arguments."""
     if split not in SPLITS:
@@ -481,7 +527,15 @@ def sample_pairs(
         if full:
             said = stated_full(scene, rng, uncoloured=uncoloured, uncoloured_pairs=uncoloured_pairs)
             texts.append(
-                caption_full(said, rng, ordered=grammar == "ordered", pairs=pairs, paraphrase=paraphrase, words=words)
+                caption_full(
+                    said,
+                    rng,
+                    ordered=grammar == "ordered",
+                    pairs=pairs,
+                    paraphrase=paraphrase,
+                    words=words,
+                    forms=paraphrase_forms,
+                )
             )
         else:
             texts.append(caption(stated(scene, rng), template=int(rng.integers(0, 4)), pairs=pairs))
@@ -515,6 +569,7 @@ def build_shapes(cfg: ShapesConfig, *, split: str = "train") -> Dataset:
         uncoloured=cfg.uncoloured,
         uncoloured_pairs=cfg.uncoloured_pairs,
         paraphrase=cfg.paraphrase,
+        paraphrase_forms=cfg.paraphrase_forms,
     )
     data = Dataset(x=x, texts=texts, name="shapes")
     if cfg.labels:
