@@ -379,8 +379,8 @@ STAGED = {
 # ema.safetensors): a stage trained on the packaged weights (method.init: shipped:NAME, with their own autoencoder),
 # its steps and minutes added to that arm's. The package's weights change when a new default ships, so an arm trains
 # only while the package holds the weights it started from (the 18k arm's are those of commit 5a23297, the 24k
-# arms' those of ff4e93e, the 36k arms' those of d036e53, the 48k arms' those of 3d37e00, the 60k arms' those of 5ca366e; the recipes in recipes/
-# retrain every stage from scratch)
+# arms' those of ff4e93e, the 36k arms' those of d036e53, the 48k arms' those of 3d37e00, the 60k arms' those of
+# 5ca366e; the recipes in recipes/ retrain every stage from scratch)
 
 
 def packaged(source: str, digest: str, *arms: str) -> dict[str, tuple[str, str, str]]:
