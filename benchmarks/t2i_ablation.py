@@ -80,6 +80,8 @@ MIX_PAIRS = (0.15, 0.25, 0.35, 0.25)  # data.mix of the arm full-ae-mmdit-varied
 VARIED_MIX = ["--data.grammar=full", "--data.pairs=varied", "--model.text_mode=mmdit", f"--data.mix={list(MIX_PAIRS)}"]
 VARIED_PAIRS = [*VARIED_MIX[:-1], "--data.mix=[0.1, 0.25, 0.3, 0.35]"]  # the fifth stage of the default
 PAIRS_LOWLR = [*VARIED_PAIRS, "--train.lr=3e-4"]  # its sixth and seventh stages
+# the ninth stage of the default (paraphrases at 3e-4) on twice the share of one-shape scenes
+SINGLE = [*VARIED_MIX[:-1], "--data.mix=[0.2, 0.25, 0.25, 0.3]", "--train.lr=3e-4", "--data.paraphrase=0.5"]
 # the full-grammar stages of the patch-size-1 curriculum (3000 steps each)
 P1_FULL = [
     "--data.grammar=full",
@@ -308,6 +310,27 @@ ARMS = {  # name: (recipe overrides, what changes)
         "full-ae-mmdit-varied-para-hilr-54k (the default of commit 5ca366e) trained on 6000 more steps with the same "
         "paraphrases at train.lr 3e-4 (a tenth stage): the control of the wider arm",
     ),
+    "full-ae-mmdit-varied-single-60k": (
+        SINGLE,
+        "full-ae-mmdit-varied-para-60k on twice the share of one-shape scenes (data.mix [0.2, 0.25, 0.25, 0.3], was "
+        "[0.1, 0.25, 0.3, 0.35]), as a single-object prompt asked without a colour drew a second shape",
+    ),
+    "full-ae-mmdit-varied-relations-60k": (
+        [*PAIRS_LOWLR, "--data.paraphrase=0.5", "--data.paraphrase_forms=relations"],
+        "full-ae-mmdit-varied-para-60k with two more words for each relation among the paraphrases "
+        "(data.paraphrase_forms relations: 'A atop B', 'A up above B', 'A underneath B', 'A down below B', 'A at the "
+        "left of B', 'A leftward of B'; none a suite wording), as the default placed shapes at chance when asked "
+        "with 'over', 'under' or 'on the right side of', words no caption used",
+    ),
+    "full-ae-mmdit-varied-relations-single-60k": (
+        [*SINGLE, "--data.paraphrase_forms=relations"],
+        "full-ae-mmdit-varied-single-60k with the relations paraphrases of full-ae-mmdit-varied-relations-60k",
+    ),
+    "full-ae-mmdit-varied-para-66k": (
+        [*PAIRS_LOWLR, "--data.paraphrase=0.5"],
+        "full-ae-mmdit-varied-para-60k trained on 6000 more steps with the same paraphrases, mix and learning rate (an "
+        "eleventh stage, its cosine restarting)",
+    ),
     "full-ae-mmdit-varied-wider-60k": (
         [*PAIRS_LOWLR, "--data.paraphrase=0.5", "--data.paraphrase_forms=wider"],
         "full-ae-mmdit-varied-para-60k with the wider paraphrases (data.paraphrase_forms wider: 'A at the left of B', "
@@ -374,6 +397,7 @@ STAGED = {
     "full-ae-mmdit-varied-pairs45-30k": "full-ae-mmdit-varied-mix-24k",
     "full-ae-mmdit-varied-para-54k": "full-ae-mmdit-varied-para-48k",
     "full-ae-mmdit-varied-para-hilr-54k": "full-ae-mmdit-varied-para-hilr-48k",
+    "full-ae-mmdit-varied-para-66k": "full-ae-mmdit-varied-para-60k",
 }
 # arm: (the shipped checkpoint it starts from, the arm whose weights that checkpoint is, the SHA-256 of its
 # ema.safetensors): a stage trained on the packaged weights (method.init: shipped:NAME, with their own autoencoder),
@@ -420,6 +444,9 @@ FROM_SHIPPED = {
         "3e1c818c8d05a5358fc27eb87d3c93e07c9cc9584b84bd2f82510c7845cdf2e9",
         "full-ae-mmdit-varied-para-60k",
         "full-ae-mmdit-varied-wider-60k",
+        "full-ae-mmdit-varied-single-60k",
+        "full-ae-mmdit-varied-relations-60k",
+        "full-ae-mmdit-varied-relations-single-60k",
     ),
 }
 OUT = "benchmarks/results/t2i_ablation.json"

@@ -267,7 +267,7 @@ def test_paraphrase_rewords_captions_of_the_same_scenes_and_each_parses_back():
         load_recipe(recipe, ["--data.paraphrase=-0.1"])
 
 
-def test_wider_paraphrases_add_forms_that_parse_back_and_keep_the_first_forms_draws():
+def test_wider_and_relations_paraphrases_add_forms_that_parse_back_and_keep_the_first_forms_draws():
     from genlab.config import load_recipe
     from genlab.data.shapes import sample_pairs
 
@@ -286,6 +286,13 @@ def test_wider_paraphrases_add_forms_that_parse_back_and_keep_the_first_forms_dr
     said = parse_caption("a red circle with a blue square below it")
     assert said == Scene((Shape("red", "circle", None), Shape("blue", "square", None)), "above")
     assert parse_caption("a red circle on the left and a blue square on the left") is None  # no side stated twice
+    _, rel, scenes_rel = sample_pairs(1500, **kw, paraphrase_forms="relations")
+    assert scenes_rel == scenes
+    assert_states(rel, scenes_rel)
+    new = set(rel) - set(first)
+    for word in ("atop", "up above", "underneath", "down below", "at the left of", "leftward of", "rightward of"):
+        assert any(f" {word} " in t for t in new), word
+    assert not [t for t in new if parse_caption(t).relation is None]  # only relations get new forms
     recipe = Path(__file__).resolve().parents[2] / "recipes/shapes-t2i-para.yaml"
     assert load_recipe(recipe, ["--data.paraphrase_forms=wider"]).data.paraphrase_forms == "wider"
     with pytest.raises(GenlabError, match=r"data\.paraphrase_forms"):

@@ -94,8 +94,11 @@ class ShapesConfig:
     # the forms `paraphrase` draws from. first: those above. wider: those and more, none a suite wording either
     # (tested): relations stated from either shape in new words ("A at the left of B", "A with B to its right", "A
     # on the left and B on the right", "A higher up than B"), pairs without articles ("circle and also square",
-    # "circle, square"), "just a circle", "a circle alone"; first keeps the captions of recipes trained before it
-    paraphrase_forms: Literal["first", "wider"] = "first"
+    # "circle, square"), "just a circle", "a circle alone". relations: the first forms and, for a relation, as many
+    # again in words the first forms do not use ("A atop B", "A up above B", "A underneath B", "A down below B", "A
+    # leftward of B", "A at the right of B"; none a suite wording either, tested). first keeps the captions of
+    # recipes trained before it
+    paraphrase_forms: Literal["first", "wider", "relations"] = "first"
 
     def __post_init__(self) -> None:
         require(
@@ -207,12 +210,20 @@ _SIDES = {
     "below": ("at the bottom", "at the top"),
 }
 
+# the relations forms: two more words for each relation
+_REL_SYN = {
+    "left of": ("at the left of", "leftward of"),
+    "right of": ("at the right of", "rightward of"),
+    "above": ("atop", "up above"),
+    "below": ("underneath", "down below"),
+}
+
 
 def reworded(scene: Scene, rng: np.random.Generator, *, forms: str = "first") -> str:
     """A caption of `scene` (as stated, in its order) in the second set of templates (ShapesConfig.paraphrase),
     one drawn uniformly from the forms of its kind of scene (`forms`: ShapesConfig.paraphrase_forms);
     `parse_caption` inverts every one."""
-    wider = forms == "wider"
+    forms_name, wider = forms, forms == "wider"
     if is_count(scene):
         s, n = scene.shapes[0], len(scene.shapes)
         forms = (f"a group of {COUNT_WORDS[n - 1]} {bare(s)}s", f"{COUNT_WORDS[n - 1]} {bare(s)}s in all")
@@ -236,6 +247,9 @@ def reworded(scene: Scene, rng: np.random.Generator, *, forms: str = "first") ->
             if wider:
                 forms += (f"{a} {_REL_AT[r]} {b}", f"{a} with {b} {_REL_ITS[r]}")
                 forms += (f"{a} {_SIDES[r][0]} and {b} {_SIDES[r][1]}",)
+            if forms_name == "relations":
+                one, two = _REL_SYN[r]
+                forms += (f"{a} {one} {b}", f"{a} {two} {b}", f"{ba} {two} {bb}")
     return forms[int(rng.integers(0, len(forms)))]
 
 
@@ -264,6 +278,9 @@ _REL_AT_NAMES = {v: k for k, v in _REL_AT.items()}
 _REL_AT_RE = re.compile(rf"^{_OBJ} ({'|'.join(_REL_AT.values())}) {_OBJ}$")
 _REL_ITS_NAMES = {v: k for k, v in _REL_ITS.items()}
 _REL_ITS_RE = re.compile(rf"^{_OBJ} with {_OBJ} ({'|'.join(_REL_ITS.values())})$")
+_SYN_NAMES = {w: k for k, pair in _REL_SYN.items() for w in pair}
+_SYN = f"({'|'.join(_SYN_NAMES)})"
+_REL_SYN_RE = re.compile(rf"^{_OBJ} {_SYN} {_OBJ}$|^{_BARE} {_SYN} {_BARE}$")
 _SIDES_NAMES = {v: k for k, v in _SIDES.items()}
 _SIDE = f"({'|'.join(sorted({w for pair in _SIDES.values() for w in pair}))})"
 _SIDES_RE = re.compile(rf"^{_OBJ} {_SIDE} and {_OBJ} {_SIDE}$")
@@ -306,6 +323,9 @@ def parse_caption(text: str) -> Scene | None:
         return Scene((Shape(m[2], m[3], m[1]), Shape(m[6], m[7], m[5])), _REL_MORE_NAMES[m[4]])
     if m := _REL_AT_RE.match(text):
         return Scene((Shape(m[2], m[3], m[1]), Shape(m[6], m[7], m[5])), _REL_AT_NAMES[m[4]])
+    if m := _REL_SYN_RE.match(text):
+        g = _matched(m, 7, 2)
+        return Scene((Shape(g[1], g[2], g[0]), Shape(g[5], g[6], g[4])), _SYN_NAMES[g[3]])
     if m := _REL_ITS_RE.match(text):
         return Scene((Shape(m[2], m[3], m[1]), Shape(m[5], m[6], m[4])), _REL_ITS_NAMES[m[7]])
     if (m := _SIDES_RE.match(text)) and (relation := _SIDES_NAMES.get((m[4], m[8]))):
