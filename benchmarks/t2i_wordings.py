@@ -7,7 +7,9 @@ training grammar's own first template ("a red circle", "two shapes: a circle and
         [--n-per-prompt 4] [--threads 1] [--out benchmarks/results/t2i_wordings.json]
 
 A run scoring far higher in the training wordings than in the suite's reads the scenes but not the new words;
-one scoring low in both draws the scenes wrong. Writes the JSON and a Markdown table next to it (.md).
+one scoring low in both draws the scenes wrong. Position is also split by the spec's relation (each wording's
+relation words: "left of", "over", "under", ...), with the share of images with both objects found whose relation
+holds. Writes the JSON and a Markdown table next to it (.md).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 from common import locked, previous, write_json
 from genlab.atomic import atomic_write_text
 from genlab.data.images import tensor_to_uint8
-from genlab.data.shapes import COUNT_WORDS, Scene, Shape, bare, caption
+from genlab.data.shapes import COUNT_WORDS, RELATIONS, Scene, Shape, bare, caption
 from genlab.generate import SHIPPED, text_run
 from genlab.metrics.geneval import CATEGORIES, Prompt, builtin_suite, score_image
 
@@ -40,14 +42,39 @@ def training_wording(p: Prompt) -> Prompt:
     return replace(p, text=text)
 
 
-def correct(run, prompts: list[Prompt], *, n: int, seed: int) -> np.ndarray:
-    """(len(prompts),) the share of each prompt's n images the checker scores correct (one sampling call, as the
-    suite's own evaluation draws them)."""
+def scored(run, prompts: list[Prompt], *, n: int, seed: int) -> dict[str, np.ndarray]:
+    """{'correct', 'objects'}: (len(prompts),) the share of each prompt's n images the checker scores correct, and
+    with every object found (one sampling call, as the suite's own evaluation draws them)."""
     texts = [p.text for p in prompts for _ in range(n)]
     with torch.no_grad():
         images = tensor_to_uint8(run.sample(len(texts), prompts=texts, seed=seed).x)
-    scores = [score_image(image, prompts[i // n])["correct"] for i, image in enumerate(images)]
-    return np.asarray(scores, dtype=float).reshape(len(prompts), n).mean(1)
+    scores = [score_image(image, prompts[i // n]) for i, image in enumerate(images)]
+    return {k: np.asarray([s[k] for s in scores], dtype=float).reshape(len(prompts), n).mean(1) for k in PARTS}
+
+
+PARTS = ("correct", "objects")
+
+
+def by_relation(suite: list[Prompt], index: list[int], parts: dict[str, np.ndarray]) -> dict:
+    """Position per relation of the spec and wording: accuracy, and the share of images with both objects found
+    whose relation holds (objects found but misplaced say the words were not read; objects missing, not drawn)."""
+    stated = {p.spec: p.relation for p in reversed(suite)}  # a spec's relation: its first wording's
+    out = {}
+    for rel in RELATIONS:
+        rows = [i for i, p in enumerate(suite) if p.category == "position" and stated[p.spec] == rel]
+        out[rel] = []
+        for k in sorted({index[i] for i in rows}):
+            picked = [i for i in rows if index[i] == k]
+            found = float(parts["objects"][picked].mean())
+            out[rel].append(
+                {
+                    "example": suite[picked[0]].text,
+                    "accuracy": float(parts["correct"][picked].mean()),
+                    "objects": found,
+                    "relation_given_objects": float(parts["correct"][picked].mean()) / found if found else None,
+                }
+            )
+    return out
 
 
 def measure(run, *, n: int, seed: int) -> dict:
@@ -57,10 +84,8 @@ def measure(run, *, n: int, seed: int) -> dict:
         index.append(seen.get(p.spec, 0))
         seen[p.spec] = index[-1] + 1
     firsts = list({p.spec: p for p in reversed(suite)}.values())[::-1]  # each spec once, its first wording
-    ours, theirs = (
-        correct(run, suite, n=n, seed=seed),
-        correct(run, [training_wording(p) for p in firsts], n=n, seed=seed),
-    )
+    parts = scored(run, suite, n=n, seed=seed)
+    ours, theirs = parts["correct"], scored(run, [training_wording(p) for p in firsts], n=n, seed=seed)["correct"]
     out = {}
     for c in CATEGORIES:
         rows = [i for i, p in enumerate(suite) if p.category == c]
@@ -75,6 +100,7 @@ def measure(run, *, n: int, seed: int) -> dict:
             "training_wording": float(theirs[specs].mean()),
             "training_example": training_wording(firsts[specs[0]]).text,
         }
+    out["position"]["by_relation"] = by_relation(suite, index, parts)
     out["overall"] = {k: float(np.mean([out[c][k] for c in CATEGORIES])) for k in ("suite", "training_wording")}
     return out
 
@@ -93,7 +119,26 @@ def markdown(result: dict) -> str:
                 )
             o = r["overall"]
             lines += [f"| overall | {100 * o['suite']:.1f} | | {100 * o['training_wording']:.1f} |", ""]
+            if "by_relation" in r["position"]:
+                lines += [
+                    "Position by the spec's relation, per wording: accuracy % (of the images with both objects "
+                    "found, the % with the relation right)",
+                    "",
+                    "| relation | each suite wording |",
+                    "|---|---|",
+                ]
+                for rel, wordings in r["position"]["by_relation"].items():
+                    each = "; ".join(
+                        f"{100 * w['accuracy']:.0f} ({_pct(w['relation_given_objects'])}) ('{w['example']}')"
+                        for w in wordings
+                    )
+                    lines.append(f"| {rel} | {each} |")
+                lines.append("")
     return "\n".join(lines)
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.0f}"
 
 
 def main() -> None:
