@@ -83,8 +83,8 @@ def test_the_default_run_is_the_shipped_curriculum_model():
 def test_the_shipped_curriculum_checkpoint_loads_by_name_and_draws(tmp_path, monkeypatch):
     """shipped:shapes-t2i-curriculum (recipes/shapes-t2i-ordered.yaml, shapes-t2i-curriculum.yaml,
     shapes-t2i-finetune.yaml, shapes-t2i-mix.yaml, shapes-t2i-mix2.yaml, shapes-t2i-mix3.yaml, shapes-t2i-mix4.yaml,
-    shapes-t2i-para.yaml, then shapes-t2i-para2.yaml) is a standalone run: its autoencoder travels inside, and
-    neither its init run nor its autoencoder run is needed."""
+    shapes-t2i-para.yaml, shapes-t2i-para2.yaml, then shapes-t2i-relations.yaml) is a standalone run: its autoencoder
+    travels inside, and neither its init run nor its autoencoder run is needed."""
     folder = shipped_asset("shapes-t2i-curriculum")
     assert sum(p.stat().st_size for p in folder.iterdir()) <= 20 * 10**6  # the issue's budget
     monkeypatch.chdir(tmp_path)  # the run folders its recipe names (relative paths) are not there
@@ -92,18 +92,22 @@ def test_the_shipped_curriculum_checkpoint_loads_by_name_and_draws(tmp_path, mon
     recipe = run.recipe
     assert (recipe.model.text_mode, recipe.data.grammar, recipe.data.pairs) == ("mmdit", "full", "varied")
     assert not Path(recipe.method.init).exists()  # recorded, not read
-    # the recipes of the earlier stages travel inside it, each in the one it started: stages 8 to 2 on the full
-    # grammar (8 to 5 on the mix of stage 9, 4 on a mix of its own), stage 1 on the ordered one; stages 9 and 8 with
-    # half their captions reworded; stages 9, 7 and 6 at a third of the learning rate of the others
+    # the recipes of the earlier stages travel inside it, each in the one it started: stages 9 to 2 on the full
+    # grammar (9 to 5 on one mix, 4 on a mix of its own, 10 on a third), stage 1 on the ordered one; stages 10, 9 and
+    # 8 with half their captions reworded (10 in the relations forms); stages 10, 9, 7 and 6 at a third of the
+    # learning rate of the others
     stages, stage = [], recipe.method.frozen["init"]
     while stage:
         data = stage["data"]
         stages.append((data["grammar"], tuple(data.get("mix", MIX)), stage["train"]["lr"], data.get("paraphrase", 0)))
+        assert data.get("paraphrase_forms", "first") == "first"
         stage = stage["method"].get("frozen", {}).get("init")
-    assert [grammar for grammar, *_ in stages] == ["full"] * 7 + ["ordered"]
+    assert [grammar for grammar, *_ in stages] == ["full"] * 8 + ["ordered"]
     mixes = [recipe.data.mix, *(mix for _, mix, _, _ in stages)]
-    assert mixes[:5] == [mixes[0]] * 5 and mixes[5] != mixes[0] and MIX not in mixes[:6] and mixes[6:] == [MIX] * 3
-    assert [recipe.train.lr, *(lr for _, _, lr, _ in stages)] == [3e-4, 1e-3, 3e-4, 3e-4] + [1e-3] * 5
-    assert [recipe.data.paraphrase, *(p for *_, p in stages)] == [0.5, 0.5] + [0] * 7
+    assert mixes[1:6] == [mixes[1]] * 5 and mixes[0] not in mixes[1:] and mixes[6] != mixes[1]
+    assert MIX not in mixes[:7] and mixes[7:] == [MIX] * 3
+    assert [recipe.train.lr, *(lr for _, _, lr, _ in stages)] == [3e-4, 3e-4, 1e-3, 3e-4, 3e-4] + [1e-3] * 5
+    assert [recipe.data.paraphrase, *(p for *_, p in stages)] == [0.5] * 3 + [0] * 7
+    assert recipe.data.paraphrase_forms == "relations"
     x = run.sample(2, prompts=["a red circle", "a blue square"], seed=0, steps=2, sampler="euler").x
     assert x.shape == (2, 3, 32, 32) and torch.isfinite(x).all() and x.std() > 0.05
