@@ -326,6 +326,15 @@ ARMS = {  # name: (recipe overrides, what changes)
         [*SINGLE, "--data.paraphrase_forms=relations"],
         "full-ae-mmdit-varied-single-60k with the relations paraphrases of full-ae-mmdit-varied-relations-60k",
     ),
+    "full-ae-mmdit-varied-relations-single-66k": (
+        [*SINGLE, "--data.paraphrase_forms=relations"],
+        "full-ae-mmdit-varied-relations-single-60k (the default of commit 6c2f8a3) trained on 6000 more steps with "
+        "the same settings (an eleventh stage, its cosine restarting)",
+    ),
+    "full-ae-mmdit-varied-relations08-single-66k": (
+        [*SINGLE[:-1], "--data.paraphrase=0.8", "--data.paraphrase_forms=relations"],
+        "full-ae-mmdit-varied-relations-single-66k with 80 % of the captions reworded (data.paraphrase 0.8, was 0.5)",
+    ),
     "full-ae-mmdit-varied-para-66k": (
         [*PAIRS_LOWLR, "--data.paraphrase=0.5"],
         "full-ae-mmdit-varied-para-60k trained on 6000 more steps with the same paraphrases, mix and learning rate (an "
@@ -398,6 +407,8 @@ STAGED = {
     "full-ae-mmdit-varied-para-54k": "full-ae-mmdit-varied-para-48k",
     "full-ae-mmdit-varied-para-hilr-54k": "full-ae-mmdit-varied-para-hilr-48k",
     "full-ae-mmdit-varied-para-66k": "full-ae-mmdit-varied-para-60k",
+    "full-ae-mmdit-varied-relations-single-66k": "full-ae-mmdit-varied-relations-single-60k",
+    "full-ae-mmdit-varied-relations08-single-66k": "full-ae-mmdit-varied-relations-single-60k",
 }
 # arm: (the shipped checkpoint it starts from, the arm whose weights that checkpoint is, the SHA-256 of its
 # ema.safetensors): a stage trained on the packaged weights (method.init: shipped:NAME, with their own autoencoder),
