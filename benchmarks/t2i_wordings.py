@@ -42,6 +42,9 @@ def training_wording(p: Prompt) -> Prompt:
     return replace(p, text=text)
 
 
+PARTS = ("correct", "objects")
+
+
 def scored(run, prompts: list[Prompt], *, n: int, seed: int) -> dict[str, np.ndarray]:
     """{'correct', 'objects'}: (len(prompts),) the share of each prompt's n images the checker scores correct, and
     with every object found (one sampling call, as the suite's own evaluation draws them)."""
@@ -50,9 +53,6 @@ def scored(run, prompts: list[Prompt], *, n: int, seed: int) -> dict[str, np.nda
         images = tensor_to_uint8(run.sample(len(texts), prompts=texts, seed=seed).x)
     scores = [score_image(image, prompts[i // n]) for i, image in enumerate(images)]
     return {k: np.asarray([s[k] for s in scores], dtype=float).reshape(len(prompts), n).mean(1) for k in PARTS}
-
-
-PARTS = ("correct", "objects")
 
 
 def by_relation(suite: list[Prompt], index: list[int], parts: dict[str, np.ndarray]) -> dict:

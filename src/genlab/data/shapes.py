@@ -223,34 +223,34 @@ def reworded(scene: Scene, rng: np.random.Generator, *, forms: str = "first") ->
     """A caption of `scene` (as stated, in its order) in the second set of templates (ShapesConfig.paraphrase),
     one drawn uniformly from the forms of its kind of scene (`forms`: ShapesConfig.paraphrase_forms);
     `parse_caption` inverts every one."""
-    forms_name, wider = forms, forms == "wider"
+    wider, relations = forms == "wider", forms == "relations"
     if is_count(scene):
         s, n = scene.shapes[0], len(scene.shapes)
-        forms = (f"a group of {COUNT_WORDS[n - 1]} {bare(s)}s", f"{COUNT_WORDS[n - 1]} {bare(s)}s in all")
-        forms += (f"{n} {bare(s)}s in the picture",)
+        options = (f"a group of {COUNT_WORDS[n - 1]} {bare(s)}s", f"{COUNT_WORDS[n - 1]} {bare(s)}s in all")
+        options += (f"{n} {bare(s)}s in the picture",)
     elif len(scene.shapes) == 1:
         s = scene.shapes[0]
-        forms = (f"there is {_phrase(s)}", f"{_phrase(s)} by itself", f"only {_phrase(s)}")
+        options = (f"there is {_phrase(s)}", f"{_phrase(s)} by itself", f"only {_phrase(s)}")
         if s.colour:
-            forms += (f"{_phrase(replace(s, colour=None))} in {s.colour}",)
+            options += (f"{_phrase(replace(s, colour=None))} in {s.colour}",)
         if wider:
-            forms += (f"just {_phrase(s)}", f"{_phrase(s)} alone")
+            options += (f"just {_phrase(s)}", f"{_phrase(s)} alone")
     else:
         (a, b), (ba, bb) = (_phrase(s) for s in scene.shapes), (bare(s) for s in scene.shapes)
         if scene.relation is None:
-            forms = (f"both {a} and {b}", f"{a} with {b}", f"{ba} plus {bb}", f"{ba} with {bb}")
+            options = (f"both {a} and {b}", f"{a} with {b}", f"{ba} plus {bb}", f"{ba} with {bb}")
             if wider:
-                forms += (f"{ba} and also {bb}", f"{ba}, {bb}")
+                options += (f"{ba} and also {bb}", f"{ba}, {bb}")
         else:
             r = scene.relation
-            forms = (f"{a} sits {_REL_WORDS[r]} {b}", f"{ba} is {_REL_WORDS[r]} {bb}", f"{a} {_REL_MORE[r]} than {b}")
+            options = (f"{a} sits {_REL_WORDS[r]} {b}", f"{ba} is {_REL_WORDS[r]} {bb}", f"{a} {_REL_MORE[r]} than {b}")
             if wider:
-                forms += (f"{a} {_REL_AT[r]} {b}", f"{a} with {b} {_REL_ITS[r]}")
-                forms += (f"{a} {_SIDES[r][0]} and {b} {_SIDES[r][1]}",)
-            if forms_name == "relations":
+                options += (f"{a} {_REL_AT[r]} {b}", f"{a} with {b} {_REL_ITS[r]}")
+                options += (f"{a} {_SIDES[r][0]} and {b} {_SIDES[r][1]}",)
+            if relations:
                 one, two = _REL_SYN[r]
-                forms += (f"{a} {one} {b}", f"{a} {two} {b}", f"{ba} {two} {bb}")
-    return forms[int(rng.integers(0, len(forms)))]
+                options += (f"{a} {one} {b}", f"{a} {two} {b}", f"{ba} {two} {bb}")
+    return options[int(rng.integers(0, len(options)))]
 
 
 _OBJ = rf"(?:a|an|one) (?:({'|'.join(SIZES)}) )?(?:({'|'.join(COLOURS)}) )?({'|'.join(KINDS)})"
@@ -269,18 +269,15 @@ _REL_AGAIN = re.compile(
     rf"^{_OBJ} sits (to the left of|to the right of|above|below) {_OBJ}$"
     rf"|^{_BARE} is (to the left of|to the right of|above|below) {_BARE}$"
 )
-_REL_MORE_NAMES = {v: k for k, v in _REL_MORE.items()}
-_REL_THAN = re.compile(rf"^{_OBJ} ({'|'.join(_REL_MORE.values())}) than {_OBJ}$")
 _TWO_AGAIN = re.compile(
     rf"^both {_OBJ} and {_OBJ}$|^{_OBJ} with {_OBJ}$|^{_BARE} (?:plus|with|and also) {_BARE}$|^{_BARE}, {_BARE}$"
 )
-_REL_AT_NAMES = {v: k for k, v in _REL_AT.items()}
-_REL_AT_RE = re.compile(rf"^{_OBJ} ({'|'.join(_REL_AT.values())}) {_OBJ}$")
 _REL_ITS_NAMES = {v: k for k, v in _REL_ITS.items()}
 _REL_ITS_RE = re.compile(rf"^{_OBJ} with {_OBJ} ({'|'.join(_REL_ITS.values())})$")
+# "A <words> B" of `reworded` other than "sits": the words name the relation ("higher than", "at the left of", "atop")
 _SYN_NAMES = {w: k for k, pair in _REL_SYN.items() for w in pair}
-_SYN = f"({'|'.join(_SYN_NAMES)})"
-_REL_SYN_RE = re.compile(rf"^{_OBJ} {_SYN} {_OBJ}$|^{_BARE} {_SYN} {_BARE}$")
+_REL_NAMED = {**{f"{v} than": k for k, v in _REL_MORE.items()}, **{v: k for k, v in _REL_AT.items()}, **_SYN_NAMES}
+_REL_WORDED = re.compile(rf"^{_OBJ} ({'|'.join(_REL_NAMED)}) {_OBJ}$|^{_BARE} ({'|'.join(_SYN_NAMES)}) {_BARE}$")
 _SIDES_NAMES = {v: k for k, v in _SIDES.items()}
 _SIDE = f"({'|'.join(sorted({w for pair in _SIDES.values() for w in pair}))})"
 _SIDES_RE = re.compile(rf"^{_OBJ} {_SIDE} and {_OBJ} {_SIDE}$")
@@ -319,13 +316,9 @@ def parse_caption(text: str) -> Scene | None:
     if m := _REL_AGAIN.match(text):
         g = _matched(m, 7, 2)  # the "sits" form's groups or the bare form's
         return Scene((Shape(g[1], g[2], g[0]), Shape(g[5], g[6], g[4])), _REL_NAMES[g[3]])
-    if m := _REL_THAN.match(text):
-        return Scene((Shape(m[2], m[3], m[1]), Shape(m[6], m[7], m[5])), _REL_MORE_NAMES[m[4]])
-    if m := _REL_AT_RE.match(text):
-        return Scene((Shape(m[2], m[3], m[1]), Shape(m[6], m[7], m[5])), _REL_AT_NAMES[m[4]])
-    if m := _REL_SYN_RE.match(text):
-        g = _matched(m, 7, 2)
-        return Scene((Shape(g[1], g[2], g[0]), Shape(g[5], g[6], g[4])), _SYN_NAMES[g[3]])
+    if m := _REL_WORDED.match(text):
+        g = _matched(m, 7, 2)  # the form with articles or the bare one
+        return Scene((Shape(g[1], g[2], g[0]), Shape(g[5], g[6], g[4])), _REL_NAMED[g[3]])
     if m := _REL_ITS_RE.match(text):
         return Scene((Shape(m[2], m[3], m[1]), Shape(m[5], m[6], m[4])), _REL_ITS_NAMES[m[7]])
     if (m := _SIDES_RE.match(text)) and (relation := _SIDES_NAMES.get((m[4], m[8]))):
