@@ -32,6 +32,7 @@ FIRST = (
     "shapes-t2i-mix4",  # the start of shapes-t2i-para
     "shapes-t2i-para",  # the start of shapes-t2i-para2
     "shapes-t2i-para2",  # the start of shapes-t2i-relations
+    "shapes-t2i-relations",  # the start of shapes-t2i-relations2
     "videos-tae",  # the video autoencoder of videos-t2v-tae
 )
 TINY = [
