@@ -335,6 +335,22 @@ ARMS = {  # name: (recipe overrides, what changes)
         [*SINGLE[:-1], "--data.paraphrase=0.8", "--data.paraphrase_forms=relations"],
         "full-ae-mmdit-varied-relations-single-66k with 80 % of the captions reworded (data.paraphrase 0.8, was 0.5)",
     ),
+    "full-ae-mmdit-varied-relations-single-72k": (
+        [*SINGLE, "--data.paraphrase_forms=relations"],
+        "full-ae-mmdit-varied-relations-single-66k trained on 6000 more steps with the same settings (a twelfth stage, "
+        "its cosine restarting)",
+    ),
+    "full-ae-mmdit-varied-relations-single-lowlr-72k": (
+        [*(o if o != "--train.lr=3e-4" else "--train.lr=1e-4" for o in SINGLE), "--data.paraphrase_forms=relations"],
+        "full-ae-mmdit-varied-relations-single-72k at a third of the learning rate (train.lr 1e-4, was 3e-4): a "
+        "cooling stage, as every stage since the seventh restarts its cosine at 3e-4",
+    ),
+    "full-ae-mmdit-varied-relations-single-requests-72k": (
+        [*SINGLE, "--data.paraphrase_forms=relations", "--data.requests=0.3"],
+        "full-ae-mmdit-varied-relations-single-72k with 30 % of the captions opened by a request or a frame "
+        "(data.requests 0.3: 'sketch three red squares', 'a scene with a circle plus square'; none a suite opening), "
+        "as the default drew a second shape for half the prompts 'draw a circle', a word no caption used",
+    ),
     "full-ae-mmdit-varied-para-66k": (
         [*PAIRS_LOWLR, "--data.paraphrase=0.5"],
         "full-ae-mmdit-varied-para-60k trained on 6000 more steps with the same paraphrases, mix and learning rate (an "
@@ -409,6 +425,9 @@ STAGED = {
     "full-ae-mmdit-varied-para-66k": "full-ae-mmdit-varied-para-60k",
     "full-ae-mmdit-varied-relations-single-66k": "full-ae-mmdit-varied-relations-single-60k",
     "full-ae-mmdit-varied-relations08-single-66k": "full-ae-mmdit-varied-relations-single-60k",
+    "full-ae-mmdit-varied-relations-single-72k": "full-ae-mmdit-varied-relations-single-66k",
+    "full-ae-mmdit-varied-relations-single-lowlr-72k": "full-ae-mmdit-varied-relations-single-66k",
+    "full-ae-mmdit-varied-relations-single-requests-72k": "full-ae-mmdit-varied-relations-single-66k",
 }
 # arm: (the shipped checkpoint it starts from, the arm whose weights that checkpoint is, the SHA-256 of its
 # ema.safetensors): a stage trained on the packaged weights (method.init: shipped:NAME, with their own autoencoder),

@@ -297,3 +297,30 @@ def test_wider_and_relations_paraphrases_add_forms_that_parse_back_and_keep_the_
     assert load_recipe(recipe, ["--data.paraphrase_forms=wider"]).data.paraphrase_forms == "wider"
     with pytest.raises(GenlabError, match=r"data\.paraphrase_forms"):
         load_recipe(recipe, ["--data.paraphrase_forms=all"])
+
+
+def test_requests_open_captions_of_the_same_scenes_that_parse_back_and_no_suite_prompt_parses():
+    from genlab.config import load_recipe
+    from genlab.data.shapes import REQUESTS, sample_pairs
+    from genlab.metrics.geneval import builtin_suite
+
+    kw = dict(seed=6, grammar="full", pairs="varied", paraphrase=0.5, paraphrase_forms="relations")
+    x, plain, scenes = sample_pairs(1500, **kw)
+    x0, none, _ = sample_pairs(1500, **kw, requests=0.0)
+    assert torch.equal(x, x0) and none == plain  # 0: the same captions and draws as before
+    x1, asked, scenes_1 = sample_pairs(1500, **kw, requests=0.5)
+    assert torch.equal(x, x1) and scenes_1 == scenes  # the same scenes and images
+    opened = [(a, p) for a, p in zip(asked, plain) if a != p]
+    assert 0.4 < len(opened) / len(plain) < 0.6
+    assert all(a.endswith(" " + p) and a[: -len(p) - 1] in REQUESTS for a, p in opened)  # the same words, opened
+    assert {a[: -len(p) - 1] for a, p in opened} == set(REQUESTS)  # every opening drawn
+    assert_states(asked, scenes_1)
+    assert parse_caption("sketch three red squares") == parse_caption("three red squares")
+    assert parse_caption("sketch") is None and parse_caption("sketch sketch a circle") is None
+    suite = [p.text for p in builtin_suite().prompts]
+    assert not [t for t in suite if parse_caption(t)]  # "draw a circle", "an image with a circle": not openings
+    assert any(t.startswith("draw ") for t in suite) and any(t.startswith("an image with ") for t in suite)
+    recipe = Path(__file__).resolve().parents[2] / "recipes/shapes-t2i-relations.yaml"
+    assert load_recipe(recipe, ["--data.requests=0.3"]).data.requests == 0.3
+    with pytest.raises(GenlabError, match=r"data\.requests"):
+        load_recipe(recipe, ["--data.requests=2"])

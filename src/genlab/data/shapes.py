@@ -99,6 +99,10 @@ class ShapesConfig:
     # leftward of B", "A at the right of B"; none a suite wording either, tested). first keeps the captions of
     # recipes trained before it
     paraphrase_forms: Literal["first", "wider", "relations"] = "first"
+    # grammar full / ordered: the share of captions that open with a request or a frame (REQUESTS: "sketch three red
+    # squares", "a scene with a circle plus square"), as users write prompts; none a suite opening ("draw", "an image
+    # with"; tested). 0: none, the same captions and draws as before
+    requests: Probability = 0.0
 
     def __post_init__(self) -> None:
         require(
@@ -193,6 +197,28 @@ def caption_full(
     return reworded(scene, words, forms=forms) if paraphrase > 0 and words.random() < paraphrase else text
 
 
+# the openings of ShapesConfig.requests, each followed by a whole caption of either set of templates
+REQUESTS = (
+    "show",
+    "sketch",
+    "paint",
+    "make",
+    "create",
+    "render",
+    "generate",
+    "depict",
+    "a scene with",
+    "a canvas with",
+    "a picture showing",
+    "an illustration of",
+)
+
+
+def requested(text: str, rng: np.random.Generator) -> str:
+    """`text` opened by one of REQUESTS, drawn uniformly from `rng`."""
+    return f"{REQUESTS[int(rng.integers(0, len(REQUESTS)))]} {text}"
+
+
 _REL_MORE = {"left of": "further left", "right of": "further right", "above": "higher", "below": "lower"}
 # the wider forms (ShapesConfig.paraphrase_forms): A's relation to B in other words, B's to A ("A with B to its
 # right" for A left of B) and the sides of both ("A on the left and B on the right")
@@ -282,6 +308,7 @@ _SIDES_NAMES = {v: k for k, v in _SIDES.items()}
 _SIDE = f"({'|'.join(sorted({w for pair in _SIDES.values() for w in pair}))})"
 _SIDES_RE = re.compile(rf"^{_OBJ} {_SIDE} and {_OBJ} {_SIDE}$")
 _WORD = rf"({'|'.join(COUNT_WORDS[1:])})"
+_REQUEST = re.compile(rf"^(?:{'|'.join(REQUESTS)}) (.+)$")
 _COUNT_AGAIN = re.compile(
     rf"^a group of {_WORD} {_BARE}s$|^{_WORD} {_BARE}s in all$|^([2-{MAX_COPIES}]) {_BARE}s in the picture$"
 )
@@ -304,6 +331,8 @@ def parse_caption(text: str) -> Scene | None:
     """The scene a caption states (sizes None where unstated), or None if it is not in the grammar (either set of
     templates)."""
     text = " ".join(text.lower().strip().rstrip(".").split())
+    if m := _REQUEST.match(text):  # a request opening a caption: the caption's scene
+        text = m[1]
     if m := _ONE.match(text):
         return Scene((Shape(m[2], m[3], m[1]),))
     if m := _ONE_AGAIN.match(text):
@@ -523,6 +552,7 @@ def sample_pairs(
     uncoloured_pairs: float | None = None,
     paraphrase: float = 0.0,
     paraphrase_forms: str = "first",
+    requests: float = 0.0,
 ) -> tuple[torch.Tensor, list[str], list[Scene]]:
     """(images (n, 3, H, W) in [-1, 1], captions, scenes), a pure function of its arguments."""
     if split not in SPLITS:
@@ -531,6 +561,7 @@ def sample_pairs(
         raise GenlabError(f"data.size={image_size}: shapes needs images of at least 32 pixels")
     rng = np.random.default_rng([seed, SPLITS[split]])
     words = np.random.default_rng([seed, SPLITS[split], 1])  # the paraphrases' draws: the same scenes either way
+    asks = np.random.default_rng([seed, SPLITS[split], 2])  # the requests' draws: the same scenes and wordings
     images, texts, scenes = [], [], []
     full = grammar in ("full", "ordered")
     for _ in range(n):
@@ -550,6 +581,8 @@ def sample_pairs(
                     forms=paraphrase_forms,
                 )
             )
+            if requests > 0 and asks.random() < requests:
+                texts[-1] = requested(texts[-1], asks)
         else:
             texts.append(caption(stated(scene, rng), template=int(rng.integers(0, 4)), pairs=pairs))
         scenes.append(scene)
@@ -583,6 +616,7 @@ def build_shapes(cfg: ShapesConfig, *, split: str = "train") -> Dataset:
         uncoloured_pairs=cfg.uncoloured_pairs,
         paraphrase=cfg.paraphrase,
         paraphrase_forms=cfg.paraphrase_forms,
+        requests=cfg.requests,
     )
     data = Dataset(x=x, texts=texts, name="shapes")
     if cfg.labels:
