@@ -42,12 +42,13 @@ def training_wording(p: Prompt) -> Prompt:
     return replace(p, text=text)
 
 
-PARTS = ("correct", "objects")
+PARTS = ("correct", "objects", "extra")
 
 
 def scored(run, prompts: list[Prompt], *, n: int, seed: int) -> dict[str, np.ndarray]:
-    """{'correct', 'objects'}: (len(prompts),) the share of each prompt's n images the checker scores correct, and
-    with every object found (one sampling call, as the suite's own evaluation draws them)."""
+    """{'correct', 'objects', 'extra'}: (len(prompts),) the share of each prompt's n images the checker scores
+    correct, with every object found, and with an object the prompt did not ask for (one sampling call, as the
+    suite's own evaluation draws them)."""
     texts = [p.text for p in prompts for _ in range(n)]
     with torch.no_grad():
         images = tensor_to_uint8(run.sample(len(texts), prompts=texts, seed=seed).x)
@@ -85,19 +86,22 @@ def measure(run, *, n: int, seed: int) -> dict:
         seen[p.spec] = index[-1] + 1
     firsts = list({p.spec: p for p in reversed(suite)}.values())[::-1]  # each spec once, its first wording
     parts = scored(run, suite, n=n, seed=seed)
-    ours, theirs = parts["correct"], scored(run, [training_wording(p) for p in firsts], n=n, seed=seed)["correct"]
+    ours, trained = parts["correct"], scored(run, [training_wording(p) for p in firsts], n=n, seed=seed)
+    theirs = trained["correct"]
     out = {}
     for c in CATEGORIES:
         rows = [i for i, p in enumerate(suite) if p.category == c]
         wordings = []
         for k in sorted({index[i] for i in rows}):
             picked = [i for i in rows if index[i] == k]
-            wordings.append({"example": suite[picked[0]].text, "accuracy": float(ours[picked].mean())})
+            extra = float(parts["extra"][picked].mean())
+            wordings.append({"example": suite[picked[0]].text, "accuracy": float(ours[picked].mean()), "extra": extra})
         specs = [i for i, p in enumerate(firsts) if p.category == c]
         out[c] = {
             "suite": float(ours[rows].mean()),
             "wordings": wordings,
             "training_wording": float(theirs[specs].mean()),
+            "training_extra": float(trained["extra"][specs].mean()),
             "training_example": training_wording(firsts[specs[0]]).text,
         }
     out["position"]["by_relation"] = by_relation(suite, index, parts)
@@ -109,13 +113,17 @@ def markdown(result: dict) -> str:
     lines = ["# Suite wordings against the training grammar's wording (same specs, images per prompt and seeds)", ""]
     for name, by_seed in result["runs"].items():
         for seed, r in by_seed.items():
-            lines += [f"## {name}, seed {seed}", "", "| category | suite | each suite wording | training wording |"]
+            lines += [
+                f"## {name}, seed {seed}",
+                "",
+                "| category | suite | each suite wording (accuracy %, extra objects %) | training wording |",
+            ]
             lines += ["|---|---|---|---|"]
             for c in CATEGORIES:
-                each = "; ".join(f"{100 * w['accuracy']:.0f} ('{w['example']}')" for w in r[c]["wordings"])
+                each = "; ".join(f"{100 * w['accuracy']:.0f}{_extra(w)} ('{w['example']}')" for w in r[c]["wordings"])
                 lines.append(
-                    f"| {c} | {100 * r[c]['suite']:.1f} | {each} | {100 * r[c]['training_wording']:.1f} "
-                    f"('{r[c]['training_example']}') |"
+                    f"| {c} | {100 * r[c]['suite']:.1f} | {each} | {100 * r[c]['training_wording']:.1f}"
+                    f"{_extra(r[c], 'training_extra')} ('{r[c]['training_example']}') |"
                 )
             o = r["overall"]
             lines += [f"| overall | {100 * o['suite']:.1f} | | {100 * o['training_wording']:.1f} |", ""]
@@ -135,6 +143,11 @@ def markdown(result: dict) -> str:
                     lines.append(f"| {rel} | {each} |")
                 lines.append("")
     return "\n".join(lines)
+
+
+def _extra(row: dict, key: str = "extra") -> str:
+    """ ", extra N" (% of images with an object not asked for) where the row measured it (rows since it was added)."""
+    return f", extra {100 * row[key]:.0f}" if key in row else ""
 
 
 def _pct(v: float | None) -> str:
