@@ -351,6 +351,15 @@ ARMS = {  # name: (recipe overrides, what changes)
         "(data.requests 0.3: 'sketch three red squares', 'a scene with a circle plus square'; none a suite opening), "
         "as the default drew a second shape for half the prompts 'draw a circle', a word no caption used",
     ),
+    "full-ae-mmdit-varied-relations-single-requests01-72k": (
+        [*SINGLE, "--data.paraphrase_forms=relations", "--data.requests=0.1"],
+        "full-ae-mmdit-varied-relations-single-requests-72k with a third of the requests (data.requests 0.1)",
+    ),
+    "full-ae-mmdit-varied-relations-single-requests-78k": (
+        [*SINGLE, "--data.paraphrase_forms=relations", "--data.requests=0.3"],
+        "full-ae-mmdit-varied-relations-single-requests-72k trained on 6000 more steps with the same settings (a "
+        "thirteenth stage, its cosine restarting)",
+    ),
     "full-ae-mmdit-varied-para-66k": (
         [*PAIRS_LOWLR, "--data.paraphrase=0.5"],
         "full-ae-mmdit-varied-para-60k trained on 6000 more steps with the same paraphrases, mix and learning rate (an "
@@ -428,6 +437,8 @@ STAGED = {
     "full-ae-mmdit-varied-relations-single-72k": "full-ae-mmdit-varied-relations-single-66k",
     "full-ae-mmdit-varied-relations-single-lowlr-72k": "full-ae-mmdit-varied-relations-single-66k",
     "full-ae-mmdit-varied-relations-single-requests-72k": "full-ae-mmdit-varied-relations-single-66k",
+    "full-ae-mmdit-varied-relations-single-requests01-72k": "full-ae-mmdit-varied-relations-single-66k",
+    "full-ae-mmdit-varied-relations-single-requests-78k": "full-ae-mmdit-varied-relations-single-requests-72k",
 }
 # arm: (the shipped checkpoint it starts from, the arm whose weights that checkpoint is, the SHA-256 of its
 # ema.safetensors): a stage trained on the packaged weights (method.init: shipped:NAME, with their own autoencoder),
