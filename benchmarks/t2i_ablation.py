@@ -82,6 +82,7 @@ VARIED_PAIRS = [*VARIED_MIX[:-1], "--data.mix=[0.1, 0.25, 0.3, 0.35]"]  # the fi
 PAIRS_LOWLR = [*VARIED_PAIRS, "--train.lr=3e-4"]  # its sixth and seventh stages
 # the ninth stage of the default (paraphrases at 3e-4) on twice the share of one-shape scenes
 SINGLE = [*VARIED_MIX[:-1], "--data.mix=[0.2, 0.25, 0.25, 0.3]", "--train.lr=3e-4", "--data.paraphrase=0.5"]
+RELATIONS_SINGLE = [*SINGLE, "--data.paraphrase_forms=relations"]  # the tenth and eleventh stages of the default
 # the full-grammar stages of the patch-size-1 curriculum (3000 steps each)
 P1_FULL = [
     "--data.grammar=full",
@@ -323,40 +324,40 @@ ARMS = {  # name: (recipe overrides, what changes)
         "with 'over', 'under' or 'on the right side of', words no caption used",
     ),
     "full-ae-mmdit-varied-relations-single-60k": (
-        [*SINGLE, "--data.paraphrase_forms=relations"],
+        RELATIONS_SINGLE,
         "full-ae-mmdit-varied-single-60k with the relations paraphrases of full-ae-mmdit-varied-relations-60k",
     ),
     "full-ae-mmdit-varied-relations-single-66k": (
-        [*SINGLE, "--data.paraphrase_forms=relations"],
+        RELATIONS_SINGLE,
         "full-ae-mmdit-varied-relations-single-60k (the default of commit 6c2f8a3) trained on 6000 more steps with "
         "the same settings (an eleventh stage, its cosine restarting)",
     ),
     "full-ae-mmdit-varied-relations08-single-66k": (
-        [*SINGLE[:-1], "--data.paraphrase=0.8", "--data.paraphrase_forms=relations"],
+        [*RELATIONS_SINGLE, "--data.paraphrase=0.8"],
         "full-ae-mmdit-varied-relations-single-66k with 80 % of the captions reworded (data.paraphrase 0.8, was 0.5)",
     ),
     "full-ae-mmdit-varied-relations-single-72k": (
-        [*SINGLE, "--data.paraphrase_forms=relations"],
+        RELATIONS_SINGLE,
         "full-ae-mmdit-varied-relations-single-66k trained on 6000 more steps with the same settings (a twelfth stage, "
         "its cosine restarting)",
     ),
     "full-ae-mmdit-varied-relations-single-lowlr-72k": (
-        [*(o if o != "--train.lr=3e-4" else "--train.lr=1e-4" for o in SINGLE), "--data.paraphrase_forms=relations"],
+        [*RELATIONS_SINGLE, "--train.lr=1e-4"],
         "full-ae-mmdit-varied-relations-single-72k at a third of the learning rate (train.lr 1e-4, was 3e-4): a "
         "cooling stage, as every stage since the seventh restarts its cosine at 3e-4",
     ),
     "full-ae-mmdit-varied-relations-single-requests-72k": (
-        [*SINGLE, "--data.paraphrase_forms=relations", "--data.requests=0.3"],
+        [*RELATIONS_SINGLE, "--data.requests=0.3"],
         "full-ae-mmdit-varied-relations-single-72k with 30 % of the captions opened by a request or a frame "
         "(data.requests 0.3: 'sketch three red squares', 'a scene with a circle plus square'; none a suite opening), "
         "as the default drew a second shape for half the prompts 'draw a circle', a word no caption used",
     ),
     "full-ae-mmdit-varied-relations-single-requests01-72k": (
-        [*SINGLE, "--data.paraphrase_forms=relations", "--data.requests=0.1"],
+        [*RELATIONS_SINGLE, "--data.requests=0.1"],
         "full-ae-mmdit-varied-relations-single-requests-72k with a third of the requests (data.requests 0.1)",
     ),
     "full-ae-mmdit-varied-relations-single-requests-78k": (
-        [*SINGLE, "--data.paraphrase_forms=relations", "--data.requests=0.3"],
+        [*RELATIONS_SINGLE, "--data.requests=0.3"],
         "full-ae-mmdit-varied-relations-single-requests-72k trained on 6000 more steps with the same settings (a "
         "thirteenth stage, its cosine restarting)",
     ),

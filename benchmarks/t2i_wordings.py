@@ -86,8 +86,8 @@ def measure(run, *, n: int, seed: int) -> dict:
         seen[p.spec] = index[-1] + 1
     firsts = list({p.spec: p for p in reversed(suite)}.values())[::-1]  # each spec once, its first wording
     parts = scored(run, suite, n=n, seed=seed)
-    ours, trained = parts["correct"], scored(run, [training_wording(p) for p in firsts], n=n, seed=seed)
-    theirs = trained["correct"]
+    trained = scored(run, [training_wording(p) for p in firsts], n=n, seed=seed)  # the same specs, training wording
+    ours, theirs = parts["correct"], trained["correct"]
     out = {}
     for c in CATEGORIES:
         rows = [i for i, p in enumerate(suite) if p.category == c]

@@ -84,8 +84,7 @@ def test_the_shipped_curriculum_checkpoint_loads_by_name_and_draws(tmp_path, mon
     """shipped:shapes-t2i-curriculum (recipes/shapes-t2i-ordered.yaml, shapes-t2i-curriculum.yaml,
     shapes-t2i-finetune.yaml, shapes-t2i-mix.yaml, shapes-t2i-mix2.yaml, shapes-t2i-mix3.yaml, shapes-t2i-mix4.yaml,
     shapes-t2i-para.yaml, shapes-t2i-para2.yaml, shapes-t2i-relations.yaml, then shapes-t2i-relations2.yaml) is a
-    standalone run: its autoencoder
-    travels inside, and neither its init run nor its autoencoder run is needed."""
+    standalone run: its autoencoder travels inside, and neither its init run nor its autoencoder run is needed."""
     folder = shipped_asset("shapes-t2i-curriculum")
     assert sum(p.stat().st_size for p in folder.iterdir()) <= 20 * 10**6  # the issue's budget
     monkeypatch.chdir(tmp_path)  # the run folders its recipe names (relative paths) are not there

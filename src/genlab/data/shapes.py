@@ -570,19 +570,16 @@ def sample_pairs(
         images.append(draw(scene, centres, image_size=image_size))
         if full:
             said = stated_full(scene, rng, uncoloured=uncoloured, uncoloured_pairs=uncoloured_pairs)
-            texts.append(
-                caption_full(
-                    said,
-                    rng,
-                    ordered=grammar == "ordered",
-                    pairs=pairs,
-                    paraphrase=paraphrase,
-                    words=words,
-                    forms=paraphrase_forms,
-                )
+            text = caption_full(
+                said,
+                rng,
+                ordered=grammar == "ordered",
+                pairs=pairs,
+                paraphrase=paraphrase,
+                words=words,
+                forms=paraphrase_forms,
             )
-            if requests > 0 and asks.random() < requests:
-                texts[-1] = requested(texts[-1], asks)
+            texts.append(requested(text, asks) if requests > 0 and asks.random() < requests else text)
         else:
             texts.append(caption(stated(scene, rng), template=int(rng.integers(0, 4)), pairs=pairs))
         scenes.append(scene)
