@@ -33,6 +33,8 @@ FIRST = (
     "shapes-t2i-para",  # the start of shapes-t2i-para2
     "shapes-t2i-para2",  # the start of shapes-t2i-relations
     "shapes-t2i-relations",  # the start of shapes-t2i-relations2
+    "shapes-t2i-relations2",  # the start of shapes-t2i-grow (4 blocks grown to 7)
+    "shapes-t2i-grow",  # the start of shapes-t2i-grow2
     "videos-tae",  # the video autoencoder of videos-t2v-tae
 )
 TINY = [
