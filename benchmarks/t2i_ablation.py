@@ -83,6 +83,7 @@ PAIRS_LOWLR = [*VARIED_PAIRS, "--train.lr=3e-4"]  # its sixth and seventh stages
 # the ninth stage of the default (paraphrases at 3e-4) on twice the share of one-shape scenes
 SINGLE = [*VARIED_MIX[:-1], "--data.mix=[0.2, 0.25, 0.25, 0.3]", "--train.lr=3e-4", "--data.paraphrase=0.5"]
 RELATIONS_SINGLE = [*SINGLE, "--data.paraphrase_forms=relations"]  # the tenth and eleventh stages of the default
+GROW7 = [*RELATIONS_SINGLE, "--model.depth=7"]  # those settings on the 7-block DiT of the twelfth and later stages
 # the full-grammar stages of the patch-size-1 curriculum (3000 steps each)
 P1_FULL = [
     "--data.grammar=full",
@@ -357,23 +358,23 @@ ARMS = {  # name: (recipe overrides, what changes)
         "full-ae-mmdit-varied-relations-single-requests-72k with a third of the requests (data.requests 0.1)",
     ),
     "full-ae-mmdit-varied-relations-single-grow7-72k": (
-        [*RELATIONS_SINGLE, "--model.depth=7", "--method.grow=true"],
+        [*GROW7, "--method.grow=true"],
         "full-ae-mmdit-varied-relations-single-72k on a 7-block DiT grown from the default's 4 blocks (method.grow: "
         "its blocks spread over 7, the 3 new ones the identity, so it begins as the default's model), as every "
         "change of data since the tenth stage left the 4-block model near 81 %",
     ),
     "full-ae-mmdit-varied-relations-single-grow7-requests01-72k": (
-        [*RELATIONS_SINGLE, "--model.depth=7", "--method.grow=true", "--data.requests=0.1"],
+        [*GROW7, "--method.grow=true", "--data.requests=0.1"],
         "full-ae-mmdit-varied-relations-single-grow7-72k with a tenth of the captions opened by a request or a frame "
         "(data.requests 0.1, as full-ae-mmdit-varied-relations-single-requests01-72k)",
     ),
     "full-ae-mmdit-varied-relations-single-grow7-78k": (
-        [*RELATIONS_SINGLE, "--model.depth=7"],
+        GROW7,
         "full-ae-mmdit-varied-relations-single-grow7-72k trained on 6000 more steps with the same settings (a "
         "thirteenth stage, its cosine restarting)",
     ),
     "full-ae-mmdit-varied-relations-single-grow7-lowlr-78k": (
-        [*RELATIONS_SINGLE, "--model.depth=7", "--train.lr=1e-4"],
+        [*GROW7, "--train.lr=1e-4"],
         "full-ae-mmdit-varied-relations-single-grow7-78k at a third of the learning rate (train.lr 1e-4, was 3e-4)",
     ),
     "full-ae-mmdit-varied-relations-single-requests-78k": (

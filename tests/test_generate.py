@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from genlab.cli import main
+from genlab.config import recipe_to_dict
 from genlab.data.shapes import MIX
 from genlab.generate import SHIPPED, SHIPPED_T2I, shipped_run, text_run
 from genlab.runs import load_run, read_run, shipped_asset
@@ -91,29 +92,26 @@ def test_the_shipped_curriculum_checkpoint_loads_by_name_and_draws(tmp_path, mon
     recipe = run.recipe
     assert (recipe.model.text_mode, recipe.data.grammar, recipe.data.pairs) == ("mmdit", "full", "varied")
     assert not Path(recipe.method.init).exists()  # recorded, not read
-    # the recipes of the earlier stages travel inside it, each in the one it started: stages 12 to 2 on the full
+    # the recipes of the earlier stages travel inside it, each in the one it started: stages 13 to 2 on the full
     # grammar (9 to 5 on one mix, 4 on a mix of its own, 13 to 10 on a third), stage 1 on the ordered one; stages 13
     # to 8 with half their captions reworded (13 to 10 in the relations forms); stage 12 grew the 4 blocks of the
     # others to 7; stage 13 at 1e-4, stages 12 to 9, 7 and 6 at 3e-4, the others at 1e-3
-    stages, stage = [], recipe.method.frozen["init"]
+    chain, stage = [], recipe_to_dict(recipe)  # this stage's recipe, then each earlier one's
     while stage:
-        data = stage["data"]
-        forms = data.get("paraphrase_forms", "first")
-        depth, grow = stage["model"].get("depth"), stage["method"].get("grow", False)
-        stages.append(
-            (data["grammar"], tuple(data.get("mix", MIX)), stage["train"]["lr"], data.get("paraphrase", 0), forms)
-            + (depth, grow)
-        )
+        chain.append(stage)
         stage = stage["method"].get("frozen", {}).get("init")
-    assert [grammar for grammar, *_ in stages] == ["full"] * 11 + ["ordered"]
-    mixes = [recipe.data.mix, *(stage[1] for stage in stages)]
+
+    def each(field):  # a field of every stage's recipe, latest first
+        return [field(stage) for stage in chain]
+
+    assert each(lambda s: s["data"]["grammar"]) == ["full"] * 12 + ["ordered"]
+    mixes = each(lambda s: tuple(s["data"].get("mix", MIX)))
     assert mixes[:4] == [mixes[0]] * 4 and mixes[4:9] == [mixes[4]] * 5 and mixes[0] not in mixes[4:]
     assert mixes[9] != mixes[4] and MIX not in mixes[:10] and mixes[10:] == [MIX] * 3
-    lrs = [recipe.train.lr, *(stage[2] for stage in stages)]
-    assert lrs == [1e-4] + [3e-4] * 4 + [1e-3, 3e-4, 3e-4] + [1e-3] * 5
-    assert [recipe.data.paraphrase, *(stage[3] for stage in stages)] == [0.5] * 6 + [0] * 7
-    assert [recipe.data.paraphrase_forms, *(stage[4] for stage in stages)] == ["relations"] * 4 + ["first"] * 9
-    depths = [(recipe.model.depth, recipe.method.grow), *(stage[5:] for stage in stages)]
+    assert each(lambda s: s["train"]["lr"]) == [1e-4] + [3e-4] * 4 + [1e-3, 3e-4, 3e-4] + [1e-3] * 5
+    assert each(lambda s: s["data"].get("paraphrase", 0)) == [0.5] * 6 + [0] * 7
+    assert each(lambda s: s["data"].get("paraphrase_forms", "first")) == ["relations"] * 4 + ["first"] * 9
+    depths = each(lambda s: (s["model"].get("depth"), s["method"].get("grow", False)))
     assert depths == [(7, False), (7, True)] + [(None, False)] * 11
     x = run.sample(2, prompts=["a red circle", "a blue square"], seed=0, steps=2, sampler="euler").x
     assert x.shape == (2, 3, 32, 32) and torch.isfinite(x).all() and x.std() > 0.05
