@@ -34,7 +34,9 @@ already there and keeps the arms' other numbers.
 `--guidance S ...` adds a separate table: the run of --guidance-arm (`full`) scored at each guidance scale S with
 everything else (sampler, steps, seeds) unchanged, once on the suite's seed (0) and once on a second seed set (1).
 Picking a scale by the suite is tuning on the test set; a scale can only become a default if it also wins on the
-second seed set and on the held-out colour x shape pairs. The JSON keeps the rows of arms (and scales) not run now.
+second seed set and on the held-out colour x shape pairs. `--guidance-interval LO HI` scores those scales guiding only
+for t in [LO, HI] (t = 1 is noise; the conditional prediction elsewhere). The JSON keeps the rows of arms (and
+scales) not run now.
 """
 
 from __future__ import annotations
@@ -377,6 +379,11 @@ ARMS = {  # name: (recipe overrides, what changes)
         [*GROW7, "--train.lr=1e-4"],
         "full-ae-mmdit-varied-relations-single-grow7-78k at a third of the learning rate (train.lr 1e-4, was 3e-4)",
     ),
+    "full-ae-mmdit-varied-relations-single-grow7-lowlr-84k": (
+        [*GROW7, "--train.lr=1e-4"],
+        "full-ae-mmdit-varied-relations-single-grow7-lowlr-78k (the default) trained on 6000 more steps at the same "
+        "learning rate (1e-4; a fourteenth stage, its cosine restarting), as the thirteenth stage gained at 1e-4",
+    ),
     "full-ae-mmdit-varied-relations-single-requests-78k": (
         [*RELATIONS_SINGLE, "--data.requests=0.3"],
         "full-ae-mmdit-varied-relations-single-requests-72k trained on 6000 more steps with the same settings (a "
@@ -465,6 +472,7 @@ STAGED = {
     "full-ae-mmdit-varied-relations-single-grow7-requests01-72k": "full-ae-mmdit-varied-relations-single-66k",
     "full-ae-mmdit-varied-relations-single-grow7-78k": "full-ae-mmdit-varied-relations-single-grow7-72k",
     "full-ae-mmdit-varied-relations-single-grow7-lowlr-78k": "full-ae-mmdit-varied-relations-single-grow7-72k",
+    "full-ae-mmdit-varied-relations-single-grow7-lowlr-84k": "full-ae-mmdit-varied-relations-single-grow7-lowlr-78k",
 }
 # arm: (the shipped checkpoint it starts from, the arm whose weights that checkpoint is, the SHA-256 of its
 # ema.safetensors): a stage trained on the packaged weights (method.init: shipped:NAME, with their own autoencoder),
@@ -718,19 +726,21 @@ def markdown(result: dict) -> str:
             "",
             "Guidance sweep (" + result["guidance_note"] + ")",
             "",
-            "| arm | scale | seed | step | overall | "
+            "| arm | scale | interval | seed | step | overall | "
             + " | ".join(CATEGORIES)
             + " | seen pairs | held-out pairs | extra object |",
-            "|---|---|---|---|---|" + "---|" * len(CATEGORIES) + "---|---|---|",
+            "|---|---|---|---|---|---|" + "---|" * len(CATEGORIES) + "---|---|---|",
         ]
         for r in result["guidance"].values():
             g = r["geneval"]
             lo, hi = g["overall_ci95"]
             cats = " | ".join(f"{100 * g['categories'][c]['accuracy']:.1f}" for c in CATEGORIES)
             seen, held = (100 * g["pairs"][k]["accuracy"] for k in ("seen", "heldout"))
+            span = "–".join(f"{v:g}" for v in interval_of(r))
             lines.append(
-                f"| {r['arm']} | {r['guidance_scale']:g} | {r['seed']} | {r['step']} | {100 * g['overall']:.1f} "
-                f"[{100 * lo:.1f}, {100 * hi:.1f}] | {cats} | {seen:.1f} | {held:.1f} | {100 * g['extra_rate']:.1f} |"
+                f"| {r['arm']} | {r['guidance_scale']:g} | {span} | {r['seed']} | {r['step']} | "
+                f"{100 * g['overall']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] | {cats} | {seen:.1f} | {held:.1f} | "
+                f"{100 * g['extra_rate']:.1f} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -742,8 +752,13 @@ def ceiling(arm: dict) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
-def guidance_order(item: tuple[str, dict]) -> tuple[int, float, int]:
-    return list(ARMS).index(item[1]["arm"]), item[1]["guidance_scale"], item[1]["seed"]
+def interval_of(row: dict) -> tuple[float, float]:
+    """The guidance interval a guidance row was sampled with (rows from before the setting: every step)."""
+    return tuple(row["settings"].get("guidance_interval", (0.0, 1.0)))
+
+
+def guidance_order(item: tuple[str, dict]) -> tuple:
+    return list(ARMS).index(item[1]["arm"]), item[1]["guidance_scale"], interval_of(item[1]), item[1]["seed"]
 
 
 AXIS = {"left of": "x", "right of": "x", "above": "y", "below": "y"}
@@ -898,6 +913,14 @@ def main() -> None:
     ap.add_argument("--guidance", nargs="*", type=float, default=[], help="guidance scales to score the full run at")
     ap.add_argument("--guidance-arm", default="full", choices=[a for a in ARMS if a != "shipped"])
     ap.add_argument("--guidance-seeds", nargs="+", type=int, default=[0, 1])
+    ap.add_argument(
+        "--guidance-interval",
+        nargs=2,
+        type=float,
+        default=[0.0, 1.0],
+        metavar=("LO", "HI"),
+        help="guidance rows: guide only for t in [LO, HI] (t = 1 is noise)",
+    )
     ap.add_argument("--out", default=OUT)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -930,17 +953,20 @@ def main() -> None:
         print(name, f"step {arms[name]['step']} overall {100 * arms[name]['geneval']['overall']:.1f}", flush=True)
     if args.guidance:
         run, _ = arm_run(args.guidance_arm, Path(args.runs), reuse=True)
+        interval = tuple(args.guidance_interval)
+        where = "" if interval == (0.0, 1.0) else f" t{interval[0]:g}-{interval[1]:g}"
         for scale in args.guidance:
             for seed in args.guidance_seeds:
-                report = score(run, suite, args.n_per_prompt, seed=seed, guidance_scale=scale)
+                chosen = run.settings.replace(guidance_scale=scale, guidance_interval=interval)
+                report = score(run, suite, args.n_per_prompt, seed=seed, settings=chosen)
                 info = info or report["suite"]
-                key = ("" if args.guidance_arm == "full" else f"{args.guidance_arm} ") + f"{scale:g}@seed{seed}"
+                key = ("" if args.guidance_arm == "full" else f"{args.guidance_arm} ") + f"{scale:g}{where}@seed{seed}"
                 guidance[key] = {
                     "arm": args.guidance_arm,
                     "step": total_steps(args.guidance_arm, run),
                     "guidance_scale": scale,
                     "seed": seed,
-                    "settings": run.settings.replace(guidance_scale=scale).as_dict(run.method.sample_settings),
+                    "settings": chosen.as_dict(run.method.sample_settings),
                     "geneval": report["rows"]["model"],
                 }
                 print(key, f"overall {100 * guidance[key]['geneval']['overall']:.1f}", flush=True)

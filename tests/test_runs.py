@@ -41,6 +41,23 @@ def test_settings_a_method_cannot_use_are_refused(gan_run, digits_run, tmp_path,
     assert out.nfe == 1 and out.x.shape == (3, 1, 8, 8)
 
 
+def test_guidance_interval_guides_only_inside_it(digits_run, gan_run, tmp_path, capsys):
+    run = genlab.load_run(digits_run)  # guidance_scale 2 in its recipe
+    opts = {"label": 3, "steps": 4, "sampler": "euler"}
+    full, plain = run.sample(4, **opts).x, run.sample(4, guidance_scale=1.0, **opts).x
+    assert not torch.equal(full, plain)
+    assert torch.equal(run.sample(4, guidance_interval=(0.0, 1.0), **opts).x, full)
+    assert torch.equal(run.sample(4, guidance_interval=(0.0, 0.0), **opts).x, plain)  # Euler never steps from t = 0
+    late = run.sample(4, guidance_interval=(0.5, 1.0), **opts).x
+    assert not torch.equal(late, full) and not torch.equal(late, plain)
+    out = tmp_path / "x.png"
+    assert main(["sample", str(digits_run), "--guidance-interval", "0.8", "0.2", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "guidance_interval [0.8, 0.2]" in err and len(err.splitlines()) == 1 and not out.exists()
+    assert main(["sample", str(gan_run), "--guidance-interval", "0.3", "1", "-o", str(out)]) == 2
+    assert "--guidance-interval does not apply" in capsys.readouterr().err and not out.exists()
+
+
 def test_callback_sees_every_network_evaluation(digits_run):
     seen: list[StepInfo] = []
     out = genlab.load_run(digits_run).sample(2, steps=3, sampler="heun", callback=seen.append)

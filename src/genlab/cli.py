@@ -12,7 +12,7 @@ from genlab.errors import GenlabError
 
 T2I_RUN_HELP = "a text-to-image run folder or shipped:NAME (default: shipped:shapes-t2i-curriculum)"
 
-SETTINGS = ("sampler", "steps", "grid", "guidance_scale", "eta", "temperature", "top_k", "top_p")
+SETTINGS = ("sampler", "steps", "grid", "guidance_scale", "guidance_interval", "eta", "temperature", "top_k", "top_p")
 
 
 def _settings(args) -> dict:
@@ -485,6 +485,13 @@ def _parents() -> dict[str, argparse.ArgumentParser]:
     g.add_argument("--steps", type=int, help="sampler steps")
     g.add_argument("--grid", help="time grid: auto (the sampler's default), uniform, log_snr, shift, karras, asinh")
     g.add_argument("--guidance-scale", type=float, help="classifier-free guidance scale (1 = none)")
+    g.add_argument(
+        "--guidance-interval",
+        nargs=2,
+        type=float,
+        metavar=("LO", "HI"),
+        help="guide only for times t in [LO, HI] (t = 1 is noise; 0 1 = every step)",
+    )
     g.add_argument("--eta", type=float, help="DDIM stochasticity")
     g.add_argument("--temperature", type=float, help="autoregressive families: softmax temperature")
     g.add_argument("--top-k", type=int, help="autoregressive families: keep the k most likely tokens (0 = all)")

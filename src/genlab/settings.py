@@ -16,7 +16,7 @@ from typing import Annotated, Any, NamedTuple
 
 from torch import Tensor
 
-from genlab.constraints import NonNegFloat, OneOf, OptCount, PositiveInt, Range
+from genlab.constraints import NonNegFloat, OneOf, OptCount, PositiveInt, Probability, Range
 from genlab.errors import GenlabError
 from genlab.samplers import GRIDS, SAMPLERS
 
@@ -29,10 +29,26 @@ class SampleSettings:
     steps: PositiveInt = 16  # sampler steps (NFE depends on the sampler)
     grid: Annotated[str, OneOf(GRIDS, extra=("auto",))] = "auto"  # "auto": the sampler's own default grid
     guidance_scale: NonNegFloat = 1.0  # classifier-free guidance: uncond + s·(cond − uncond); 1 = none
+    # guide only for t in [lo, hi] (t = 1 is noise), the conditional prediction elsewhere (Kynkäänniemi et al. 2024)
+    guidance_interval: tuple[Probability, Probability] = (0.0, 1.0)
     eta: NonNegFloat = 0.0  # DDIM stochasticity
     temperature: Annotated[float | None, Range(gt=0)] = None  # autoregressive families; None = the recipe's method
     top_k: OptCount = None  # keep the k most likely tokens (0 = all)
     top_p: Annotated[float | None, Range(gt=0, le=1)] = None  # nucleus mass (1 = all)
+
+    def __post_init__(self) -> None:
+        pair = tuple(self.guidance_interval)
+        if len(pair) != 2 or not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in pair) or pair[0] > pair[1]:
+            raise GenlabError(
+                f"guidance_interval {list(pair)}: give two times 0 <= lo <= hi <= 1 (t = 1 is noise), "
+                "e.g. --guidance-interval 0.3 1"
+            )
+        object.__setattr__(self, "guidance_interval", (float(pair[0]), float(pair[1])))
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """The guidance interval as `genlab.samplers.guided` takes it: None when it spans every time."""
+        return None if tuple(self.guidance_interval) == (0.0, 1.0) else tuple(self.guidance_interval)
 
     def replace(self, **changes: Any) -> SampleSettings:
         """A copy with `changes` applied (None values are ignored); unknown names are a GenlabError."""

@@ -39,11 +39,16 @@ def test_inversion_then_sampling_reconstructs_at_guidance_one(run, images):
     assert 0.6 < noise_std < 1.4  # it is noise-like, not the latent itself
 
 
-def test_stepping_is_the_run_sampler(run, images):
-    method, settings = run.method, run.resolve_settings(steps=4)
+@pytest.mark.parametrize("interval", [(0.0, 1.0), (0.5, 1.0)])
+def test_stepping_is_the_run_sampler(run, images, interval):
+    method, settings = run.method, run.resolve_settings(steps=4, guidance_interval=interval)
     inv = invert(method, images, PROMPTS, settings)
     plain = method.sample(2, cond=PROMPTS, settings=settings, noise=inv.noise).x
     torch.testing.assert_close(method.from_latent(sample_inverted(method, inv)), plain, atol=1e-5, rtol=0)
+    everywhere = method.sample(
+        2, cond=PROMPTS, settings=settings.replace(guidance_interval=(0.0, 1.0)), noise=inv.noise
+    )
+    assert torch.equal(everywhere.x, plain) == (interval == (0.0, 1.0))  # the interval changes the samples
 
 
 def test_null_text_beats_plain_inversion_at_guidance(run, images):

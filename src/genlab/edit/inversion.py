@@ -33,7 +33,8 @@ SAMPLERS = ("euler", "heun")
 
 class Inversion(NamedTuple):
     """Inverted images: noise (n, *latent) at t = 1, the grid ts (steps + 1,) descending 1 -> 0, the prompts,
-    the guidance scale, the sampler, and (null-text inversion) one null text per step, or None (encode([""]))."""
+    the guidance scale, the sampler, (null-text inversion) one null text per step, or None (encode([""])), and
+    the guidance interval (None: every step)."""
 
     noise: Tensor
     ts: Tensor
@@ -41,6 +42,7 @@ class Inversion(NamedTuple):
     guidance_scale: float
     sampler: str
     nulls: list | None = None
+    interval: tuple[float, float] | None = None
 
 
 def check_settings(settings) -> None:
@@ -56,9 +58,10 @@ def grid(method, settings) -> Tensor:
     return ts.to(method.device)
 
 
-def guided_velocity(method, cond, null, scale: float):
+def guided_velocity(method, cond, null, scale: float, interval: tuple[float, float] | None = None):
     """v(z, t) of the guided prediction, cond and null texts (B rows each) in one batched call (rows: cond, null,
-    the layout an attention controller expects)."""
+    the layout an attention controller expects); outside `interval` the conditional prediction, as sampling's
+    (genlab.samplers.guided), the network still called on both rows so that a controller sees every step."""
     from genlab.methods.latent import stack_text
 
     table = cond if scale == 1.0 else stack_text([cond, null])
@@ -70,7 +73,8 @@ def guided_velocity(method, cond, null, scale: float):
             pred = method.net(z, tv, table)
         else:
             c, u = method.net(torch.cat([z, z]), torch.cat([tv, tv]), table).chunk(2)
-            pred = u + scale * (c - u)
+            inside = interval is None or interval[0] <= float(t) <= interval[1]
+            pred = u + scale * (c - u) if inside else c
         return velocity(path, tv, *to_x_eps(path, target, z, tv, pred))
 
     return v
@@ -98,7 +102,8 @@ def invert_latents(method, z: Tensor, prompts: list[str], settings, *, scale: fl
     check_settings(settings)
     scale = settings.guidance_scale if scale is None else scale
     ts = grid(method, settings)
-    v = guided_velocity(method, method.encode_text(prompts, method.device), null_texts(method, len(z)), scale)
+    null = null_texts(method, len(z))
+    v = guided_velocity(method, method.encode_text(prompts, method.device), null, scale, settings.interval)
     path = [z]
     for k in range(len(ts) - 1, 0, -1):  # from t = 0 up to t = 1
         path.append(ode_step(v, path[-1], ts[k], ts[k - 1], settings.sampler))
@@ -123,7 +128,7 @@ def null_text_inversion(
         best_err = torch.full((len(z),), float("inf"), device=z.device)
         for it in range(iters + 1):
             with torch.enable_grad():
-                v = guided_velocity(method, cond, Text(tokens, start.mask, pooled), scale)
+                v = guided_velocity(method, cond, Text(tokens, start.mask, pooled), scale, settings.interval)
                 err = (ode_step(v, z, ts[k], ts[k + 1], settings.sampler) - pivots[k + 1]).pow(2).flatten(1).mean(1)
                 better = err.detach() < best_err  # (n,)
                 best_err = torch.where(better, err.detach(), best_err)
@@ -138,7 +143,8 @@ def null_text_inversion(
         null = Text(best_tokens, start.mask, best_pooled)
         nulls.append(null)
         with torch.no_grad():
-            z = ode_step(guided_velocity(method, cond, null, scale), z, ts[k], ts[k + 1], settings.sampler)
+            v = guided_velocity(method, cond, null, scale, settings.interval)
+            z = ode_step(v, z, ts[k], ts[k + 1], settings.sampler)
     return nulls
 
 
@@ -159,7 +165,8 @@ def invert(
     scale = 1.0 if null_text else settings.guidance_scale
     pivots = invert_latents(method, z, prompts, settings, scale=scale)
     nulls = null_text_inversion(method, pivots, prompts, settings, iters=iters) if null_text else None
-    return Inversion(pivots[0], grid(method, settings), list(prompts), settings.guidance_scale, settings.sampler, nulls)
+    ts = grid(method, settings)
+    return Inversion(pivots[0], ts, list(prompts), settings.guidance_scale, settings.sampler, nulls, settings.interval)
 
 
 @torch.no_grad()
@@ -180,7 +187,7 @@ def sample_inverted(method, inv: Inversion, prompts: list[str] | None = None, *,
             if control is not None:
                 control.active = control.share > 0 and float(ts[k]) >= 1 - control.share - 1e-9
             null = null_texts(method, len(z)) if inv.nulls is None else stack_text([inv.nulls[k]] * reps)
-            v = guided_velocity(method, cond, null, inv.guidance_scale)
+            v = guided_velocity(method, cond, null, inv.guidance_scale, inv.interval)
             z = ode_step(v, z, ts[k], ts[k + 1], inv.sampler)
     return z
 

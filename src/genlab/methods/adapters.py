@@ -253,7 +253,7 @@ class AdapterMethod(Method):
                 return net(x_t, t, torch.where(uncond, null[who], c[who]))
 
         idx = torch.arange(n, device=device)
-        fn = guided(model, idx, scale=settings.guidance_scale, null_cond=idx + n)
+        fn = guided(model, idx, scale=settings.guidance_scale, null_cond=idx + n, interval=settings.interval)
         noise = randn((n, *base.shape), generator=generator, device=device) if noise is None else noise.to(device)
         return base.integrate(fn, noise, settings, generator, callback)
 

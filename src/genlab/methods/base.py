@@ -20,7 +20,7 @@ from genlab.errors import GenlabError
 from genlab.settings import DEFAULT_SETTINGS, Callback, Samples, SampleSettings
 
 #: the settings every ODE/SDE-sampled family reads
-ODE_SETTINGS = frozenset({"sampler", "steps", "grid", "guidance_scale", "eta"})
+ODE_SETTINGS = frozenset({"sampler", "steps", "grid", "guidance_scale", "guidance_interval", "eta"})
 #: the settings autoregressive families read
 AR_SETTINGS = frozenset({"temperature", "top_k", "top_p"})
 

@@ -91,7 +91,7 @@ class FlowMethod(Method):
         """`fn(x_t, t)` -> the (classifier-free guided) prediction of `target` for n samples conditioned on `cond`:
         what every sampler integrates (editing loops call it directly)."""
         net, c, null = self.guidance_inputs(n, cond, self.device)
-        return guided(net, c, scale=settings.guidance_scale, null_cond=null)
+        return guided(net, c, scale=settings.guidance_scale, null_cond=null, interval=settings.interval)
 
     def finish(self, x: Tensor) -> Tensor:
         """The sampler's output as data: images clamped to [-1, 1], vectors as they are (a latent method decodes)."""

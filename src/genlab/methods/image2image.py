@@ -223,7 +223,7 @@ class ImageToImage:
 class PairedFlowMethod(ImageToImage, FlowMethod):
     likelihood = None
     has_latent = False
-    sample_settings = ODE_SETTINGS - {"guidance_scale"}  # the input image is never dropped: no CFG
+    sample_settings = ODE_SETTINGS - {"guidance_scale", "guidance_interval"}  # the input image is never dropped: no CFG
     sample_latent = Method.sample_latent
     decode = Method.decode
     log_likelihood = Method.log_likelihood
