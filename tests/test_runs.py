@@ -53,7 +53,12 @@ def test_guidance_interval_guides_only_inside_it(digits_run, gan_run, tmp_path, 
     out = tmp_path / "x.png"
     assert main(["sample", str(digits_run), "--guidance-interval", "0.8", "0.2", "-o", str(out)]) == 2
     err = capsys.readouterr().err.strip()
-    assert "guidance_interval [0.8, 0.2]" in err and len(err.splitlines()) == 1 and not out.exists()
+    assert (
+        "guidance_interval must be [lo, hi]" in err
+        and "got [0.8, 0.2]" in err
+        and len(err.splitlines()) == 1
+        and not out.exists()
+    )
     assert main(["sample", str(gan_run), "--guidance-interval", "0.3", "1", "-o", str(out)]) == 2
     assert "--guidance-interval does not apply" in capsys.readouterr().err and not out.exists()
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any, NamedTuple
 
 from torch import Tensor
 
-from genlab.constraints import NonNegFloat, OneOf, OptCount, PositiveInt, Probability, Range
+from genlab.constraints import NonNegFloat, OneOf, OptCount, PositiveInt, Probability, Range, require
 from genlab.errors import GenlabError
 from genlab.samplers import GRIDS, SAMPLERS
 
@@ -38,11 +38,8 @@ class SampleSettings:
 
     def __post_init__(self) -> None:
         pair = tuple(self.guidance_interval)
-        if len(pair) != 2 or not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in pair) or pair[0] > pair[1]:
-            raise GenlabError(
-                f"guidance_interval {list(pair)}: give two times 0 <= lo <= hi <= 1 (t = 1 is noise), "
-                "e.g. --guidance-interval 0.3 1"
-            )
+        ok = len(pair) == 2 and all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in pair) and pair[0] <= pair[1]
+        require(ok, "guidance_interval", f"must be [lo, hi] with 0 <= lo <= hi <= 1 (t = 1 is noise), got {list(pair)}")
         object.__setattr__(self, "guidance_interval", (float(pair[0]), float(pair[1])))
 
     @property
