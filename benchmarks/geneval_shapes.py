@@ -93,6 +93,12 @@ def autoencoder_lines(path: Path = Path("benchmarks/results/t2i_autoencoder.json
     ]
 
 
+def interval(settings: dict) -> str:
+    """' for t in [lo, hi]' when guidance was limited to an interval of times, else ''."""
+    lo, hi = settings.get("guidance_interval", (0.0, 1.0))
+    return "" if (lo, hi) == (0.0, 1.0) else f" for t in [{lo:g}, {hi:g}] (t = 1 is noise)"
+
+
 def docs(result: dict, json_path: str) -> str:
     report = result["report"]
     s, suite = result["settings"], report["suite"]
@@ -149,8 +155,8 @@ def docs(result: dict, json_path: str) -> str:
         "## The default checkpoint",
         "",
         f"Run `{s['run']}` (recipe {s['recipe']}, step {s['step']}), sampler {s['sampler']}, {s['steps']} steps, "
-        f"guidance scale {s['guidance_scale']} (the recipe's defaults), {suite['n_per_prompt']} images per "
-        f"prompt, seed {suite['seed']}; generating took {model['generate_seconds']:.0f} s.",
+        f"guidance scale {s['guidance_scale']}{interval(s)} (the recipe's defaults), {suite['n_per_prompt']} "
+        f"images per prompt, seed {suite['seed']}; generating took {model['generate_seconds']:.0f} s.",
         "",
         *markdown(report, title="").splitlines()[2:],
         "",

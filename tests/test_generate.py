@@ -9,10 +9,11 @@ import torch
 from PIL import Image
 
 from genlab.cli import main
-from genlab.config import recipe_to_dict
+from genlab.config import load_recipe, recipe_to_dict
 from genlab.data.shapes import MIX
 from genlab.generate import SHIPPED, SHIPPED_T2I, shipped_run, text_run
 from genlab.runs import load_run, read_run, shipped_asset
+from tests.conftest import ROOT
 from tests.t2i_fixtures import tiny_t2i_runs, use_hash_encoder
 
 
@@ -113,5 +114,9 @@ def test_the_shipped_curriculum_checkpoint_loads_by_name_and_draws(tmp_path, mon
     assert each(lambda s: s["data"].get("paraphrase_forms", "first")) == ["relations"] * 4 + ["first"] * 9
     depths = each(lambda s: (s["model"].get("depth"), s["method"].get("grow", False)))
     assert depths == [(7, False), (7, True)] + [(None, False)] * 11
+    # it samples as its recipe says: guidance 6 on the noisier half of the steps, the earlier stages 4 on every step
+    assert recipe.sample == load_recipe(ROOT / "recipes" / "shapes-t2i-grow2.yaml").sample
+    guidance = each(lambda s: (s["sample"]["guidance_scale"], tuple(s["sample"].get("guidance_interval", (0, 1)))))
+    assert guidance == [(6.0, (0.5, 1.0))] + [(4.0, (0, 1))] * 12
     x = run.sample(2, prompts=["a red circle", "a blue square"], seed=0, steps=2, sampler="euler").x
     assert x.shape == (2, 3, 32, 32) and torch.isfinite(x).all() and x.std() > 0.05

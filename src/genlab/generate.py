@@ -8,7 +8,8 @@ shapes-t2i-relations2.yaml, shapes-t2i-grow.yaml (its 4 blocks grown to 7) and s
 stages); it needs only the bundled MiniLM encoder.
 The earlier default, a cross-attention DiT (recipes/shapes-t2i.yaml), ships as shipped:shapes-t2i: GLIGEN,
 IP-Adapter and the video model start from it.
-Sampling: n noises from `seed`, classifier-free guidance at `guidance_scale`, `steps` sampler steps; with a
+Sampling: n noises from `seed`, classifier-free guidance at `guidance_scale` for the times in `guidance_interval`
+(the default run: 6 on the noisier half, t in [0.5, 1]), `steps` sampler steps; with a
 negative prompt (`--negative red`) the guidance pushes away from that prompt's prediction instead of the null text.
 """
 

@@ -72,6 +72,12 @@ def test_png_settings_round_trip_and_refusals(tmp_path):
         read_settings(tmp_path / "text.png")
 
 
+def test_the_guidance_slider_starts_at_the_default_runs_scale():
+    from genlab.generate import text_run
+
+    assert core.default_guidance() == text_run().settings.guidance_scale  # read without loading the weights
+
+
 def test_request_and_upload_limits(tmp_path):
     lim = core.Limits(prompt_chars=10, n=4, steps=8, image_side=64, image_bytes=10_000)
     core.check_request(lim, prompt="short", n=4, steps=8, guidance=4.0, seed=0)

@@ -494,7 +494,9 @@ def build_app(
                         g_sampler = gr.Dropdown(samplers, value=DEFAULT, label="sampler")
                         g_steps = gr.Slider(1, lim.steps, value=16, step=1, label="steps", elem_id="g_steps")
                     with gr.Row():
-                        g_guidance = gr.Slider(0, lim.guidance, value=4.0, step=0.5, label="guidance")
+                        g_guidance = gr.Slider(
+                            0, lim.guidance, value=core.default_guidance(), step=0.5, label="guidance"
+                        )
                         g_seed = gr.Number(0, label="seed", precision=0)
                         g_n = gr.Slider(1, lim.n, value=4, step=1, label="images", elem_id="g_n")
                     with gr.Row():

@@ -84,6 +84,13 @@ def check_upload(limits: Limits, path: str | Path, what: str = "the image") -> N
         raise GenlabError(f"{what} is {w}×{h}; upload one at most {limits.image_side} pixels on its longest side")
 
 
+def default_guidance() -> float:
+    """The default run's guidance scale (its recipe's), where the Generate tab's slider starts."""
+    from genlab.runs import read_run, shipped_asset
+
+    return read_run(shipped_asset(SHIPPED))[0].sample.guidance_scale
+
+
 def find_runs(runs_dir: str | Path | None, *, depth: int = 3) -> dict[str, Path]:
     """{label: folder}: the shipped text-to-image runs first (the default first, "NAME (shipped)"), then every run
     folder under `runs_dir` (at most `depth` levels down), labelled by its path relative to runs_dir."""
