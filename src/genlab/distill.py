@@ -72,6 +72,7 @@ def student_recipe(teacher: str | Path, method: str, overrides: list[str] = (), 
         "time": t_method["time"],
         # the guided prediction the teacher samples with (a student teacher's own recipe says 1: it is guided already)
         "teacher_guidance": t_sample.guidance_scale if method != "guidance_distill" else 1.0,
+        "teacher_guidance_interval": list(t_sample.guidance_interval) if method != "guidance_distill" else [0.0, 1.0],
         **fields,
     }
     if method == "progressive":
@@ -104,17 +105,18 @@ def write_pairs(
     seed: int = 0,
     steps: int | None = None,
     guidance: float | None = None,
+    interval: tuple[float, float] | None = None,
     progress: bool = True,
 ) -> Path:
-    """Draw n (noise, teacher sample, label) couplings from the teacher's sampler and recipe settings (`steps` and
-    `guidance` replace its steps and CFG scale); write them (and their provenance) to `out` atomically.
-    Deterministic from the seed."""
+    """Draw n (noise, teacher sample, label) couplings from the teacher's sampler and recipe settings (`steps`,
+    `guidance` and `interval` replace its steps, CFG scale and guidance interval); write them (and their provenance)
+    to `out` atomically. Deterministic from the seed."""
     from genlab.runs import load_run
 
     if n < 1:
         raise GenlabError(f"--pairs must be >= 1, got {n}")
     run = load_run(teacher)
-    settings = run.resolve_settings(steps=steps, guidance_scale=guidance)
+    settings = run.resolve_settings(steps=steps, guidance_scale=guidance, guidance_interval=interval)
     method = run.method
     gen = torch.Generator().manual_seed(seed)
     noises, xs, labels, nfe = [], [], [], 0
@@ -186,6 +188,7 @@ def distill(
             seed=recipe.seed,
             steps=pairs_steps,
             guidance=recipe.method.teacher_guidance,  # the flow the student learns: the teacher's at that scale
+            interval=recipe.method.teacher_guidance_interval,
             progress=progress,
         )
     return train(recipe, out, progress=progress)

@@ -50,6 +50,7 @@ def test_student_recipe_inherits_the_teacher_and_takes_overrides(digits_run):
     teacher = load_run(digits_run).recipe
     assert recipe.model == teacher.model and recipe.data == teacher.data
     assert recipe.method.teacher_guidance == teacher.sample.guidance_scale  # the guided prediction is distilled
+    assert recipe.method.teacher_guidance_interval == teacher.sample.guidance_interval  # at the times it is guided
     assert recipe.sample.guidance_scale == 1.0  # ... so the student samples without CFG
     assert recipe.train.steps == 7 and recipe.sample.steps == recipe.method.teacher_steps // 2
     g = student_recipe(digits_run, "guidance_distill")

@@ -9,7 +9,8 @@ from genlab.errors import GenlabError
 from genlab.methods.consistency import ConsistencyConfig, discretisation, pair_weights
 from genlab.methods.progressive import two_step_target
 from genlab.methods.student import ddim_step
-from genlab.paths import get_path
+from genlab.paths import from_x_eps, get_path
+from genlab.settings import SampleSettings
 from tests.distill.helpers import MU, STD, ExactTeacher, fit, student
 
 
@@ -187,6 +188,24 @@ def test_guidance_distilled_student_matches_the_guided_teacher():
     # one network evaluation per step, at the scale the settings ask for
     out = m.sample(8, cond=torch.zeros(8, dtype=torch.long), settings=m_settings("euler", 4).replace(guidance_scale=3))
     assert out.nfe == 4
+
+
+def test_students_follow_the_teachers_guidance_interval():
+    teacher, label = CfgTeacher(), torch.zeros(8, dtype=torch.long)
+    x_t, early, late = torch.randn(8, 2), torch.full((8,), 0.8), torch.full((8,), 0.2)  # t = 1 is noise
+    m = student("progressive", teacher, teacher_guidance=3.0, teacher_guidance_interval=(0.5, 1.0), init="random")
+    guided = teacher.prediction(8, label, SampleSettings(guidance_scale=3.0))
+    plain = teacher.prediction(8, label, SampleSettings())
+    for t, want in ((early, guided), (late, plain)):  # guided inside the interval, the conditional outside
+        x_hat, eps_hat = m.teacher_x_eps(x_t, t, label)
+        torch.testing.assert_close(from_x_eps(m.path, m.cfg.target, t, x_hat, eps_hat), want(x_t, t))
+    assert not torch.equal(guided(x_t, late), plain(x_t, late))  # so the two cases differ
+    with pytest.raises(GenlabError, match="method.teacher_guidance_interval must be"):
+        student("progressive", teacher, teacher_guidance=3.0, teacher_guidance_interval=(0.8, 0.2), init="random")
+    g = student("guidance_distill", teacher, init="random")  # w = 1 (the conditional) outside the interval
+    fn = g.prediction(8, label, SampleSettings(guidance_scale=3.0, guidance_interval=(0.5, 1.0)))
+    for t, w in ((early, 3.0), (late, 1.0)):
+        torch.testing.assert_close(fn(x_t, t), g.net_w(x_t, t, label, torch.full((8,), w)))
 
 
 def test_meanflow_forward_mode_total_derivative_matches_reverse_mode():

@@ -70,13 +70,16 @@ class GuidanceDistillMethod(StudentMethod):
         return loss, {"loss": loss.detach()}
 
     def prediction(self, n: int, cond, settings: SampleSettings) -> Callable:
-        """One evaluation per step at the settings' guidance scale (no unconditional half)."""
+        """One evaluation per step at the settings' guidance scale inside their guidance interval (no unconditional
+        half)."""
         if cond is None:
             raise GenlabError("a guidance-distilled student is class-conditional: give labels")
         label = torch.as_tensor(cond, device=self.device)
 
-        def fn(x_t: Tensor, t: Tensor) -> Tensor:
-            w = torch.full_like(t, settings.guidance_scale)
+        lo, hi = settings.guidance_interval
+
+        def fn(x_t: Tensor, t: Tensor) -> Tensor:  # outside the guidance interval, w = 1: the conditional prediction
+            w = torch.where((t >= lo) & (t <= hi), settings.guidance_scale, 1.0).to(t.dtype)
             return self.net_w(x_t, t, label, w)
 
         return fn

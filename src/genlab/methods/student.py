@@ -36,6 +36,8 @@ class StudentConfig(FlowConfig):
     teacher: Annotated[str, NonEmpty()] = "runs/digits-flow"  # the teacher's run folder
     frozen: dict = field(default_factory=dict)  # the teacher's recipe, recorded when the run is created
     teacher_guidance: NonNegFloat = 1.0  # CFG scale of the teacher prediction the student learns (1: none)
+    # the times that prediction is guided at (t = 1 is noise; the teacher recipe's sample.guidance_interval)
+    teacher_guidance_interval: tuple[Probability, Probability] = (0.0, 1.0)
     init: Literal["teacher", "random"] = "teacher"  # start from the teacher's weights or from scratch
     label_dropout: Probability = 0.0  # a student learns the guided prediction: no null-class training
 
@@ -61,6 +63,13 @@ class StudentMethod(FlowMethod):
             )
         super().__init__(cfg, model_cfg)
         self.teacher = teacher.requires_grad_(False).eval()
+        interval = cfg.teacher_guidance_interval
+        try:  # the guided prediction the student learns, checked when the run is created
+            self.teacher_settings = SampleSettings(guidance_scale=cfg.teacher_guidance, guidance_interval=interval)
+        except GenlabError:
+            raise GenlabError(
+                f"method.teacher_guidance_interval must be [lo, hi] with lo <= hi, got {list(interval)}"
+            ) from None
         if cfg.init == "teacher":
             theirs = teacher.model.state_dict()
             if theirs.keys() != self.model.state_dict().keys():
@@ -78,7 +87,7 @@ class StudentMethod(FlowMethod):
     @torch.no_grad()
     def teacher_x_eps(self, x_t: Tensor, t: Tensor, label: Tensor | None) -> tuple[Tensor, Tensor]:
         """The guided teacher's (x̂, ε̂) at (x_t, t) (B,) for labels `label` (None: unconditional)."""
-        fn = self.teacher.prediction(len(x_t), label, SampleSettings(guidance_scale=self.cfg.teacher_guidance))
+        fn = self.teacher.prediction(len(x_t), label, self.teacher_settings)
         return to_x_eps(self.teacher.path, self.teacher.cfg.target, x_t, t, fn(x_t, t))
 
     def teacher_evaluations(self) -> int:
