@@ -384,6 +384,12 @@ ARMS = {  # name: (recipe overrides, what changes)
         "full-ae-mmdit-varied-relations-single-grow7-lowlr-78k (the default) trained on 6000 more steps at the same "
         "learning rate (1e-4; a fourteenth stage, its cosine restarting), as the thirteenth stage gained at 1e-4",
     ),
+    "full-ae-mmdit-varied-relations-single-grow7-shift2-84k": (
+        [*GROW7, "--train.lr=1e-4", "--method.time.shift=2"],
+        "full-ae-mmdit-varied-relations-single-grow7-lowlr-84k with its training times moved towards noise "
+        "(method.time.shift 2: t -> 2t / (1 + t) on the logit-normal draw), where guiding only t in [0.5, 1] showed "
+        "the layout is decided",
+    ),
     "full-ae-mmdit-varied-relations-single-requests-78k": (
         [*RELATIONS_SINGLE, "--data.requests=0.3"],
         "full-ae-mmdit-varied-relations-single-requests-72k trained on 6000 more steps with the same settings (a "
@@ -473,6 +479,7 @@ STAGED = {
     "full-ae-mmdit-varied-relations-single-grow7-78k": "full-ae-mmdit-varied-relations-single-grow7-72k",
     "full-ae-mmdit-varied-relations-single-grow7-lowlr-78k": "full-ae-mmdit-varied-relations-single-grow7-72k",
     "full-ae-mmdit-varied-relations-single-grow7-lowlr-84k": "full-ae-mmdit-varied-relations-single-grow7-lowlr-78k",
+    "full-ae-mmdit-varied-relations-single-grow7-shift2-84k": "full-ae-mmdit-varied-relations-single-grow7-lowlr-78k",
 }
 # arm: (the shipped checkpoint it starts from, the arm whose weights that checkpoint is, the SHA-256 of its
 # ema.safetensors): a stage trained on the packaged weights (method.init: shipped:NAME, with their own autoencoder),
