@@ -86,17 +86,18 @@ def test_the_shipped_curriculum_checkpoint_loads_by_name_and_draws(tmp_path, mon
     """shipped:shapes-t2i-curriculum (recipes/shapes-t2i-ordered.yaml, shapes-t2i-curriculum.yaml,
     shapes-t2i-finetune.yaml, shapes-t2i-mix.yaml, shapes-t2i-mix2.yaml, shapes-t2i-mix3.yaml, shapes-t2i-mix4.yaml,
     shapes-t2i-para.yaml, shapes-t2i-para2.yaml, shapes-t2i-relations.yaml, shapes-t2i-relations2.yaml,
-    shapes-t2i-grow.yaml, then shapes-t2i-grow2.yaml) is a standalone run: its autoencoder travels inside, and
-    neither its init run nor its autoencoder run is needed."""
+    shapes-t2i-grow.yaml, shapes-t2i-grow2.yaml, then shapes-t2i-shift.yaml) is a standalone run: its autoencoder
+    travels inside, and neither its init run nor its autoencoder run is needed."""
     monkeypatch.chdir(tmp_path)  # the run folders its recipe names (relative paths) are not there
     run = load_run("shipped:shapes-t2i-curriculum")
     recipe = run.recipe
     assert (recipe.model.text_mode, recipe.data.grammar, recipe.data.pairs) == ("mmdit", "full", "varied")
     assert not Path(recipe.method.init).exists()  # recorded, not read
-    # the recipes of the earlier stages travel inside it, each in the one it started: stages 13 to 2 on the full
-    # grammar (9 to 5 on one mix, 4 on a mix of its own, 13 to 10 on a third), stage 1 on the ordered one; stages 13
-    # to 8 with half their captions reworded (13 to 10 in the relations forms); stage 12 grew the 4 blocks of the
-    # others to 7; stage 13 at 1e-4, stages 12 to 9, 7 and 6 at 3e-4, the others at 1e-3
+    # the recipes of the earlier stages travel inside it, each in the one it started: stages 14 to 2 on the full
+    # grammar (9 to 5 on one mix, 4 on a mix of its own, 14 to 10 on a third), stage 1 on the ordered one; stages 14
+    # to 8 with half their captions reworded (14 to 10 in the relations forms); stage 12 grew the 4 blocks of the
+    # others to 7; stages 14 and 13 at 1e-4, stages 12 to 9, 7 and 6 at 3e-4, the others at 1e-3; stage 14 alone
+    # with its training times shifted towards noise
     chain, stage = [], recipe_to_dict(recipe)  # this stage's recipe, then each earlier one's
     while stage:
         chain.append(stage)
@@ -105,18 +106,19 @@ def test_the_shipped_curriculum_checkpoint_loads_by_name_and_draws(tmp_path, mon
     def each(field):  # a field of every stage's recipe, latest first
         return [field(stage) for stage in chain]
 
-    assert each(lambda s: s["data"]["grammar"]) == ["full"] * 12 + ["ordered"]
+    assert each(lambda s: s["data"]["grammar"]) == ["full"] * 13 + ["ordered"]
     mixes = each(lambda s: tuple(s["data"].get("mix", MIX)))
-    assert mixes[:4] == [mixes[0]] * 4 and mixes[4:9] == [mixes[4]] * 5 and mixes[0] not in mixes[4:]
-    assert mixes[9] != mixes[4] and MIX not in mixes[:10] and mixes[10:] == [MIX] * 3
-    assert each(lambda s: s["train"]["lr"]) == [1e-4] + [3e-4] * 4 + [1e-3, 3e-4, 3e-4] + [1e-3] * 5
-    assert each(lambda s: s["data"].get("paraphrase", 0)) == [0.5] * 6 + [0] * 7
-    assert each(lambda s: s["data"].get("paraphrase_forms", "first")) == ["relations"] * 4 + ["first"] * 9
+    assert mixes[:5] == [mixes[0]] * 5 and mixes[5:10] == [mixes[5]] * 5 and mixes[0] not in mixes[5:]
+    assert mixes[10] != mixes[5] and MIX not in mixes[:11] and mixes[11:] == [MIX] * 3
+    assert each(lambda s: s["train"]["lr"]) == [1e-4] * 2 + [3e-4] * 4 + [1e-3, 3e-4, 3e-4] + [1e-3] * 5
+    assert each(lambda s: s["data"].get("paraphrase", 0)) == [0.5] * 7 + [0] * 7
+    assert each(lambda s: s["data"].get("paraphrase_forms", "first")) == ["relations"] * 5 + ["first"] * 9
     depths = each(lambda s: (s["model"].get("depth"), s["method"].get("grow", False)))
-    assert depths == [(7, False), (7, True)] + [(None, False)] * 11
+    assert depths == [(7, False), (7, False), (7, True)] + [(None, False)] * 11
+    assert each(lambda s: s["method"]["time"].get("shift", 1.0)) == [2.0] + [1.0] * 13
     # it samples as its recipe says: guidance 6 on the noisier half of the steps, the earlier stages 4 on every step
-    assert recipe.sample == load_recipe(ROOT / "recipes" / "shapes-t2i-grow2.yaml").sample
+    assert recipe.sample == load_recipe(ROOT / "recipes" / "shapes-t2i-shift.yaml").sample
     guidance = each(lambda s: (s["sample"]["guidance_scale"], tuple(s["sample"].get("guidance_interval", (0, 1)))))
-    assert guidance == [(6.0, (0.5, 1.0))] + [(4.0, (0, 1))] * 12
+    assert guidance == [(6.0, (0.5, 1.0))] + [(4.0, (0, 1))] * 13
     x = run.sample(2, prompts=["a red circle", "a blue square"], seed=0, steps=2, sampler="euler").x
     assert x.shape == (2, 3, 32, 32) and torch.isfinite(x).all() and x.std() > 0.05

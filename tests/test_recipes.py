@@ -35,6 +35,7 @@ FIRST = (
     "shapes-t2i-relations",  # the start of shapes-t2i-relations2
     "shapes-t2i-relations2",  # the start of shapes-t2i-grow (4 blocks grown to 7)
     "shapes-t2i-grow",  # the start of shapes-t2i-grow2
+    "shapes-t2i-grow2",  # the start of shapes-t2i-shift
     "videos-tae",  # the video autoencoder of videos-t2v-tae
 )
 TINY = [

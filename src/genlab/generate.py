@@ -4,8 +4,9 @@ The default run (src/genlab/assets/shapes-t2i-curriculum/: config.json + ema.saf
 MM-DiT trained on the procedural shapes by recipes/shapes-autoencoder-full.yaml, then shapes-t2i-ordered.yaml,
 shapes-t2i-curriculum.yaml, shapes-t2i-finetune.yaml, shapes-t2i-mix.yaml, shapes-t2i-mix2.yaml, shapes-t2i-mix3.yaml,
 shapes-t2i-mix4.yaml, shapes-t2i-para.yaml, shapes-t2i-para2.yaml, shapes-t2i-relations.yaml,
-shapes-t2i-relations2.yaml, shapes-t2i-grow.yaml (its 4 blocks grown to 7) and shapes-t2i-grow2.yaml (thirteen
-stages); it needs only the bundled MiniLM encoder.
+shapes-t2i-relations2.yaml, shapes-t2i-grow.yaml (its 4 blocks grown to 7), shapes-t2i-grow2.yaml and
+shapes-t2i-shift.yaml (fourteen stages, the last with training times moved towards noise); it needs only the bundled
+MiniLM encoder.
 The earlier default, a cross-attention DiT (recipes/shapes-t2i.yaml), ships as shipped:shapes-t2i: GLIGEN,
 IP-Adapter and the video model start from it.
 Sampling: n noises from `seed`, classifier-free guidance at `guidance_scale` for the times in `guidance_interval`

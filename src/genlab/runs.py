@@ -41,7 +41,7 @@ PART_RECIPES = {
     "autoencoder": "recipes/shapes-autoencoder.yaml",
     "clip": "recipes/shapes-clip.yaml",
     "latent_flow": "recipes/shapes-t2i.yaml, or recipes/shapes-t2i-ordered.yaml (then -curriculum, -finetune, -mix, "
-    "-mix2, -mix3, -mix4, -para, -para2, -relations, -relations2, -grow, -grow2)",
+    "-mix2, -mix3, -mix4, -para, -para2, -relations, -relations2, -grow, -grow2, -shift)",
 }
 CHUNK = 500  # samples drawn per batch: memory stays bounded for any n
 EOS_TEXT = "\n\n"  # what an <eos> (a document ended) becomes in generated text
