@@ -26,6 +26,7 @@ from torch import Tensor
 
 from genlab.errors import GenlabError
 from genlab.paths import to_x_eps, velocity
+from genlab.samplers import guided_at
 from genlab.settings import Samples
 
 SAMPLERS = ("euler", "heun")
@@ -73,8 +74,7 @@ def guided_velocity(method, cond, null, scale: float, interval: tuple[float, flo
             pred = method.net(z, tv, table)
         else:
             c, u = method.net(torch.cat([z, z]), torch.cat([tv, tv]), table).chunk(2)
-            inside = interval is None or interval[0] <= float(t) <= interval[1]
-            pred = u + scale * (c - u) if inside else c
+            pred = u + scale * (c - u) if bool(guided_at(t, interval).all()) else c
         return velocity(path, tv, *to_x_eps(path, target, z, tv, pred))
 
     return v

@@ -21,6 +21,7 @@ from genlab.errors import GenlabError
 from genlab.methods.student import StudentConfig, StudentMethod, mse
 from genlab.models.layers import add_scalar_input
 from genlab.paths import bcast, from_x_eps, sample_time, to_x_eps
+from genlab.samplers import guided_at
 from genlab.settings import SampleSettings
 
 SCALE_EMBED = 100.0  # the scale w is embedded as sinusoid(100 w): w in [0, 10] spans the embedding's range
@@ -76,10 +77,8 @@ class GuidanceDistillMethod(StudentMethod):
             raise GenlabError("a guidance-distilled student is class-conditional: give labels")
         label = torch.as_tensor(cond, device=self.device)
 
-        lo, hi = settings.guidance_interval
-
         def fn(x_t: Tensor, t: Tensor) -> Tensor:  # outside the guidance interval, w = 1: the conditional prediction
-            w = torch.where((t >= lo) & (t <= hi), settings.guidance_scale, 1.0).to(t.dtype)
+            w = torch.where(guided_at(t, settings.interval), settings.guidance_scale, 1.0).to(t.dtype)
             return self.net_w(x_t, t, label, w)
 
         return fn

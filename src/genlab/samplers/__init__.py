@@ -20,7 +20,7 @@ from genlab.errors import GenlabError
 from genlab.paths import get_path, to_x_eps
 from genlab.samplers.adaptive import sample_dopri5
 from genlab.samplers.grids import DEFAULT_GRIDS, GRID_OPTIONS, GRIDS, default_grid, time_grid
-from genlab.samplers.guidance import CountNFE, classifier_guided, guided
+from genlab.samplers.guidance import CountNFE, classifier_guided, guided, guided_at
 from genlab.samplers.multistep import sample_dpmpp_2m, sample_dpmpp_3m, sample_unipc
 from genlab.samplers.ode import sample_euler, sample_heun, sample_midpoint, sample_rk4
 from genlab.samplers.sde import sample_ddim, sample_edm, sample_euler_maruyama
@@ -125,6 +125,7 @@ __all__ = [
     "classifier_guided",
     "default_grid",
     "guided",
+    "guided_at",
     "sample",
     "time_grid",
 ]

@@ -34,6 +34,13 @@ def _check(interval: tuple[float, float] | None, rescale: float) -> None:
         raise GenlabError(f"rescale (φ) must be in [0, 1], got {rescale}")
 
 
+def guided_at(t: Tensor, interval: tuple[float, float] | None) -> Tensor:
+    """Which times of `t` (a tensor) the guidance interval [lo, hi] holds (None: every time), as a bool tensor."""
+    if interval is None:
+        return torch.ones_like(t, dtype=torch.bool)
+    return (t >= interval[0]) & (t <= interval[1])
+
+
 def guided(
     model: Callable,
     cond: Tensor | None,
@@ -49,7 +56,7 @@ def guided(
         return lambda x_t, t: model(x_t, t, cond)
 
     def fn(x_t: Tensor, t: Tensor) -> Tensor:
-        inside = torch.ones_like(t, dtype=torch.bool) if interval is None else (t >= interval[0]) & (t <= interval[1])
+        inside = guided_at(t, interval)
         if not bool(inside.any()):
             return model(x_t, t, cond)
         both = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([cond, null_cond]))
