@@ -52,14 +52,21 @@ def test_flow_runs_interpolate_their_initial_noise(digits_run):
     torch.testing.assert_close(x.view(2, 3, 1, 8, 8)[:, 0], first)  # t = 0 is the sample from z_a
 
 
+def test_a_stochastic_recipe_sampler_interpolates_on_its_ode(digits_run):
+    run = load_run(digits_run)
+    run.recipe.sample = run.recipe.sample.replace(sampler="euler_maruyama", steps=8)
+    heun = load_run(digits_run)
+    heun.recipe.sample = heun.recipe.sample.replace(sampler="heun", steps=8)
+    x = interpolate_run(run, n_rows=2, steps=3, seed=0)
+    torch.testing.assert_close(x, interpolate_run(heun, n_rows=2, steps=3, seed=0))
+    assert not torch.equal(x, interpolate_run(load_run(digits_run), n_rows=2, steps=3, seed=0))
+
+
 def test_interpolate_errors_are_user_errors(gan_run, digits_run, tmp_path):
     assert main(["interpolate", str(gan_run), "--label", "12", "-o", str(tmp_path / "x.png")]) == 2
     assert main(["interpolate", str(gan_run), "-o", str(tmp_path / "x.jpg")]) == 2
     assert main(["interpolate", str(gan_run), "--steps", "1", "-o", str(tmp_path / "x.png")]) == 2
     run = load_run(digits_run)
-    run.recipe.sample = run.recipe.sample.replace(sampler="euler_maruyama")
-    with pytest.raises(GenlabError, match="stochastic"):
-        interpolate_run(run)
 
     class NoLatent(Method):
         pass

@@ -116,7 +116,7 @@ def write_pairs(
     if n < 1:
         raise GenlabError(f"--pairs must be >= 1, got {n}")
     run = load_run(teacher)
-    settings = run.resolve_settings(steps=steps, guidance_scale=guidance, guidance_interval=interval)
+    settings = run.resolve_deterministic(steps=steps, guidance_scale=guidance, guidance_interval=interval)
     method = run.method
     gen = torch.Generator().manual_seed(seed)
     noises, xs, labels, nfe = [], [], [], 0

@@ -5,7 +5,7 @@ z_t = [sin((1 - t) theta) z_a + sin(t theta) z_b] / sin(theta). For Gaussian lat
 |z| concentrates near sqrt(D); lerp's midpoint has norm about sqrt(D/2), a region the prior never
 samples, while slerp stays on the shell, so it is the default. Flow / diffusion runs interpolate the
 initial noise and integrate their deterministic sampler from it (a stochastic sampler would not be a
-function of the noise).
+function of the noise, so a recipe's stochastic sampler is replaced by Heun on the same ODE).
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from genlab.errors import GenlabError
 from genlab.runs import Run, load_run, write_samples
 
 MODES = ("slerp", "lerp")
-STOCHASTIC = ("euler_maruyama", "edm")  # samplers that draw fresh noise on the way
 
 
 def lerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
@@ -58,18 +57,12 @@ def interpolate_run(
     if n_rows < 1 or steps < 2:
         raise GenlabError(f"need --n-rows >= 1 and --steps >= 2, got {n_rows} and {steps}")
     run = run if isinstance(run, Run) else load_run(run)
-    method, settings = run.method, run.settings
+    method = run.method
     if not method.has_latent:
         raise GenlabError(
             f"method.kind={method.kind!r} has no latent space to interpolate: use a GAN, VAE, flow or diffusion run"
         )
-    if "sampler" in method.sample_settings and (
-        settings.sampler in STOCHASTIC or (settings.sampler == "ddim" and settings.eta > 0)
-    ):
-        raise GenlabError(
-            f"sampler {settings.sampler!r} (eta={settings.eta}) is stochastic: "
-            "interpolation needs a deterministic one (set sample.sampler, e.g. heun)"
-        )
+    settings = run.resolve_deterministic()  # one trajectory per latent: a stochastic recipe sampler becomes its ODE
     gen = torch.Generator().manual_seed(seed)
     z_a, z_b = method.sample_latent(n_rows, gen), method.sample_latent(n_rows, gen)
     t = torch.linspace(0, 1, steps, device=z_a.device)

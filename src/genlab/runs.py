@@ -160,6 +160,16 @@ class Run:
         self.method.check_settings(set(given))
         return (settings or self.settings).replace(**given)
 
+    def resolve_deterministic(self, settings: SampleSettings | None = None, **overrides: Any) -> SampleSettings:
+        """`resolve_settings` for uses that follow one trajectory from the noise (inversion, prompt-to-prompt,
+        interpolation, reflow couplings): where the recipe's sampler draws fresh noise and the caller chose neither
+        `settings` nor a sampler or eta, its probability-flow ODE (genlab.samplers.deterministic) instead."""
+        from genlab.samplers import deterministic
+
+        resolved = self.resolve_settings(settings, **overrides)
+        chosen = settings is not None or any(overrides.get(k) is not None for k in ("sampler", "eta"))
+        return resolved if chosen or "sampler" not in self.method.sample_settings else deterministic(resolved)
+
     def conditions(
         self,
         n: int,

@@ -2,6 +2,7 @@
 evaluates, resumes bit-identically, and bad input is refused in one line."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -67,6 +68,22 @@ def test_reflow_pairs_are_deterministic_from_the_seed(tmp_path, digits_run):
     assert list(za["labels"][:11]) == [*range(10), 0]  # classes cycled
     prov = json.loads(str(za["provenance"]))
     assert prov["teacher"] == str(digits_run) and prov["seed"] == 3 and prov["n"] == 12
+
+
+def test_reflow_pairs_of_a_stochastic_teacher_recipe_come_from_its_ode(tmp_path, digits_run):
+    sde = tmp_path / "sde"
+    shutil.copytree(digits_run, sde)
+    config = json.loads((sde / "checkpoint" / "config.json").read_text())
+    config["recipe"]["sample"].update(sampler="euler_maruyama", steps=8)
+    (sde / "checkpoint" / "config.json").write_text(json.dumps(config))
+    ode = tmp_path / "ode"
+    shutil.copytree(digits_run, ode)
+    config["recipe"]["sample"].update(sampler="heun")  # Euler–Maruyama's ODE, on its steps
+    (ode / "checkpoint" / "config.json").write_text(json.dumps(config))
+    a = np.load(write_pairs(sde, tmp_path / "a.npz", n=6, seed=1, progress=False))
+    b = np.load(write_pairs(ode, tmp_path / "b.npz", n=6, seed=1, progress=False))
+    assert np.array_equal(a["x"], b["x"])  # a coupling is a function of the noise: no fresh noise on the way
+    assert json.loads(str(a["provenance"]))["settings"]["sampler"] == "heun"
 
 
 @pytest.mark.parametrize("method", ["progressive", "consistency"])

@@ -1,6 +1,8 @@
 """Prompt-to-prompt: attention control on tiny random DiTs (cross-attention and MM-DiT), token alignment and
 re-weighting, and `genlab generate --edit-to` on the shipped checkpoint."""
 
+import dataclasses
+
 import pytest
 import torch
 from PIL import Image
@@ -130,6 +132,15 @@ def test_shipped_identical_prompts_and_reweight_one(run):
     assert torch.equal(one, edit)  # factor 1 is a no-op, bit for bit
     more = prompt2prompt("a red circle", "a blue circle", run=run, n=2, weights={"blue": 3.0}, **FAST).x
     assert (more[2:] - edit[2:]).abs().max() > 1e-3 and torch.equal(more[:2], edit[:2])
+
+
+def test_a_stochastic_recipe_sampler_edits_on_its_ode(run):
+    def sampling(**changes):  # the run with its recipe's sample section changed (a copy: the fixture is shared)
+        return run.replace(recipe=dataclasses.replace(run.recipe, sample=run.recipe.sample.replace(**changes)))
+
+    sde, ode = sampling(sampler="euler_maruyama", steps=4), sampling(sampler="heun", steps=4)
+    got = prompt2prompt("a red circle", "a blue circle", run=sde, n=2, seed=3)
+    torch.testing.assert_close(got.x, prompt2prompt("a red circle", "a blue circle", run=ode, n=2, seed=3).x)
 
 
 def test_errors(run):

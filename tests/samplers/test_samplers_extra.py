@@ -9,7 +9,8 @@ import torch
 from genlab.analytic import GaussianMixture
 from genlab.errors import GenlabError
 from genlab.paths import from_x_eps, get_path, shift_time
-from genlab.samplers import SAMPLER_INFO, SAMPLERS, guided, sample, time_grid
+from genlab.samplers import SAMPLER_INFO, SAMPLERS, deterministic, draws_noise, guided, sample, time_grid
+from genlab.settings import SampleSettings
 
 F64 = torch.float64
 
@@ -251,3 +252,13 @@ def test_ve_starts_from_scaled_noise():
     w, mu, s = gm.weights[:, None], gm.means, gm.stds[:, None]
     std = ((w * (s**2 + mu**2)).sum(0) - ((w * mu).sum(0)) ** 2).sqrt()
     assert torch.allclose(out.std(0), std, atol=0.03)
+
+
+def test_deterministic_settings_follow_the_ode_on_the_same_steps():
+    em = SampleSettings(sampler="euler_maruyama", steps=32, guidance_scale=6.0, guidance_interval=(0.5, 1.0))
+    assert deterministic(em) == em.replace(sampler="heun")
+    assert deterministic(SampleSettings(sampler="edm", steps=9, grid="karras")) == SampleSettings("heun", 9, "karras")
+    assert deterministic(SampleSettings(sampler="ddim", steps=5, eta=1.0)) == SampleSettings("ddim", 5)
+    for kept in (SampleSettings("heun", 7), SampleSettings("dpmpp_2m", 7), SampleSettings("ddim", 7)):
+        assert deterministic(kept) is kept and not draws_noise(kept)
+    assert all(draws_noise(SampleSettings(name, 4)) for name in ("euler_maruyama", "edm"))

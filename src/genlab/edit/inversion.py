@@ -214,7 +214,7 @@ def edit_image(
 
     run = text_run(run)
     method = run.method
-    resolved = run.resolve_settings(settings, **overrides)
+    resolved = run.resolve_deterministic(settings, **overrides)
     images = image if image.dim() == 4 else image[None]
     check_prompts(prompt, target)
     inv = invert(method, images, [prompt] * len(images), resolved, null_text=null_text, iters=iters)

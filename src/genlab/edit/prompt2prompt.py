@@ -39,7 +39,6 @@ from genlab.errors import GenlabError
 from genlab.settings import Samples
 
 MODES = ("swap", "refine")
-STOCHASTIC = ("euler_maruyama", "edm")  # samplers that draw fresh noise per row: the two halves would differ
 
 
 def align_tokens(source: list[int], target: list[int], mode: str) -> tuple[list[int], list[bool]]:
@@ -195,7 +194,9 @@ def check_prompts(source: str, target: str | None) -> None:
 
 def check_pairing(settings) -> None:
     """Refuse settings under which the two halves of the batch would not share their noise."""
-    if settings.sampler in STOCHASTIC or (settings.sampler == "ddim" and settings.eta):
+    from genlab.samplers import draws_noise
+
+    if draws_noise(settings):
         raise GenlabError(
             f"prompt-to-prompt pairs two prompts on one deterministic trajectory: sampler {settings.sampler!r} "
             "draws fresh noise per image; use --sampler heun (or euler, dpmpp_2m, ddim with --eta 0)"
@@ -229,7 +230,7 @@ def prompt2prompt(
         raise GenlabError(f"--n must be >= 1, got {n}")
     run = text_run(run)
     method = run.method
-    resolved = run.resolve_settings(settings, **overrides)
+    resolved = run.resolve_deterministic(settings, **overrides)
     check_pairing(resolved)
     control = make_control(method, source, target, n=n, mode=mode, share=share, weights=weights)
     noise = randn((n, *method.shape), generator=torch.Generator().manual_seed(seed), device=method.device)

@@ -55,6 +55,22 @@ SAMPLER_INFO: dict[str, str] = {  # what `genlab sample --list-samplers` prints
     name: f"{info}; grid auto = {DEFAULT_GRIDS[name]} (uniform on ve)" for name, info in _INFO.items()
 }
 SILENT = ("eta", "generator")  # passed by generic callers; dropped for samplers that do not take them
+STOCHASTIC = ("euler_maruyama", "edm")  # samplers that draw fresh noise on the way
+
+
+def draws_noise(settings) -> bool:
+    """Whether sampling with `settings` draws fresh noise on the way (a stochastic sampler, or DDIM with eta > 0)."""
+    return settings.sampler in STOCHASTIC or (settings.sampler == "ddim" and settings.eta > 0)
+
+
+def deterministic(settings):
+    """`settings` on the probability-flow ODE, for uses that follow one trajectory from the noise (inversion,
+    prompt-to-prompt, interpolation, reflow couplings): a stochastic sampler becomes Heun on the same steps (its
+    grid, guidance and steps kept, so a `--steps` given with it means what it says) and DDIM drops its eta; other
+    settings come back unchanged."""
+    if not draws_noise(settings):
+        return settings
+    return settings.replace(eta=0.0) if settings.sampler == "ddim" else settings.replace(sampler="heun")
 
 
 def as_denoiser(fn: Callable, path, target: str) -> Callable:
