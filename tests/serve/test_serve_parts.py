@@ -72,10 +72,10 @@ def test_png_settings_round_trip_and_refusals(tmp_path):
         read_settings(tmp_path / "text.png")
 
 
-def test_the_guidance_slider_starts_at_the_default_runs_scale():
+def test_the_sliders_start_at_the_default_runs_sampling():
     from genlab.generate import text_run
 
-    assert core.default_guidance() == text_run().settings.guidance_scale  # read without loading the weights
+    assert core.default_sampling() == text_run().settings  # read without loading the weights
 
 
 def test_request_and_upload_limits(tmp_path):

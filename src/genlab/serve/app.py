@@ -475,6 +475,8 @@ def build_app(
     lim = app.limits
     runs = list(app.runs())
     samplers = [DEFAULT, *sorted(SAMPLERS)]
+    default = core.default_sampling()
+    steps = min(default.steps, lim.steps)
     with gr.Blocks(title="genlab", analytics_enabled=False) as demo:
         demo.genlab = app  # for tests and the launcher
         gr.Markdown("# genlab\nGenerate, edit, compare and inspect runs. Everything runs on this machine.")
@@ -492,10 +494,10 @@ def build_app(
                     g_label = gr.Number(None, label="class (class-conditional runs; empty: 0)", precision=0)
                     with gr.Row():
                         g_sampler = gr.Dropdown(samplers, value=DEFAULT, label="sampler")
-                        g_steps = gr.Slider(1, lim.steps, value=16, step=1, label="steps", elem_id="g_steps")
+                        g_steps = gr.Slider(1, lim.steps, value=steps, step=1, label="steps", elem_id="g_steps")
                     with gr.Row():
                         g_guidance = gr.Slider(
-                            0, lim.guidance, value=core.default_guidance(), step=0.5, label="guidance"
+                            0, lim.guidance, value=default.guidance_scale, step=0.5, label="guidance"
                         )
                         g_seed = gr.Number(0, label="seed", precision=0)
                         g_n = gr.Slider(1, lim.n, value=4, step=1, label="images", elem_id="g_n")
@@ -586,7 +588,7 @@ def build_app(
                     with gr.Row():
                         c_label = gr.Number(None, label="class", precision=0)
                         c_sampler = gr.Dropdown(samplers, value=DEFAULT, label="sampler")
-                        c_steps = gr.Slider(1, lim.steps, value=16, step=1, label="steps")
+                        c_steps = gr.Slider(1, lim.steps, value=steps, step=1, label="steps")
                         c_seed = gr.Number(0, label="seed", precision=0)
                     c_go = gr.Button("Compare", variant="primary", elem_id="c_go")
                 with gr.Column():

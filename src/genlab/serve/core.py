@@ -84,11 +84,11 @@ def check_upload(limits: Limits, path: str | Path, what: str = "the image") -> N
         raise GenlabError(f"{what} is {w}×{h}; upload one at most {limits.image_side} pixels on its longest side")
 
 
-def default_guidance() -> float:
-    """The default run's guidance scale (its recipe's), where the Generate tab's slider starts."""
+def default_sampling():
+    """The default run's sample settings (its recipe's), where the steps and guidance sliders start."""
     from genlab.runs import read_run, shipped_asset
 
-    return read_run(shipped_asset(SHIPPED))[0].sample.guidance_scale
+    return read_run(shipped_asset(SHIPPED))[0].sample
 
 
 def find_runs(runs_dir: str | Path | None, *, depth: int = 3) -> dict[str, Path]:
