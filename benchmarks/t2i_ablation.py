@@ -390,6 +390,12 @@ ARMS = {  # name: (recipe overrides, what changes)
         "(method.time.shift 2: t -> 2t / (1 + t) on the logit-normal draw), where guiding only t in [0.5, 1] showed "
         "the layout is decided",
     ),
+    "full-ae-mmdit-varied-relations-single-grow7-shift3-90k": (
+        [*GROW7, "--train.lr=1e-4", "--method.time.shift=3"],
+        "full-ae-mmdit-varied-relations-single-grow7-shift2-84k (the default) trained on 6000 more steps with its "
+        "training times moved further towards noise (method.time.shift 3, was 2; a fifteenth stage), as the shift "
+        "of 2 bought its gain on position and counting",
+    ),
     "full-ae-mmdit-varied-relations-single-requests-78k": (
         [*RELATIONS_SINGLE, "--data.requests=0.3"],
         "full-ae-mmdit-varied-relations-single-requests-72k trained on 6000 more steps with the same settings (a "
@@ -480,6 +486,7 @@ STAGED = {
     "full-ae-mmdit-varied-relations-single-grow7-lowlr-78k": "full-ae-mmdit-varied-relations-single-grow7-72k",
     "full-ae-mmdit-varied-relations-single-grow7-lowlr-84k": "full-ae-mmdit-varied-relations-single-grow7-lowlr-78k",
     "full-ae-mmdit-varied-relations-single-grow7-shift2-84k": "full-ae-mmdit-varied-relations-single-grow7-lowlr-78k",
+    "full-ae-mmdit-varied-relations-single-grow7-shift3-90k": "full-ae-mmdit-varied-relations-single-grow7-shift2-84k",
 }
 # arm: (the shipped checkpoint it starts from, the arm whose weights that checkpoint is, the SHA-256 of its
 # ema.safetensors): a stage trained on the packaged weights (method.init: shipped:NAME, with their own autoencoder),
@@ -733,10 +740,10 @@ def markdown(result: dict) -> str:
             "",
             "Guidance sweep (" + result["guidance_note"] + ")",
             "",
-            "| arm | scale | interval | seed | step | overall | "
+            "| arm | sampler | scale | interval | seed | step | overall | "
             + " | ".join(CATEGORIES)
             + " | seen pairs | held-out pairs | extra object |",
-            "|---|---|---|---|---|---|" + "---|" * len(CATEGORIES) + "---|---|---|",
+            "|---|---|---|---|---|---|---|" + "---|" * len(CATEGORIES) + "---|---|---|",
         ]
         for r in result["guidance"].values():
             g = r["geneval"]
@@ -745,7 +752,7 @@ def markdown(result: dict) -> str:
             seen, held = (100 * g["pairs"][k]["accuracy"] for k in ("seen", "heldout"))
             span = "–".join(f"{v:g}" for v in interval_of(r))
             lines.append(
-                f"| {r['arm']} | {r['guidance_scale']:g} | {span} | {r['seed']} | {r['step']} | "
+                f"| {r['arm']} | {solver_of(r)} | {r['guidance_scale']:g} | {span} | {r['seed']} | {r['step']} | "
                 f"{100 * g['overall']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] | {cats} | {seen:.1f} | {held:.1f} | "
                 f"{100 * g['extra_rate']:.1f} |"
             )
@@ -759,13 +766,20 @@ def ceiling(arm: dict) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
+def solver_of(row: dict) -> str:
+    """The sampler, steps and grid a guidance row was sampled with, as 'heun 16' ('heun 16 logit' off the auto grid)."""
+    st = row["settings"]
+    return f"{st['sampler']} {st['steps']}" + ("" if st.get("grid", "auto") == "auto" else f" {st['grid']}")
+
+
 def interval_of(row: dict) -> tuple[float, float]:
     """The guidance interval a guidance row was sampled with (rows from before the setting: every step)."""
     return tuple(row["settings"].get("guidance_interval", (0.0, 1.0)))
 
 
 def guidance_order(item: tuple[str, dict]) -> tuple:
-    return list(ARMS).index(item[1]["arm"]), item[1]["guidance_scale"], interval_of(item[1]), item[1]["seed"]
+    row = item[1]
+    return list(ARMS).index(row["arm"]), solver_of(row), row["guidance_scale"], interval_of(row), row["seed"]
 
 
 AXIS = {"left of": "x", "right of": "x", "above": "y", "below": "y"}
@@ -928,6 +942,9 @@ def main() -> None:
         metavar=("LO", "HI"),
         help="guidance rows: guide only for t in [LO, HI] (t = 1 is noise)",
     )
+    ap.add_argument("--guidance-sampler", help="guidance rows: this sampler instead of the run's")
+    ap.add_argument("--guidance-steps", type=int, help="guidance rows: this many sampler steps instead of the run's")
+    ap.add_argument("--guidance-grid", help="guidance rows: this time grid instead of the run's")
     ap.add_argument("--out", default=OUT)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -962,9 +979,13 @@ def main() -> None:
         run, _ = arm_run(args.guidance_arm, Path(args.runs), reuse=True)
         interval = tuple(args.guidance_interval)
         where = "" if interval == (0.0, 1.0) else f" t{interval[0]:g}-{interval[1]:g}"
+        solver = {"sampler": args.guidance_sampler, "steps": args.guidance_steps, "grid": args.guidance_grid}
+        base = run.settings.replace(**solver)
+        if (base.sampler, base.steps, base.grid) != (run.settings.sampler, run.settings.steps, run.settings.grid):
+            where += f" {base.sampler}{base.steps}" + ("" if base.grid == "auto" else f"-{base.grid}")
         for scale in args.guidance:
             for seed in args.guidance_seeds:
-                chosen = run.settings.replace(guidance_scale=scale, guidance_interval=interval)
+                chosen = base.replace(guidance_scale=scale, guidance_interval=interval)
                 report = score(run, suite, args.n_per_prompt, seed=seed, settings=chosen)
                 info = info or report["suite"]
                 key = ("" if args.guidance_arm == "full" else f"{args.guidance_arm} ") + f"{scale:g}{where}@seed{seed}"
