@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from genlab.cli import main
+from genlab.serve.app import DEFAULT
 from genlab.serve.core import SHIPPED_LABEL
 from genlab.serve.pngmeta import read_pixels, read_settings
 
@@ -28,7 +29,13 @@ def test_generate_embeds_settings_and_from_png_reproduces_each_image(served, tmp
     preview, gallery, files, status = generate(c, seed=5, n=2)
     assert status.startswith("done: 2 image(s)")
     assert [g["caption"] for g in gallery] == ["seed 5", "seed 6"]
-    assert preview is not None  # the live preview showed an intermediate estimate
+    # the live preview showed the estimates, then each finished image: the last one, enlarged, at the end
+    shown = read_pixels(preview).astype(float)  # a lossy WebP of the display copy
+
+    def off(path):  # mean absolute difference to an image enlarged as the preview enlarges it
+        return np.abs(shown - read_pixels(path).repeat(8, axis=0).repeat(8, axis=1)).mean()
+
+    assert off(files[-1]) < 2 < off(files[0])  # about 0.7 and 10 levels of 255 when written
     records = [read_settings(f) for f in files]
     assert [r["seed"] for r in records] == [5, 6]
     first = records[0]
@@ -48,6 +55,11 @@ def test_generate_embeds_settings_and_from_png_reproduces_each_image(served, tmp
     assert "seed 6" in capsys.readouterr().out
     assert np.array_equal(read_pixels(out), read_pixels(files[1]))  # bit-identical pixels
     assert read_settings(out) == records[1]
+    # the run's own sampler, the default's SDE (fresh noise at every step), reproduces from its PNG as well
+    _, _, sde, _ = generate(c, seed=2, n=1, sampler=DEFAULT)
+    assert read_settings(sde[0])["sampler"] == "euler_maruyama"
+    assert main(["generate", "--from-png", sde[0], "-o", str(out)]) == 0
+    assert np.array_equal(read_pixels(out), read_pixels(sde[0]))
 
 
 def test_class_conditional_run_takes_a_class(served, tmp_path):

@@ -60,6 +60,12 @@ def _opt_int(value, name: str) -> int | None:
     return None if value is None or value == "" else _int(value, name)
 
 
+def display(image: np.ndarray) -> np.ndarray:
+    """An image (uint8 H, W, C) as the preview shows it: enlarged to 256 pixels, grey ones as (H, W)."""
+    shown = core.upscale(image, 256)
+    return shown[:, :, 0] if shown.shape[2] == 1 else shown
+
+
 def _user(request: gr.Request | None) -> str:
     if request is not None and getattr(request, "session_hash", None):
         return request.session_hash
@@ -185,7 +191,7 @@ class App:
                 )
                 seconds = time.perf_counter() - t0
                 path = write_png(out / f"genlab-seed{seed + i}.png", image, record)
-                emit(("image", (path, record, nfe, seconds)))
+                emit(("image", (path, record, nfe, seconds, image)))
 
         gallery, files, shown = [], [], None
         for kind, value in self.run_job(_user(request), work):
@@ -194,14 +200,14 @@ class App:
                 yield gr.skip(), gr.skip(), gr.skip(), f"queued: {value} job(s) ahead"
             elif kind == "preview":
                 i, step, image = value
-                shown = core.upscale(image, 256)
-                shown = shown[:, :, 0] if shown.shape[2] == 1 else shown  # grey: (H, W) for display
+                shown = display(image)
                 yield shown, gr.skip(), gr.skip(), f"image {i + 1}/{n}: evaluation {step + 1}"
-            elif kind == "image":
-                path, record, nfe, seconds = value
+            elif kind == "image":  # the preview then shows the finished image, not the last estimate sent
+                path, record, nfe, seconds, image = value
                 gallery = [*gallery, (str(path), f"seed {record['seed']}")]
                 files = [*files, str(path)]
-                yield gr.skip(), gallery, files, f"{len(files)}/{n} images ({nfe} NFE, {seconds:.2f} s each)"
+                shown = display(image)
+                yield shown, gallery, files, f"{len(files)}/{n} images ({nfe} NFE, {seconds:.2f} s each)"
             elif kind == "cancelled":
                 yield shown, gallery, files, f"cancelled after {len(files)} of {n} images"
             elif kind == "done":
