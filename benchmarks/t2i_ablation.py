@@ -35,8 +35,9 @@ already there and keeps the arms' other numbers.
 everything else (sampler, steps, seeds) unchanged, once on the suite's seed (0) and once on a second seed set (1).
 Picking a scale by the suite is tuning on the test set; a scale can only become a default if it also wins on the
 second seed set and on the held-out colour x shape pairs. `--guidance-interval LO HI` scores those scales guiding only
-for t in [LO, HI] (t = 1 is noise; the conditional prediction elsewhere). The JSON keeps the rows of arms (and
-scales) not run now.
+for t in [LO, HI] (t = 1 is noise; the conditional prediction elsewhere), and `--guidance-sampler S`,
+`--guidance-steps N`, `--guidance-grid G` with another sampler, number of steps or time grid than the run's. The JSON
+keeps the rows of arms (and scales) not run now.
 """
 
 from __future__ import annotations
@@ -396,6 +397,12 @@ ARMS = {  # name: (recipe overrides, what changes)
         "training times moved further towards noise (method.time.shift 3, was 2; a fifteenth stage), as the shift "
         "of 2 bought its gain on position and counting",
     ),
+    "full-ae-mmdit-varied-relations-single-grow7-shift2-pairs-90k": (
+        [*GROW7, "--train.lr=1e-4", "--method.time.shift=2", "--data.mix=[0.15, 0.2, 0.25, 0.4]"],
+        "full-ae-mmdit-varied-relations-single-grow7-shift2-84k (the default) trained on 6000 more steps with a third "
+        "more unrelated pairs (data.mix [0.15, 0.2, 0.25, 0.4], was [0.2, 0.25, 0.25, 0.3]; a fifteenth stage), as "
+        "two objects is the default's weakest category",
+    ),
     "full-ae-mmdit-varied-relations-single-requests-78k": (
         [*RELATIONS_SINGLE, "--data.requests=0.3"],
         "full-ae-mmdit-varied-relations-single-requests-72k trained on 6000 more steps with the same settings (a "
@@ -487,6 +494,9 @@ STAGED = {
     "full-ae-mmdit-varied-relations-single-grow7-lowlr-84k": "full-ae-mmdit-varied-relations-single-grow7-lowlr-78k",
     "full-ae-mmdit-varied-relations-single-grow7-shift2-84k": "full-ae-mmdit-varied-relations-single-grow7-lowlr-78k",
     "full-ae-mmdit-varied-relations-single-grow7-shift3-90k": "full-ae-mmdit-varied-relations-single-grow7-shift2-84k",
+    "full-ae-mmdit-varied-relations-single-grow7-shift2-pairs-90k": (
+        "full-ae-mmdit-varied-relations-single-grow7-shift2-84k"
+    ),
 }
 # arm: (the shipped checkpoint it starts from, the arm whose weights that checkpoint is, the SHA-256 of its
 # ema.safetensors): a stage trained on the packaged weights (method.init: shipped:NAME, with their own autoencoder),

@@ -116,9 +116,13 @@ def test_the_shipped_curriculum_checkpoint_loads_by_name_and_draws(tmp_path, mon
     depths = each(lambda s: (s["model"].get("depth"), s["method"].get("grow", False)))
     assert depths == [(7, False), (7, False), (7, True)] + [(None, False)] * 11
     assert each(lambda s: s["method"]["time"].get("shift", 1.0)) == [2.0] + [1.0] * 13
-    # it samples as its recipe says: guidance 6 on the noisier half of the steps, the earlier stages 4 on every step
+    # it samples as its recipe says: on the reverse SDE at guidance 8 on the noisier half of the steps, the earlier
+    # stages with Heun at 4 on every step
     assert recipe.sample == load_recipe(ROOT / "recipes" / "shapes-t2i-shift.yaml").sample
     guidance = each(lambda s: (s["sample"]["guidance_scale"], tuple(s["sample"].get("guidance_interval", (0, 1)))))
-    assert guidance == [(6.0, (0.5, 1.0))] + [(4.0, (0, 1))] * 13
+    assert guidance == [(8.0, (0.5, 1.0))] + [(4.0, (0, 1))] * 13
+    assert (
+        each(lambda s: (s["sample"]["sampler"], s["sample"]["steps"])) == [("euler_maruyama", 32)] + [("heun", 16)] * 13
+    )
     x = run.sample(2, prompts=["a red circle", "a blue square"], seed=0, steps=2, sampler="euler").x
     assert x.shape == (2, 3, 32, 32) and torch.isfinite(x).all() and x.std() > 0.05

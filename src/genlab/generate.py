@@ -9,8 +9,9 @@ shapes-t2i-shift.yaml (fourteen stages, the last with training times moved towar
 MiniLM encoder.
 The earlier default, a cross-attention DiT (recipes/shapes-t2i.yaml), ships as shipped:shapes-t2i: GLIGEN,
 IP-Adapter and the video model start from it.
-Sampling: n noises from `seed`, classifier-free guidance at `guidance_scale` for the times in `guidance_interval`
-(the default run: 6 on the noisier half, t in [0.5, 1]), `steps` sampler steps; with a
+Sampling: n noises from `seed`, classifier-free guidance at `guidance_scale` for the times in `guidance_interval`,
+`steps` sampler steps (the default run: Euler–Maruyama on the reverse SDE, 32 steps, 8 on the noisier half, t in
+[0.5, 1]); with a
 negative prompt (`--negative red`) the guidance pushes away from that prompt's prediction instead of the null text.
 """
 

@@ -29,9 +29,10 @@ def images():
 
 
 def test_inversion_then_sampling_reconstructs_at_guidance_one(run, images):
-    """Heun on the recipe's 16-step grid, there and back: latent MSE < 1e-3 (the latents have unit scale; the
-    benchmark measures 2e-4), so the decoded image is as close as the autoencoder's own reconstruction."""
-    method, settings = run.method, run.resolve_settings(guidance_scale=1.0)
+    """Heun on the recipe's grid (the default samples on the SDE; inversion takes Heun on its 32 steps), there and
+    back: latent MSE < 1e-3 (the latents have unit scale; the benchmark measures 2e-4), so the decoded image is as
+    close as the autoencoder's own reconstruction."""
+    method, settings = run.method, run.resolve_deterministic(guidance_scale=1.0)
     inv = invert(method, images, PROMPTS, settings)
     z = method.to_latent(images)
     assert float((sample_inverted(method, inv) - z).pow(2).mean()) < 1e-3
@@ -41,7 +42,7 @@ def test_inversion_then_sampling_reconstructs_at_guidance_one(run, images):
 
 @pytest.mark.parametrize("interval", [(0.0, 1.0), (0.5, 1.0)])
 def test_stepping_is_the_run_sampler(run, images, interval):
-    method, settings = run.method, run.resolve_settings(steps=4, guidance_interval=interval)
+    method, settings = run.method, run.resolve_deterministic(steps=4, guidance_interval=interval)
     inv = invert(method, images, PROMPTS, settings)
     plain = method.sample(2, cond=PROMPTS, settings=settings, noise=inv.noise).x
     torch.testing.assert_close(method.from_latent(sample_inverted(method, inv)), plain, atol=1e-5, rtol=0)
@@ -52,7 +53,7 @@ def test_stepping_is_the_run_sampler(run, images, interval):
 
 
 def test_null_text_beats_plain_inversion_at_guidance(run, images):
-    method, settings = run.method, run.resolve_settings(steps=4, guidance_scale=4.0)
+    method, settings = run.method, run.resolve_deterministic(steps=4, guidance_scale=4.0)
     z = method.to_latent(images)
     plain = float((sample_inverted(method, invert(method, images, PROMPTS, settings)) - z).pow(2).mean())
     null = invert(method, images, PROMPTS, settings, null_text=True, iters=3)
