@@ -539,6 +539,55 @@ def stated_full(
     return scene
 
 
+CONTRADICTIONS = ("relation", "swap", "colour", "kind", "fewer", "more")
+
+
+def contradict(scene: Scene, rng: np.random.Generator, *, prefer: tuple[str, ...] = ()) -> tuple[str, Scene]:
+    """(how, a stated scene that no image of the stated `scene` satisfies), one change drawn uniformly among those
+    that apply (among those of `prefer` that apply, if any do): `relation` the opposite relation; `swap` the two
+    colours exchanged; `colour` / `kind` one shape's (every copy's) colour or kind changed; `fewer` a shape (a copy)
+    left out, so an image of `scene` holds an object the new one does not ask for; `more` another shape (copy) asked
+    for. The hard negatives of a verifier (genlab.methods.verifier); sizes and unstated colours stay as stated."""
+    shapes, n = scene.shapes, len(scene.shapes)
+    count = is_count(scene)
+    ways = ["kind", "fewer" if n > 1 else "more"]
+    if count and n < MAX_COPIES:
+        ways.append("more")
+    if shapes[0].colour is not None:
+        ways.append("colour")
+    if n == 2 and not count:
+        a, b = shapes
+        kinds_or_sizes = a.kind != b.kind or (None not in (a.size, b.size) and a.size != b.size)
+        colours = None not in (a.colour, b.colour) and a.colour != b.colour
+        # the two descriptions must not both fit either shape, or the opposite relation can hold of the same image
+        if scene.relation is not None and (kinds_or_sizes or colours):
+            ways.append("relation")
+        # exchanging the colours changes nothing unless a relation or the kinds (sizes) tell the shapes apart
+        if colours and (scene.relation is not None or kinds_or_sizes):
+            ways.append("swap")
+    how = _pick(rng, tuple(w for w in ways if w in prefer) or tuple(ways))
+    if how == "relation":
+        return how, replace(scene, relation=INVERSE[scene.relation])
+    if how == "swap":
+        a, b = shapes
+        return how, replace(scene, shapes=(replace(a, colour=b.colour), replace(b, colour=a.colour)))
+    if how in ("colour", "kind"):
+        i = 0 if count else int(rng.integers(n))
+        old = getattr(shapes[i], how)
+        new = _pick(rng, tuple(v for v in (COLOURS if how == "colour" else KINDS) if v != old))
+        changed = replace(shapes[i], **{how: new})
+        return how, replace(scene, shapes=(changed,) * n if count else shapes[:i] + (changed,) + shapes[i + 1 :])
+    if how == "fewer":
+        keep = shapes[0] if count else shapes[int(rng.integers(2))]
+        return how, Scene((keep,) * (n - 1) if count else (keep,))
+    if count:  # more copies
+        return how, Scene((shapes[0],) * (n + 1))
+    colour = None if shapes[0].colour is None else _pick(rng, tuple(COLOURS))
+    other = Shape(colour, _pick(rng, KINDS), _pick(rng, SIZES) if shapes[0].size else None)
+    pair = (shapes[0], other) if rng.random() < 0.5 else (other, shapes[0])
+    return how, Scene(pair, _pick(rng, RELATIONS) if rng.random() < 0.6 else None)
+
+
 def sample_pairs(
     n: int,
     *,

@@ -23,6 +23,7 @@ from genlab.methods.reflow import ReflowConfig, ReflowMethod
 from genlab.methods.text_gan import TextGANConfig, TextGANMethod
 from genlab.methods.token_prior import TextTokenPriorConfig, TextTokenPriorMethod, TokenPriorConfig, TokenPriorMethod
 from genlab.methods.vae import VAEConfig, VAEMethod
+from genlab.methods.verifier import VerifierMethod, VerifierMethodConfig
 from genlab.methods.video import VideoFlowConfig, VideoFlowMethod
 from genlab.methods.video_autoencoder import VideoAutoencoderMethod, VideoAutoencoderMethodConfig
 from genlab.methods.vqvae import VQVAEConfig, VQVAEMethod
@@ -42,6 +43,7 @@ METHOD_CONFIGS = {
     "autoencoder": AutoencoderMethodConfig,
     "latent_flow": LatentFlowConfig,
     "clip": ClipMethodConfig,
+    "verifier": VerifierMethodConfig,  # image x caption -> is it true? (best-of-K text-to-image, genlab.rerank)
     # few-step students of a frozen teacher run (genlab distill)
     "reflow": ReflowConfig,
     "progressive": ProgressiveConfig,
@@ -75,6 +77,7 @@ METHODS = {
     "autoencoder": AutoencoderMethod,
     "latent_flow": LatentFlowMethod,
     "clip": ClipMethod,
+    "verifier": VerifierMethod,
     "reflow": ReflowMethod,
     "progressive": ProgressiveMethod,
     "consistency": ConsistencyMethod,

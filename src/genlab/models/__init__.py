@@ -20,6 +20,7 @@ from genlab.models.pixelcnn import PixelCNN, PixelCNNConfig
 from genlab.models.transformer import Transformer, TransformerConfig
 from genlab.models.unet import UNet, UNetConfig
 from genlab.models.vae import MLPVAE, ConvVAE, ConvVAEConfig, MLPVAEConfig
+from genlab.models.verifier import VerifierConfig, VerifierNet
 from genlab.models.video_autoencoder import VideoAutoencoder, VideoAutoencoderConfig
 from genlab.models.video_dit import VideoDiT, VideoDiTConfig
 from genlab.models.vit import ViT, ViTConfig
@@ -39,6 +40,7 @@ MODEL_CONFIGS = {
     "autoencoder": AutoencoderConfig,
     "dit": DiTConfig,
     "clip": ClipConfig,
+    "verifier": VerifierConfig,
     "patchgan": PatchGANConfig,
     "lm": LMConfig,
     "vit": ViTConfig,
@@ -60,6 +62,7 @@ MODELS = {
     "autoencoder": Autoencoder,
     "dit": DiT,
     "clip": CLIP,
+    "verifier": VerifierNet,  # built with its text encoder by method.kind verifier, never by build_model
     "patchgan": PatchGAN,
     "lm": TextTransformer,  # built causal or bidirectional by its method (ar_lm, mdlm), never by build_model
     "vit": ViT,  # an image classifier (method.kind classifier)
@@ -72,6 +75,8 @@ MODELS = {
 def build_model(cfg):
     if cfg.kind == "lm":
         raise GenlabError("model.kind=lm is the backbone of method.kind ar_lm or mdlm: use one of those methods")
+    if cfg.kind == "verifier":
+        raise GenlabError("model.kind=verifier is built with its text encoder by method.kind verifier: use it")
     if cfg.kind == "captioner":
         raise GenlabError("model.kind=captioner is built with its image encoder by method.kind captioner: use it")
     return MODELS[cfg.kind](cfg)
