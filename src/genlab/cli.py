@@ -114,8 +114,9 @@ def _eval(args) -> None:
 
     if args.prompts is not None:
         return _geneval(args)
-    if args.n_per_prompt is not None:
-        raise GenlabError("--n-per-prompt goes with --prompts builtin|FILE (the GenEval-style suite)")
+    for flag, given in (("--n-per-prompt", args.n_per_prompt is not None), ("--best-of", args.best_of != 1)):
+        if given:
+            raise GenlabError(f"{flag} goes with --prompts builtin|FILE (the GenEval-style suite)")
     out = evaluate(
         args.run,
         samples=args.samples,
@@ -144,6 +145,8 @@ def _geneval(args) -> None:
         n_per_prompt=4 if args.n_per_prompt is None else args.n_per_prompt,
         out=args.out,
         seed=args.seed,
+        best_of=args.best_of,
+        verifier=args.verifier,
         **_settings(args),
     )
     print(f"GenEval-style suite written to {out.parent} (geneval.json, geneval.md)")
@@ -197,6 +200,10 @@ def _features(args) -> None:
 
 
 def _generate(args) -> None:
+    if args.best_of != 1 and (args.from_png is not None or args.video or args.edit_to is not None or args.reweight):
+        raise GenlabError(
+            "--best-of searches plain text-to-image generation: drop it with --from-png/--video/--edit-to"
+        )
     if args.from_png is not None:
         return _generate_from_png(args)
     if args.prompt is None:
@@ -212,6 +219,8 @@ def _generate(args) -> None:
     from genlab.textual_inversion import using
 
     check_prompt(args.prompt)
+    if args.best_of != 1:
+        return _generate_best_of(args)
     with using(text_run(args.run), args.embedding, prompts=[args.prompt, args.negative]) as run:
         out, _ = run.sample_to_file(
             args.output,
@@ -225,6 +234,31 @@ def _generate(args) -> None:
         )
     against = "" if args.negative is None else f" (negative {args.negative!r})"
     print(f"{args.n} images for {args.prompt!r}{against} written to {out}")
+
+
+def _generate_best_of(args) -> None:
+    """`genlab generate --best-of K`: each image the best of K candidates by a verifier (genlab.rerank)."""
+    from genlab.generate import generate
+    from genlab.runs import write_samples
+
+    if not str(args.output).endswith((".png", ".npz")):
+        raise GenlabError(f"-o {args.output}: use a .png (grid) or .npz (arrays) file name")
+    out = generate(
+        args.prompt,
+        n=args.n,
+        seed=args.seed,
+        run=args.run,
+        negative=args.negative,
+        embeddings=args.embedding,
+        boxes=args.boxes,
+        image_prompt=args.image_prompt,
+        image_scale=args.image_scale,
+        best_of=args.best_of,
+        verifier=args.verifier,
+        **_settings(args),
+    )
+    path = write_samples(out.x, None, args.output, nrow=min(args.n, 8))
+    print(f"{args.n} images for {args.prompt!r}, each the best of {args.best_of} ({out.nfe} NFE), written to {path}")
 
 
 def _generate_from_png(args) -> None:
@@ -586,6 +620,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--out", help="output folder (default RUN/eval or ./eval)")
     e.add_argument(
+        "--best-of",
+        type=int,
+        default=1,
+        metavar="K",
+        help="with --prompts: each image the best of K candidates (genlab generate --best-of)",
+    )
+    e.add_argument("--verifier", help="with --best-of: a verifier run that judges (default: the generator itself)")
+    e.add_argument(
         "--prompts",
         metavar="builtin|FILE",
         help="text-to-image: score the GenEval-style prompt suite (builtin, or JSON lines; docs/geneval.md)",
@@ -663,6 +705,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--embedding", action="append", help="a textual-inversion .safetensors whose token the prompt uses (repeatable)"
     )
+    g.add_argument(
+        "--best-of",
+        type=int,
+        default=1,
+        metavar="K",
+        help="each image the best of K candidates (about K x the cost); the generator judges them",
+    )
+    g.add_argument("--verifier", help="with --best-of: a verifier run that judges (default: the generator itself)")
 
     ti = sub.add_parser(
         "textual-inversion",

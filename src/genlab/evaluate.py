@@ -356,23 +356,30 @@ def evaluate_geneval(
     n_per_prompt: int = 4,
     out: str | Path | None = None,
     seed: int = 0,
+    best_of: int = 1,
+    verifier: str | Path | None = None,
     **sampler_opts,
 ) -> Path:
     """The GenEval-style suite (`genlab.metrics.geneval`) on a text-to-image run (default: the shipped one):
     each prompt sampled n_per_prompt times with the run's sample settings and the given overrides, scored
     beside the real-render ceiling and the shuffled-caption chance row; geneval.json / geneval.md written into
-    `out` (default RUN/eval; ./eval for the shipped run); returns geneval.json's path."""
+    `out` (default RUN/eval; ./eval for the shipped run); returns geneval.json's path. `best_of` K > 1: each image
+    the best of K candidates by `verifier` (a verifier run) or, by default, by the generator itself (genlab.rerank)."""
     from genlab.generate import text_run
     from genlab.metrics.geneval import geneval, load_suite, write_geneval
+    from genlab.rerank import best_of as search
+    from genlab.rerank import check_best_of, verifier_run
 
     suite = load_suite(prompts)  # a bad file fails before the model loads
     if n_per_prompt < 1:
         raise GenlabError(f"--n-per-prompt must be >= 1, got {n_per_prompt}")
+    check_best_of(best_of)
     run = text_run(run)
     settings = run.resolve_settings(**sampler_opts)
+    judge = None if verifier is None else verifier_run(verifier)
 
     def generate(texts: list[str], seed: int) -> torch.Tensor:
-        return run.sample(len(texts), prompts=texts, seed=seed, settings=settings).x
+        return search(run, texts, k=best_of, verifier=judge, seed=seed, settings=settings).x
 
     report = geneval(
         generate,
@@ -384,4 +391,6 @@ def evaluate_geneval(
     )
     used = settings.as_dict(run.method.sample_settings)
     report["settings"] = {"run": str(run.path), "step": run.step, "recipe": run.recipe.name, **used}
+    if best_of > 1:
+        report["settings"].update(best_of=best_of, verifier="the generator" if judge is None else str(judge.path))
     return write_geneval(report, out or eval_folder(run))

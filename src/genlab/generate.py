@@ -48,6 +48,8 @@ def generate(
     boxes: str | list | None = None,
     image_prompt=None,
     image_scale: float | None = None,
+    best_of: int = 1,
+    verifier: str | Path | Run | None = None,
     **settings,
 ) -> Samples:
     """n images (n, C, H, W) in [-1, 1] for `prompt` from `run` (default: the shipped checkpoint); `settings` are
@@ -55,17 +57,27 @@ def generate(
     a negative prompt, guided against instead of the null text (eps(neg) + s·(eps(pos) − eps(neg))).
     `embeddings`: textual-inversion files (or one) whose tokens the prompt may use ("<c> left of a red square").
     A gligen run takes `boxes` ("PHRASE:x0,y0,x1,y1;..." or [(phrase, (x0, y0, x1, y1)), ...] in [0, 1], y down);
-    an ip_adapter run takes `image_prompt` (an image file, or a (3, H, W) tensor in [-1, 1]) at `image_scale`."""
+    an ip_adapter run takes `image_prompt` (an image file, or a (3, H, W) tensor in [-1, 1]) at `image_scale`.
+    `best_of` K > 1: each image is the best of K candidates by `verifier` (a verifier run) or, by default, by the
+    generator itself, about K times the sampling cost; candidate 0 is the image best_of=1 gives (genlab.rerank)."""
     from genlab.methods.adapters import adapter_inputs, adapter_options
+    from genlab.rerank import best_of as search
+    from genlab.rerank import check_best_of
     from genlab.textual_inversion import using
 
     check_prompt(prompt)
+    check_best_of(best_of)
     with using(text_run(run), embeddings, prompts=[prompt, negative]) as r:
         if isinstance(boxes, str) or isinstance(image_prompt, (str, Path)):
             adapter = adapter_inputs(r.method, boxes, None if image_prompt is None else str(image_prompt), image_scale)
         else:
             adapter = adapter_options(r.method, boxes=boxes, image=image_prompt, image_scale=image_scale)
-        return r.generate(prompt, n, seed=seed, negative=negative, adapter=adapter or None, **settings)
+        opts = {"seed": seed, "negative": negative, "adapter": adapter or None, **settings}
+        return (
+            search(r, [prompt] * n, k=best_of, verifier=verifier, **opts)
+            if best_of > 1
+            else r.generate(prompt, n, **opts)
+        )
 
 
 def check_prompt(prompt: str) -> None:

@@ -1,0 +1,220 @@
+"""Best-of-K by a learned verifier on the GenEval-style shapes suite (genlab.rerank), on the same candidates.
+
+    python benchmarks/t2i_rerank.py pool [--seeds 0 1 2 3] [--k 4] [--threads 1]
+    python benchmarks/t2i_rerank.py docs    (docs/rerank.md and the .md again from the JSON)
+    python benchmarks/t2i_rerank.py score [--verifier NAME=RUN ...] [--no-self] [--seeds 0 1 2 3] [--k 4] [--threads 1]
+
+`pool` draws K candidates of every suite image (4 per prompt) with the default run and its recipe's sampling
+(`genlab.rerank.candidates`: candidate 0 is exactly the image `geneval_shapes.py` scores for that seed set) and
+keeps them in runs/bench-t2i-rerank/pool-SEED.safetensors. `score` reads the pools and writes
+benchmarks/results/t2i_rerank.json (+ .md): per seed set, the suite's table for
+- one draw: candidate 0 (the default without search);
+- best of k by each judge, for k = 2, 4, ... (the first k candidates): the generator itself (`genlab generate
+  --best-of k`) and each verifier run given (`--verifier RUN`, e.g. recipes/shapes-verifier.yaml trained);
+- best of K by the checker itself: the ceiling of search over these candidates, not a method (the checker is the
+  judge, so choosing with it is no measurement of the model);
+and how often a judge's choice is right when some candidate is right; each verifier's own held-out metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from common import write_json
+from genlab.atomic import atomic_path, atomic_write_text
+from genlab.data.images import tensor_to_uint8
+from genlab.generate import SHIPPED, text_run
+from genlab.metrics.geneval import builtin_suite, score_image, score_images
+from genlab.rerank import SELF_TIMES, candidates, choose, scores, self_scores, verifier_run
+
+POOLS = Path("runs/bench-t2i-rerank")
+OUT = Path("benchmarks/results/t2i_rerank.json")
+DOCS = Path("docs/rerank.md")
+KEYS = ("overall", "heldout_gap", "extra_rate")
+CATEGORIES = ("single_object", "two_objects", "counting", "colours", "position", "colour_attribution")
+
+
+def suite_prompts(n_per_prompt: int = 4):
+    return [p for p in builtin_suite().prompts for _ in range(n_per_prompt)]
+
+
+def pool_path(seed: int) -> Path:
+    return POOLS / f"pool-{seed}.safetensors"
+
+
+def make_pool(seed: int, k: int) -> None:
+    run = text_run(f"shipped:{SHIPPED}")
+    prompts = suite_prompts()
+    start = time.perf_counter()
+    pool, _ = candidates(run, [p.text for p in prompts], k=k, seed=seed, settings=run.resolve_settings())
+    seconds = time.perf_counter() - start
+    with atomic_path(pool_path(seed)) as tmp:
+        save_file({"pool": pool.contiguous()}, str(tmp), metadata={"seconds": f"{seconds:.1f}"})
+    print(f"seed {seed}: {tuple(pool.shape)} in {seconds:.0f} s", flush=True)
+
+
+def summary(row: dict) -> dict:
+    cats = row["categories"]
+    return {
+        **{key: row[key] for key in KEYS},
+        **{c: cats[c]["accuracy"] for c in CATEGORIES},
+        "overall_ci": row.get("overall_ci"),
+    }
+
+
+def verifier_report(run) -> dict:
+    """The verifier's own held-out metrics (`genlab eval`) on the test split (seen colour×shape pairs) and on the
+    held-out pairs, its size and its training time."""
+    from genlab.data.shapes import build_shapes
+    from genlab.runs import train_seconds
+
+    out = {
+        split: run.method.heldout_metrics(build_shapes(run.recipe.data, split=split)) for split in ("test", "heldout")
+    }
+    out["parameters"] = sum(p.numel() for p in run.method.model.parameters())
+    out["train_minutes"] = round(train_seconds(run.path) / 60, 1)
+    return out
+
+
+def score_seed(seed: int, judges: dict, ks: list[int]) -> dict:
+    """The suite's rows for one seed set's pool: one draw, best of k by each judge ({name: fn(pool, texts) -> (K, N)
+    scores}), and the checker's ceiling."""
+    prompts = suite_prompts()
+    texts = [p.text for p in prompts]
+    pool = load_file(str(pool_path(seed)))["pool"]  # (K, N, C, H, W)
+    k_all = pool.shape[0]
+    right = torch.tensor(
+        [[bool(score_image(img, p)["correct"]) for img, p in zip(tensor_to_uint8(c), prompts)] for c in pool]
+    )  # (K, N)
+    rows = {"one draw": summary(score_images(pool[0], prompts, seed=seed))}
+    judged = {}
+    for name, judge in judges.items():
+        logits = judge(pool, texts)  # (K, N)
+        for k in (k for k in ks if k <= k_all):
+            chosen, index = choose(pool[:k], logits[:k])
+            rows[f"best of {k} ({name})"] = summary(score_images(chosen, prompts, seed=seed))
+            some = right[:k].any(0)
+            judged[f"best of {k} ({name})"] = {
+                "some_candidate_right": float(some.float().mean()),
+                "chosen_right_when_some_right": float(right[index, torch.arange(len(index))][some].float().mean()),
+            }
+    oracle = right.float().argmax(0)  # the first right candidate, else candidate 0
+    rows[f"best of {k_all} (checker: the ceiling)"] = summary(
+        score_images(pool[oracle, torch.arange(pool.shape[1])], prompts, seed=seed)
+    )
+    return {"rows": rows, "judges": judged, "single_draw_accuracy": float(right.float().mean())}
+
+
+def pct(v: float) -> str:
+    return f"{100 * v:.1f}"
+
+
+def verifier_lines(result: dict) -> list[str]:
+    """What each learned verifier measures on its own held-out captions (seen pairs vs held-out pairs)."""
+    lines = []
+    for name, v in result["judges"].items():
+        if not isinstance(v, dict):
+            continue
+        test, held = v["test"], v["heldout"]
+        lines += [
+            f"Verifier `{name}` ({v['parameters']:,} parameters, {v['train_minutes']} minutes of training): the true "
+            f"caption outscores its contradiction for {pct(test['ranked'])} % of test images (seen colour×shape "
+            f"pairs) but {pct(held['ranked'])} % of held-out-pair images; by change on test images: "
+            + ", ".join(f"{k[len('ranked_') :]} {pct(x)} %" for k, x in test.items() if k.startswith("ranked_"))
+            + ".",
+            "",
+        ]
+    return lines
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        "# Best of K: search over candidates with a judge (GenEval-style shapes suite)",
+        "",
+        f"Generated by `benchmarks/t2i_rerank.py` from `{OUT}` ({result['threads']} thread(s), load average "
+        f"{result['load_average']} at the start). Generator: the default run with its recipe's sampling; candidate j "
+        "of an image is drawn with seed + 100·j (`genlab.rerank.candidates`), so candidate 0 is the image "
+        "`geneval_shapes.py` scores and every row of a seed set chooses among the same candidates. Judges: "
+        + "; ".join(f"{k}: `{v['run'] if isinstance(v, dict) else v}`" for k, v in result["judges"].items())
+        + ". The generator judges a candidate by how much better it predicts the flow's target from the noised "
+        "candidate with the prompt than without (2 DiT evaluations at each of its times); a verifier run is "
+        "one forward pass. The checker's row chooses with the suite's own checker: it is the ceiling of search "
+        "over these candidates, not a method.",
+        "",
+        *verifier_lines(result),
+    ]
+    for seed, res in result["seeds"].items():
+        lines += [
+            f"## Seed set {seed}",
+            "",
+            "| row | overall | " + " | ".join(CATEGORIES) + " | held-out gap | extra |",
+        ]
+        lines.append("|---" * (len(CATEGORIES) + 4) + "|")
+        for name, r in res["rows"].items():
+            cells = " | ".join(pct(r[c]) for c in CATEGORIES)
+            lines.append(
+                f"| {name} | {pct(r['overall'])} | {cells} | {100 * r['heldout_gap']:+.1f} | {pct(r['extra_rate'])} |"
+            )
+        judged = ", ".join(
+            f"{k}: {pct(v['chosen_right_when_some_right'])} % (some right: {pct(v['some_candidate_right'])} %)"
+            for k, v in res["judges"].items()
+        )
+        lines += ["", f"Right choices where some candidate is right: {judged}.", ""]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("phase", choices=("pool", "score", "docs"))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
+    p.add_argument("--k", type=int, default=4)
+    p.add_argument(
+        "--verifier", nargs="+", default=[], metavar="[NAME=]RUN", help="verifier runs to judge with (default: shipped)"
+    )
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--no-self", action="store_true", help="leave out the generator as its own judge")
+    p.add_argument("--out", default=str(OUT))
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.phase == "docs":  # the Markdown again from the JSON
+        text = markdown(json.loads(Path(args.out).read_text()))
+        atomic_write_text(Path(args.out).with_suffix(".md"), text)
+        atomic_write_text(DOCS, text)
+        return
+    if args.phase == "pool":
+        for seed in args.seeds:
+            make_pool(seed, args.k)
+        return
+    judges, named = {}, {}
+    for item in args.verifier:
+        name, _, path = item.rpartition("=")
+        run = verifier_run(path)
+        named[name or "verifier"] = {"run": str(run.path), **verifier_report(run)}
+        judges[name or "verifier"] = lambda pool, texts, run=run: scores(run, pool, texts)
+    if not args.no_self:
+        generator = text_run(f"shipped:{SHIPPED}")
+        named["generator"] = f"the default run as its own judge (genlab.rerank.self_scores) at t = {list(SELF_TIMES)}"
+        judges["generator"] = lambda pool, texts: self_scores(generator, pool, texts)
+    ks = [k for k in (2, 4, 8, 16) if k <= args.k]
+    result = {
+        "judges": named,
+        "threads": args.threads,
+        "load_average": round(os.getloadavg()[0], 2),
+        "seeds": {str(s): score_seed(s, judges, ks) for s in args.seeds},
+    }
+    path = write_json(args.out, result)
+    text = markdown(result)
+    atomic_write_text(Path(path).with_suffix(".md"), text)
+    atomic_write_text(DOCS, text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

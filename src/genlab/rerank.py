@@ -1,0 +1,127 @@
+"""Best-of-K text-to-image: draw K candidates per image and keep the one a judge scores highest.
+
+Inference-time search with a verifier (the reranking of DALL·E, Ramesh et al. 2021; the verifier search of Ma et
+al. 2025): the generator is unchanged, it only spends more sampling compute. Candidate j of every image is drawn
+with seed `seed + j·CANDIDATE_STRIDE`, so candidate 0 is exactly what plain generation gives with `seed` (best of
+1 is plain generation) and a larger K only adds candidates. Two judges, neither of which sees the procedural
+checker of the GenEval-style suite:
+- by default the generator itself (`self_scores`): a flow-matching text-to-image model is also a classifier of
+  prompts (the diffusion classifier of Li et al. 2023), so no other weights are needed;
+- a learned verifier (`verifier=RUN`): a run of method.kind `verifier` (genlab.methods.verifier, recipes/
+  shapes-verifier.yaml: image × text → the log-odds that the text is true of the image).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from genlab.errors import GenlabError
+from genlab.runs import Run, load_run
+from genlab.settings import Samples
+
+CANDIDATE_STRIDE = 100  # candidate j of an image is drawn with seed + j * CANDIDATE_STRIDE
+MAX_BEST_OF = 64
+SELF_TIMES = (0.3, 0.5, 0.7, 0.9)  # the times at which the generator judges its own candidates (`self_scores`)
+
+
+def verifier_run(verifier: str | Path | Run) -> Run:
+    """A verifier run (method.kind verifier)."""
+    run = verifier if isinstance(verifier, Run) else load_run(verifier)
+    if run.recipe.method.kind != "verifier":
+        raise GenlabError(
+            f"--verifier {run.path} is a {run.recipe.method.kind!r} run, not a verifier: train one with "
+            "genlab train recipes/shapes-verifier.yaml, or leave --verifier out to let the generator judge"
+        )
+    return run
+
+
+def check_best_of(best_of: int) -> None:
+    if not isinstance(best_of, int) or not 1 <= best_of <= MAX_BEST_OF:
+        raise GenlabError(f"--best-of must be an integer in [1, {MAX_BEST_OF}] (1: no search), got {best_of!r}")
+
+
+def candidates(run: Run, prompts: list[str], *, k: int, seed: int = 0, **opts) -> tuple[Tensor, Samples]:
+    """(K candidates (K, N, C, H, W) of the N images for `prompts`, the first draw's Samples); `opts` go to
+    `Run.sample` (settings, negative, adapter, SampleSettings overrides)."""
+    check_best_of(k)
+    draws = [
+        run.sample(len(prompts), prompts=list(prompts), seed=seed + j * CANDIDATE_STRIDE, **opts) for j in range(k)
+    ]
+    return torch.stack([d.x for d in draws]), draws[0]
+
+
+@torch.no_grad()
+def self_scores(
+    run: Run,
+    pool: Tensor,
+    prompts: list[str],
+    *,
+    times: tuple[float, ...] = SELF_TIMES,
+    seed: int = 0,
+    chunk: int = 256,
+) -> Tensor:
+    """The generator as its own judge (a diffusion classifier, Li et al. 2023): for candidate j of image i, the mean
+    over the `times` t of ||v(x_t, null) − v||² − ||v(x_t, prompt_i) − v||², with x_t the candidate noised to t and v
+    the flow's target; an estimate of log p(prompt | image) up to a constant, so higher is better. One noise per image
+    and time, shared by its K candidates (the comparison is then between images, not noises); (K, N)."""
+    from genlab.paths import bcast, from_x_eps
+
+    m = run.require_text().method
+    if not hasattr(m, "path") or not hasattr(m, "guidance_inputs"):
+        raise GenlabError(f"{run.path} is not a flow-matching run: it cannot judge its own images; give --verifier RUN")
+    k, n = pool.shape[:2]
+    flat = pool.reshape(k * n, *pool.shape[2:])
+    z = torch.cat([m.to_state(c.to(m.device)) for c in flat.split(chunk)])  # (KN, ...) the sampler's space
+    net, rows, null = m.guidance_inputs(k * n, list(prompts) * k, m.device)
+    gen = torch.Generator().manual_seed(seed)
+    out = torch.zeros(k * n, device=m.device)
+    for value in times:
+        eps = torch.randn((n, *z.shape[1:]), generator=gen).to(z).repeat(k, *([1] * (z.dim() - 1)))  # (KN, ...)
+        for part in torch.arange(k * n, device=m.device).split(chunk):
+            t = torch.full((len(part),), float(value), device=m.device, dtype=z.dtype)
+            x0, e = z[part], eps[part]
+            x_t = bcast(m.path.a(t), x0) * x0 + bcast(m.path.b(t), x0) * e
+            target = from_x_eps(m.path, m.cfg.target, t, x0, e)
+            err = [(net(x_t, t, c[part]) - target).pow(2).flatten(1).mean(1) for c in (rows, null)]
+            out[part] += (err[1] - err[0]).float()
+    return (out / len(times)).reshape(k, n).cpu()
+
+
+@torch.no_grad()
+def scores(verifier: Run, pool: Tensor, prompts: list[str]) -> Tensor:
+    """The verifier's log-odds (K, N) that prompt i is true of candidate j of image i."""
+    k, n = pool.shape[:2]
+    if pool.shape[-1] != verifier.method.image_shape[-1] or pool.shape[-3] != verifier.method.image_shape[0]:
+        raise GenlabError(
+            f"the verifier {verifier.path} reads {tuple(verifier.method.image_shape)} images, the generator makes "
+            f"{tuple(pool.shape[-3:])}: use a verifier trained on this generator's data"
+        )
+    flat = pool.reshape(k * n, *pool.shape[2:])
+    return verifier.method.score(flat, list(prompts) * k).reshape(k, n).cpu()
+
+
+def choose(pool: Tensor, logits: Tensor) -> tuple[Tensor, Tensor]:
+    """(the best candidate of each image (N, C, H, W), its index (N,)) by the verifier's log-odds (K, N); ties go to
+    the earliest candidate."""
+    index = logits.argmax(0)  # (N,)
+    return pool[index, torch.arange(pool.shape[1])], index
+
+
+def best_of(
+    run: Run, prompts: list[str], *, k: int, verifier: str | Path | Run | None = None, seed: int = 0, **opts
+) -> Samples:
+    """N images for `prompts`, each the best of `k` candidates (k = 1: plain generation) by `verifier` (a verifier
+    run) or, when None, by the generator itself (`self_scores`)."""
+    judge = None if verifier is None else verifier_run(verifier)  # a bad --verifier fails before any sampling
+    pool, first = candidates(run, prompts, k=k, seed=seed, **opts)
+    if k == 1:
+        return first
+    if judge is None:
+        logits, by, extra = self_scores(run, pool, prompts), "the generator", len(SELF_TIMES) * 2 * k
+    else:
+        logits, by, extra = scores(judge, pool, prompts), judge.path.name, 0
+    chosen, _ = choose(pool, logits)
+    return Samples(chosen, first.nfe * k + extra, f"{first.sampler or 'sampler'}; best of {k} by {by}", first.cond)
