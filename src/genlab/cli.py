@@ -112,6 +112,7 @@ def _info(args) -> None:
 def _eval(args) -> None:
     from genlab.evaluate import evaluate
 
+    _check_verifier(args)
     if args.prompts is not None:
         return _geneval(args)
     for flag, given in (("--n-per-prompt", args.n_per_prompt is not None), ("--best-of", args.best_of != 1)):
@@ -199,7 +200,13 @@ def _features(args) -> None:
     print(f"feature net written to {out} (+ .json); held-out accuracy {acc:.4f}")
 
 
+def _check_verifier(args) -> None:
+    if args.verifier is not None and args.best_of == 1:
+        raise GenlabError("--verifier judges the candidates of --best-of K: add --best-of 4 (or drop --verifier)")
+
+
 def _generate(args) -> None:
+    _check_verifier(args)
     if args.best_of != 1 and (args.from_png is not None or args.video or args.edit_to is not None or args.reweight):
         raise GenlabError(
             "--best-of searches plain text-to-image generation: drop it with --from-png/--video/--edit-to"
@@ -237,7 +244,8 @@ def _generate(args) -> None:
 
 
 def _generate_best_of(args) -> None:
-    """`genlab generate --best-of K`: each image the best of K candidates by a verifier (genlab.rerank)."""
+    """`genlab generate --best-of K`: each image the best of K candidates, judged by the generator itself or by
+    --verifier RUN (genlab.rerank)."""
     from genlab.generate import generate
     from genlab.runs import write_samples
 

@@ -13,6 +13,8 @@ Sampling: n noises from `seed`, classifier-free guidance at `guidance_scale` for
 `steps` sampler steps (the default run: Euler–Maruyama on the reverse SDE, 32 steps, 8 on the noisier half, t in
 [0.5, 1]); with a
 negative prompt (`--negative red`) the guidance pushes away from that prompt's prediction instead of the null text.
+`best_of=K` (`--best-of K`) keeps, for each image, the best of K draws as the generator itself judges them (or a
+learned verifier, `verifier=RUN`): genlab.rerank.
 """
 
 from __future__ import annotations

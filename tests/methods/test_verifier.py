@@ -184,6 +184,7 @@ def test_generate_and_eval_best_of_cli(runs, monkeypatch, tmp_path, capsys):
         (["--best-of", "0"], "--best-of must be an integer in"),
         (["--best-of", "2", "--verifier", "RUN"], "is a 'latent_flow' run, not a verifier"),
         (["--best-of", "2", "--from-png", "x.png"], "--best-of searches plain"),
+        (["--verifier", "RUN"], "--verifier judges the candidates of --best-of K"),
     ],
 )
 def test_best_of_errors(runs, monkeypatch, capsys, extra, message):
