@@ -83,9 +83,10 @@ def verifier_report(run) -> dict:
     return out
 
 
-def score_seed(seed: int, judges: dict, ks: list[int]) -> dict:
+def score_seed(seed: int, judges: dict, ks: list[int], spread=None, spread_judge=None) -> dict:
     """The suite's rows for one seed set's pool: one draw, best of k by each judge ({name: fn(pool, texts) -> (K, N)
-    scores}), and the checker's ceiling."""
+    scores}), and the checker's ceiling; `spread`: other noise seeds of the generator's judgement (`spread_judge(pool,
+    texts, seed)`), whose best-of-k overall scores are recorded beside."""
     prompts = suite_prompts()
     texts = [p.text for p in prompts]
     pool = load_file(str(pool_path(seed)))["pool"]  # (K, N, C, H, W)
@@ -105,11 +106,24 @@ def score_seed(seed: int, judges: dict, ks: list[int]) -> dict:
                 "some_candidate_right": float(some.float().mean()),
                 "chosen_right_when_some_right": float(right[index, torch.arange(len(index))][some].float().mean()),
             }
+    noises = {}
+    for judge_seed in spread or ():  # the generator's judgement with other noises: how much the choice depends on them
+        logits = spread_judge(pool, texts, judge_seed)
+        noises[str(judge_seed)] = {
+            f"best of {k}": score_images(choose(pool[:k], logits[:k])[0], prompts, seed=seed)["overall"]
+            for k in ks
+            if k <= k_all
+        }
     oracle = right.float().argmax(0)  # the first right candidate, else candidate 0
     rows[f"best of {k_all} (checker: the ceiling)"] = summary(
         score_images(pool[oracle, torch.arange(pool.shape[1])], prompts, seed=seed)
     )
-    return {"rows": rows, "judges": judged, "single_draw_accuracy": float(right.float().mean())}
+    return {
+        "rows": rows,
+        "judges": judged,
+        "generator_other_noises": noises,
+        "single_draw_accuracy": float(right.float().mean()),
+    }
 
 
 def pct(v: float) -> str:
@@ -166,7 +180,14 @@ def markdown(result: dict) -> str:
             f"{k}: {pct(v['chosen_right_when_some_right'])} % (some right: {pct(v['some_candidate_right'])} %)"
             for k, v in res["judges"].items()
         )
-        lines += ["", f"Right choices where some candidate is right: {judged}.", ""]
+        lines += ["", f"Right choices where some candidate is right: {judged}."]
+        if res.get("generator_other_noises"):
+            other = "; ".join(
+                f"noise {j}: " + ", ".join(f"{k} {pct(v)} %" for k, v in row.items())
+                for j, row in res["generator_other_noises"].items()
+            )
+            lines.append(f"The generator judging with other noises (overall): {other}.")
+        lines.append("")
     return "\n".join(lines) + "\n"
 
 
@@ -180,6 +201,9 @@ def main() -> None:
     )
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-self", action="store_true", help="leave out the generator as its own judge")
+    p.add_argument(
+        "--judge-seeds", type=int, nargs="*", default=[1, 2], help="other noises of the generator's judgement"
+    )
     p.add_argument("--out", default=str(OUT))
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -207,7 +231,16 @@ def main() -> None:
         "judges": named,
         "threads": args.threads,
         "load_average": round(os.getloadavg()[0], 2),
-        "seeds": {str(s): score_seed(s, judges, ks) for s in args.seeds},
+        "seeds": {
+            str(s): score_seed(
+                s,
+                judges,
+                ks,
+                None if args.no_self else args.judge_seeds,
+                lambda pool, texts, j: self_scores(generator, pool, texts, seed=j),
+            )
+            for s in args.seeds
+        },
     }
     path = write_json(args.out, result)
     text = markdown(result)
