@@ -31,7 +31,7 @@ from common import write_json
 from genlab.atomic import atomic_path, atomic_write_text
 from genlab.data.images import tensor_to_uint8
 from genlab.generate import SHIPPED, text_run
-from genlab.metrics.geneval import builtin_suite, score_image, score_images
+from genlab.metrics.geneval import builtin_suite, report_row, score_image
 from genlab.rerank import SELF_TIMES, candidates, choose, scores, self_scores, verifier_run
 
 POOLS = Path("runs/bench-t2i-rerank")
@@ -83,45 +83,44 @@ def verifier_report(run) -> dict:
     return out
 
 
-def score_seed(seed: int, judges: dict, ks: list[int], spread=None, spread_judge=None) -> dict:
+def score_seed(seed: int, judges: dict, ks: list[int], noises: dict) -> dict:
     """The suite's rows for one seed set's pool: one draw, best of k by each judge ({name: fn(pool, texts) -> (K, N)
-    scores}), and the checker's ceiling; `spread`: other noise seeds of the generator's judgement (`spread_judge(pool,
-    texts, seed)`), whose best-of-k overall scores are recorded beside."""
+    scores}), and the checker's ceiling; `noises` ({seed: fn}): the generator's judgement with other noises, whose
+    best-of-k overall scores are recorded beside. Every candidate is checked once; a row gathers its choices."""
     prompts = suite_prompts()
     texts = [p.text for p in prompts]
     pool = load_file(str(pool_path(seed)))["pool"]  # (K, N, C, H, W)
     k_all = pool.shape[0]
-    right = torch.tensor(
-        [[bool(score_image(img, p)["correct"]) for img, p in zip(tensor_to_uint8(c), prompts)] for c in pool]
-    )  # (K, N)
-    rows = {"one draw": summary(score_images(pool[0], prompts, seed=seed))}
+    scored = [[score_image(img, p) for img, p in zip(tensor_to_uint8(c), prompts)] for c in pool]  # K lists of N
+    right = torch.tensor([[bool(s["correct"]) for s in row] for row in scored])  # (K, N)
+
+    def row(index: torch.Tensor) -> dict:  # the suite's report of candidate index[i] for each image i
+        return report_row([scored[j][i] for i, j in enumerate(index.tolist())], prompts, seed=seed)
+
+    rows = {"one draw": summary(row(torch.zeros(pool.shape[1], dtype=torch.long)))}
     judged = {}
     for name, judge in judges.items():
         logits = judge(pool, texts)  # (K, N)
         for k in (k for k in ks if k <= k_all):
-            chosen, index = choose(pool[:k], logits[:k])
-            rows[f"best of {k} ({name})"] = summary(score_images(chosen, prompts, seed=seed))
+            _, index = choose(pool[:k], logits[:k])
+            rows[f"best of {k} ({name})"] = summary(row(index))
             some = right[:k].any(0)
             judged[f"best of {k} ({name})"] = {
                 "some_candidate_right": float(some.float().mean()),
                 "chosen_right_when_some_right": float(right[index, torch.arange(len(index))][some].float().mean()),
             }
-    noises = {}
-    for judge_seed in spread or ():  # the generator's judgement with other noises: how much the choice depends on them
-        logits = spread_judge(pool, texts, judge_seed)
-        noises[str(judge_seed)] = {
-            f"best of {k}": score_images(choose(pool[:k], logits[:k])[0], prompts, seed=seed)["overall"]
-            for k in ks
-            if k <= k_all
+    other = {}
+    for judge_seed, judge in noises.items():  # the generator's judgement with other noises: how much the choice moves
+        logits = judge(pool, texts)
+        other[str(judge_seed)] = {
+            f"best of {k}": row(choose(pool[:k], logits[:k])[1])["overall"] for k in ks if k <= k_all
         }
     oracle = right.float().argmax(0)  # the first right candidate, else candidate 0
-    rows[f"best of {k_all} (checker: the ceiling)"] = summary(
-        score_images(pool[oracle, torch.arange(pool.shape[1])], prompts, seed=seed)
-    )
+    rows[f"best of {k_all} (checker: the ceiling)"] = summary(row(oracle))
     return {
         "rows": rows,
         "judges": judged,
-        "generator_other_noises": noises,
+        "generator_other_noises": other,
         "single_draw_accuracy": float(right.float().mean()),
     }
 
@@ -191,14 +190,20 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_markdown(result: dict, json_path) -> str:
+    """The Markdown of `result` beside its JSON (.md) and as docs/rerank.md; returns it."""
+    text = markdown(result)
+    atomic_write_text(Path(json_path).with_suffix(".md"), text)
+    atomic_write_text(DOCS, text)
+    return text
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("phase", choices=("pool", "score", "docs"))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     p.add_argument("--k", type=int, default=4)
-    p.add_argument(
-        "--verifier", nargs="+", default=[], metavar="[NAME=]RUN", help="verifier runs to judge with (default: shipped)"
-    )
+    p.add_argument("--verifier", nargs="+", default=[], metavar="[NAME=]RUN", help="verifier runs that judge too")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--no-self", action="store_true", help="leave out the generator as its own judge")
     p.add_argument(
@@ -208,9 +213,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     if args.phase == "docs":  # the Markdown again from the JSON
-        text = markdown(json.loads(Path(args.out).read_text()))
-        atomic_write_text(Path(args.out).with_suffix(".md"), text)
-        atomic_write_text(DOCS, text)
+        write_markdown(json.loads(Path(args.out).read_text()), args.out)
         return
     if args.phase == "pool":
         for seed in args.seeds:
@@ -222,8 +225,10 @@ def main() -> None:
         run = verifier_run(path)
         named[name or "verifier"] = {"run": str(run.path), **verifier_report(run)}
         judges[name or "verifier"] = lambda pool, texts, run=run: scores(run, pool, texts)
+    noises = {}
     if not args.no_self:
         generator = text_run(f"shipped:{SHIPPED}")
+        noises = {j: (lambda pool, texts, j=j: self_scores(generator, pool, texts, seed=j)) for j in args.judge_seeds}
         named["generator"] = f"the default run as its own judge (genlab.rerank.self_scores) at t = {list(SELF_TIMES)}"
         judges["generator"] = lambda pool, texts: self_scores(generator, pool, texts)
     ks = [k for k in (2, 4, 8, 16) if k <= args.k]
@@ -231,22 +236,9 @@ def main() -> None:
         "judges": named,
         "threads": args.threads,
         "load_average": round(os.getloadavg()[0], 2),
-        "seeds": {
-            str(s): score_seed(
-                s,
-                judges,
-                ks,
-                None if args.no_self else args.judge_seeds,
-                lambda pool, texts, j: self_scores(generator, pool, texts, seed=j),
-            )
-            for s in args.seeds
-        },
+        "seeds": {str(s): score_seed(s, judges, ks, noises) for s in args.seeds},
     }
-    path = write_json(args.out, result)
-    text = markdown(result)
-    atomic_write_text(Path(path).with_suffix(".md"), text)
-    atomic_write_text(DOCS, text)
-    print(text)
+    print(write_markdown(result, write_json(args.out, result)))
 
 
 if __name__ == "__main__":

@@ -73,9 +73,9 @@ def self_scores(
     if not hasattr(m, "path") or not hasattr(m, "guidance_inputs"):
         raise GenlabError(f"{run.path} is not a flow-matching run: it cannot judge its own images; give --verifier RUN")
     k, n = pool.shape[:2]
-    flat = pool.reshape(k * n, *pool.shape[2:])
-    z = torch.cat([m.to_state(c.to(m.device)) for c in flat.split(chunk)])  # (KN, ...) the sampler's space
-    net, rows, null = m.guidance_inputs(k * n, list(prompts) * k, m.device)
+    z = torch.cat([m.to_state(c.to(m.device)) for c in pool.flatten(0, 1).split(chunk)])  # (KN, ...) sampler's space
+    net, rows, null = m.guidance_inputs(n, list(prompts), m.device)  # one text row per prompt, read by K candidates
+    rows, null = rows.repeat(k), null.repeat(k)  # (KN,): candidate j of image i reads prompt i's rows
     gen = torch.Generator().manual_seed(seed)
     out = torch.zeros(k * n, device=m.device)
     for value in times:
@@ -99,8 +99,7 @@ def scores(verifier: Run, pool: Tensor, prompts: list[str]) -> Tensor:
             f"the verifier {verifier.path} reads {tuple(verifier.method.image_shape)} images, the generator makes "
             f"{tuple(pool.shape[-3:])}: use a verifier trained on this generator's data"
         )
-    flat = pool.reshape(k * n, *pool.shape[2:])
-    return verifier.method.score(flat, list(prompts) * k).reshape(k, n).cpu()
+    return verifier.method.score(pool.flatten(0, 1), list(prompts) * k).reshape(k, n).cpu()
 
 
 def choose(pool: Tensor, logits: Tensor) -> tuple[Tensor, Tensor]:

@@ -452,7 +452,7 @@ def _mean(values: list) -> float:
     return float(np.mean(kept)) if kept else float("nan")
 
 
-def _row(scores: list[dict], prompts: list[Prompt], *, seed: int) -> dict:
+def report_row(scores: list[dict], prompts: list[Prompt], *, seed: int) -> dict:
     """Per-category accuracy (+ interval, parts, extra rate), overall, seen vs held-out pairs."""
     by_cat: dict[str, dict[str, list]] = {}
     for s, p in zip(scores, prompts):
@@ -511,7 +511,7 @@ def score_images(images: Tensor, prompts: list[Prompt], *, seed: int = 0) -> dic
     if len(images) != len(prompts):
         raise GenlabError(f"scoring needs one prompt per image, got {len(images)} images and {len(prompts)} prompts")
     pixels = tensor_to_uint8(images.detach().cpu().float().clamp(-1, 1))
-    return _row([score_image(img, p) for img, p in zip(pixels, prompts)], prompts, seed=seed)
+    return report_row([score_image(img, p) for img, p in zip(pixels, prompts)], prompts, seed=seed)
 
 
 def shuffled(prompts: list[Prompt], *, seed: int = 0) -> list[Prompt]:
