@@ -1,4 +1,4 @@
-"""Best-of-K by a learned verifier on the GenEval-style shapes suite (genlab.rerank), on the same candidates.
+"""Best-of-K on the GenEval-style shapes suite (genlab.rerank): every judge on the same candidates.
 
     python benchmarks/t2i_rerank.py pool [--seeds 0 1 2 3] [--k 4] [--threads 1]
     python benchmarks/t2i_rerank.py docs    (docs/rerank.md and the .md again from the JSON)
@@ -10,7 +10,9 @@ keeps them in runs/bench-t2i-rerank/pool-SEED.safetensors. `score` reads the poo
 benchmarks/results/t2i_rerank.json (+ .md): per seed set, the suite's table for
 - one draw: candidate 0 (the default without search);
 - best of k by each judge, for k = 2, 4, ... (the first k candidates): the generator itself (`genlab generate
-  --best-of k`) and each verifier run given (`--verifier RUN`, e.g. recipes/shapes-verifier.yaml trained);
+  --best-of k`: against each prompt's contradictions), the generator with fewer references (GENERATOR_JUDGES: the
+  relation and exchanged colours only; the empty prompt only, the judge before contradictions) and each verifier
+  run given (`--verifier RUN`, e.g. recipes/shapes-verifier.yaml trained);
 - best of K by the checker itself: the ceiling of search over these candidates, not a method (the checker is the
   judge, so choosing with it is no measurement of the model);
 and how often a judge's choice is right when some candidate is right; each verifier's own held-out metrics.
@@ -32,13 +34,27 @@ from genlab.atomic import atomic_path, atomic_write_text
 from genlab.data.images import tensor_to_uint8
 from genlab.generate import SHIPPED, text_run
 from genlab.metrics.geneval import builtin_suite, report_row, score_image
-from genlab.rerank import SELF_TIMES, candidates, choose, scores, self_scores, verifier_run
+from genlab.rerank import CONTRASTS, SELF_TIMES, candidates, choose, references, scores, self_scores, verifier_run
 
 POOLS = Path("runs/bench-t2i-rerank")
 OUT = Path("benchmarks/results/t2i_rerank.json")
 DOCS = Path("docs/rerank.md")
 KEYS = ("overall", "heldout_gap", "extra_rate")
 CATEGORIES = ("single_object", "two_objects", "counting", "colours", "position", "colour_attribution")
+
+
+# the generator's judgements: `genlab generate --best-of K` (CONTRASTS), and with fewer references (an ablation)
+GENERATOR_JUDGES = {
+    "generator": CONTRASTS,
+    "generator, relation and exchanged colours only": ("relation", "colours"),
+    "generator vs the empty prompt": (),
+}
+
+
+def evaluations(contrasts: tuple[str, ...]) -> float:
+    """The generator's DiT evaluations per candidate when it judges with `contrasts`, mean over the suite."""
+    prompts = builtin_suite().prompts
+    return len(SELF_TIMES) * sum(1 + len(references(p.text, contrasts)) for p in prompts) / len(prompts)
 
 
 def suite_prompts(n_per_prompt: int = 4):
@@ -157,7 +173,9 @@ def markdown(result: dict) -> str:
         "`geneval_shapes.py` scores and every row of a seed set chooses among the same candidates. Judges: "
         + "; ".join(f"{k}: `{v['run'] if isinstance(v, dict) else v}`" for k, v in result["judges"].items())
         + ". The generator judges a candidate by how much better it predicts the flow's target from the noised "
-        "candidate with the prompt than without (2 DiT evaluations at each of its times); a verifier run is "
+        "candidate with the prompt than with each of its references (the prompt's contradictions made from its "
+        "words: a relation turned over, colours or sizes exchanged, a colour, kind or size changed, a count one "
+        "lower or higher; the empty prompt where none applies), the least of these margins; a verifier run is "
         "one forward pass. The checker's row chooses with the suite's own checker: it is the ceiling of search "
         "over these candidates, not a method.",
         "",
@@ -229,8 +247,13 @@ def main() -> None:
     if not args.no_self:
         generator = text_run(f"shipped:{SHIPPED}")
         noises = {j: (lambda pool, texts, j=j: self_scores(generator, pool, texts, seed=j)) for j in args.judge_seeds}
-        named["generator"] = f"the default run as its own judge (genlab.rerank.self_scores) at t = {list(SELF_TIMES)}"
-        judges["generator"] = lambda pool, texts: self_scores(generator, pool, texts)
+        for name, contrasts in GENERATOR_JUDGES.items():
+            named[name] = (
+                f"the default run as its own judge (genlab.rerank.self_scores) at t = {list(SELF_TIMES)} against "
+                + (f"the prompt's contradictions {list(contrasts)}" if contrasts else "the empty prompt")
+                + f": {evaluations(contrasts):.1f} DiT evaluations per candidate on the suite's prompts"
+            )
+            judges[name] = lambda pool, texts, c=contrasts: self_scores(generator, pool, texts, contrasts=c)
     ks = [k for k in (2, 4, 8, 16) if k <= args.k]
     result = {
         "judges": named,

@@ -718,7 +718,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         metavar="K",
-        help="each image the best of K candidates (about K x the cost); the generator judges them",
+        help="each image the best of K candidates (K draws, and about as much again to judge them); the generator "
+        "judges them against the prompt's contradictions",
     )
     g.add_argument("--verifier", help="with --best-of: a verifier run that judges (default: the generator itself)")
 

@@ -13,8 +13,8 @@ Sampling: n noises from `seed`, classifier-free guidance at `guidance_scale` for
 `steps` sampler steps (the default run: Euler–Maruyama on the reverse SDE, 32 steps, 8 on the noisier half, t in
 [0.5, 1]); with a
 negative prompt (`--negative red`) the guidance pushes away from that prompt's prediction instead of the null text.
-`best_of=K` (`--best-of K`) keeps, for each image, the best of K draws as the generator itself judges them (or a
-learned verifier, `verifier=RUN`): genlab.rerank.
+`best_of=K` (`--best-of K`) keeps, for each image, the best of K draws as the generator itself judges them, the
+prompt weighed against its minimal contradictions (or a learned verifier, `verifier=RUN`): genlab.rerank.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ def generate(
     A gligen run takes `boxes` ("PHRASE:x0,y0,x1,y1;..." or [(phrase, (x0, y0, x1, y1)), ...] in [0, 1], y down);
     an ip_adapter run takes `image_prompt` (an image file, or a (3, H, W) tensor in [-1, 1]) at `image_scale`.
     `best_of` K > 1: each image is the best of K candidates by `verifier` (a verifier run) or, by default, by the
-    generator itself, about K times the sampling cost; candidate 0 is the image best_of=1 gives (genlab.rerank)."""
+    generator itself, about K times the sampling cost and as much again to judge; candidate 0 is the image
+    best_of=1 gives (genlab.rerank)."""
     from genlab.methods.adapters import adapter_inputs, adapter_options
     from genlab.rerank import best_of as search
     from genlab.rerank import check_best_of

@@ -6,7 +6,10 @@ with seed `seed + j·CANDIDATE_STRIDE`, so candidate 0 is exactly what plain gen
 1 is plain generation) and a larger K only adds candidates. Two judges, neither of which sees the procedural
 checker of the GenEval-style suite:
 - by default the generator itself (`self_scores`): a flow-matching text-to-image model is also a classifier of
-  prompts (the diffusion classifier of Li et al. 2023), so no other weights are needed;
+  prompts (the diffusion classifier of Li et al. 2023), so no other weights are needed. It weighs the prompt against
+  the prompt's minimal contradictions (a relation turned over, two colours exchanged, a colour, kind or size
+  changed, a count one off), as a classifier weighs a class against the other classes, and a candidate must beat
+  every one of them;
 - a learned verifier (`verifier=RUN`): a run of method.kind `verifier` (genlab.methods.verifier, recipes/
   shapes-verifier.yaml: image × text → the log-odds that the text is true of the image).
 """
@@ -18,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from genlab.data.shapes import NULL_CAPTION, TEXT_CONTRADICTIONS, text_contradictions
 from genlab.errors import GenlabError
 from genlab.runs import Run, load_run
 from genlab.settings import Samples
@@ -25,6 +29,7 @@ from genlab.settings import Samples
 CANDIDATE_STRIDE = 100  # candidate j of an image is drawn with seed + j * CANDIDATE_STRIDE
 MAX_BEST_OF = 64
 SELF_TIMES = (0.3, 0.5, 0.7, 0.9)  # the times at which the generator judges its own candidates (`self_scores`)
+CONTRASTS = TEXT_CONTRADICTIONS  # the contradictions it weighs a prompt against (`references`): all of them
 
 
 def verifier_run(verifier: str | Path | Run) -> Run:
@@ -53,6 +58,19 @@ def candidates(run: Run, prompts: list[str], *, k: int, seed: int = 0, **opts) -
     return torch.stack([d.x for d in draws]), draws[0]
 
 
+def references(prompt: str, contrasts: tuple[str, ...] = CONTRASTS) -> list[str]:
+    """The captions the generator weighs `prompt` against when it judges an image of it (`self_scores`): the prompt's
+    contradictions of the kinds `contrasts` (genlab.data.shapes.text_contradictions: a relation turned over, two
+    colours exchanged, ...), or the empty prompt when none applies (or `contrasts` is ())."""
+    found = [text for how, text in text_contradictions(prompt) if how in contrasts]
+    return found or [NULL_CAPTION]
+
+
+def judge_evaluations(prompts: list[str], k: int, *, contrasts: tuple[str, ...] = CONTRASTS) -> int:
+    """DiT evaluations per image that `self_scores` spends on k candidates (at most, over `prompts`)."""
+    return len(SELF_TIMES) * k * max(1 + len(references(p, contrasts)) for p in prompts)
+
+
 @torch.no_grad()
 def self_scores(
     run: Run,
@@ -60,34 +78,46 @@ def self_scores(
     prompts: list[str],
     *,
     times: tuple[float, ...] = SELF_TIMES,
+    contrasts: tuple[str, ...] = CONTRASTS,
     seed: int = 0,
     chunk: int = 256,
 ) -> Tensor:
-    """The generator as its own judge (a diffusion classifier, Li et al. 2023): for candidate j of image i, the mean
-    over the `times` t of ||v(x_t, null) − v||² − ||v(x_t, prompt_i) − v||², with x_t the candidate noised to t and v
-    the flow's target; an estimate of log p(prompt | image) up to a constant, so higher is better. One noise per image
-    and time, shared by its K candidates (the comparison is then between images, not noises); (K, N)."""
+    """The generator as its own judge (a diffusion classifier, Li et al. 2023): how much better it predicts the flow's
+    target v from candidate j of image i noised to x_t when told prompt i than when told each of the prompt's
+    `references` (its contradictions, else the empty prompt): min over the references r of the mean over the
+    `times` t of ||v(x_t, r) − v||² − ||v(x_t, prompt_i) − v||². Each difference estimates log p(prompt | image) −
+    log p(r | image) up to a constant, so higher is better, and the minimum asks the image to beat every
+    contradiction. One noise per image and time, shared by its K candidates and its captions (the comparison is
+    then between images, not noises); (K, N)."""
     from genlab.paths import bcast, from_x_eps
 
     m = run.require_text().method
     if not hasattr(m, "path") or not hasattr(m, "guidance_inputs"):
         raise GenlabError(f"{run.path} is not a flow-matching run: it cannot judge its own images; give --verifier RUN")
     k, n = pool.shape[:2]
+    refs = [references(p, contrasts) for p in prompts]
+    texts = list(dict.fromkeys(t for p, r in zip(prompts, refs) for t in (p, *r)))  # each caption encoded once
+    net, rows, _ = m.guidance_inputs(len(texts), texts, m.device)
+    row = dict(zip(texts, rows.tolist()))
+    width = 1 + max(map(len, refs))
+    table = torch.full((n, width), -1, dtype=torch.long)  # image i's captions: its prompt, then its references
+    for i, (p, r) in enumerate(zip(prompts, refs)):
+        table[i, : 1 + len(r)] = torch.tensor([row[t] for t in (p, *r)])
+    table = table.repeat(k, 1).to(m.device)  # (KN, width): candidate j of image i reads image i's captions
     z = torch.cat([m.to_state(c.to(m.device)) for c in pool.flatten(0, 1).split(chunk)])  # (KN, ...) sampler's space
-    net, rows, null = m.guidance_inputs(n, list(prompts), m.device)  # one text row per prompt, read by K candidates
-    rows, null = rows.repeat(k), null.repeat(k)  # (KN,): candidate j of image i reads prompt i's rows
     gen = torch.Generator().manual_seed(seed)
-    out = torch.zeros(k * n, device=m.device)
+    err = torch.zeros(k * n, width, device=m.device)
     for value in times:
         eps = torch.randn((n, *z.shape[1:]), generator=gen).to(z).repeat(k, *([1] * (z.dim() - 1)))  # (KN, ...)
-        for part in torch.arange(k * n, device=m.device).split(chunk):
-            t = torch.full((len(part),), float(value), device=m.device, dtype=z.dtype)
-            x0, e = z[part], eps[part]
-            x_t = bcast(m.path.a(t), x0) * x0 + bcast(m.path.b(t), x0) * e
-            target = from_x_eps(m.path, m.cfg.target, t, x0, e)
-            err = [(net(x_t, t, c[part]) - target).pow(2).flatten(1).mean(1) for c in (rows, null)]
-            out[part] += (err[1] - err[0]).float()
-    return (out / len(times)).reshape(k, n).cpu()
+        for col in range(width):
+            for part in (table[:, col] >= 0).nonzero().flatten().split(chunk):
+                t = torch.full((len(part),), float(value), device=m.device, dtype=z.dtype)
+                x0, e = z[part], eps[part]
+                x_t = bcast(m.path.a(t), x0) * x0 + bcast(m.path.b(t), x0) * e
+                target = from_x_eps(m.path, m.cfg.target, t, x0, e)
+                err[part, col] += (net(x_t, t, table[part, col]) - target).pow(2).flatten(1).mean(1).float()
+    margin = torch.where(table[:, 1:] >= 0, err[:, 1:] - err[:, :1], torch.inf)  # (KN, width - 1)
+    return (margin.amin(1) / len(times)).reshape(k, n).cpu()
 
 
 @torch.no_grad()
@@ -119,7 +149,7 @@ def best_of(
     if k == 1:
         return first
     if judge is None:
-        logits, by, extra = self_scores(run, pool, prompts), "the generator", len(SELF_TIMES) * 2 * k
+        logits, by, extra = self_scores(run, pool, prompts), "the generator", judge_evaluations(prompts, k)
     else:
         logits, by, extra = scores(judge, pool, prompts), judge.path.name, 0
     chosen, _ = choose(pool, logits)

@@ -8,12 +8,30 @@ import torch
 
 from genlab.cli import main
 from genlab.data.images import tensor_to_uint8
-from genlab.data.shapes import CONTRADICTIONS, contradict, parse_caption, sample_pairs
+from genlab.data.shapes import (
+    CONTRADICTIONS,
+    TEXT_CONTRADICTIONS,
+    contradict,
+    parse_caption,
+    sample_pairs,
+    text_contradictions,
+)
 from genlab.errors import GenlabError
 from genlab.methods.verifier import VerifierMethod, VerifierMethodConfig, degrade
 from genlab.metrics.geneval import ObjectSpec, Prompt, score_image
 from genlab.models.verifier import VerifierConfig
-from genlab.rerank import CANDIDATE_STRIDE, SELF_TIMES, best_of, candidates, choose, scores, self_scores, verifier_run
+from genlab.rerank import (
+    CANDIDATE_STRIDE,
+    SELF_TIMES,
+    best_of,
+    candidates,
+    choose,
+    judge_evaluations,
+    references,
+    scores,
+    self_scores,
+    verifier_run,
+)
 from genlab.runs import load_run
 from tests.t2i_fixtures import HashEncoder, tiny_t2i_runs, train_recipe, use_hash_encoder
 
@@ -54,6 +72,46 @@ def test_contradict_changes_one_thing():
     assert len(seen["fewer"].shapes) == 1 and "more" not in seen  # two shapes: never a third
     count = parse_caption("three green triangles")
     assert {len(contradict(count, rng)[1].shapes) for _ in range(200)} >= {2, 3, 4}
+
+
+def test_every_text_contradiction_is_false_of_the_image():
+    """The contradictions made from a caption's words alone (the references of the generator's self-judgement):
+    each one the grammar parses is false of a render of the caption, by the suite's checker."""
+    x, texts, _ = sample_pairs(400, seed=4, **GRAMMAR)
+    hows, parsed, total = set(), 0, 0
+    for image, text in zip(tensor_to_uint8(x), texts):
+        for how, neg in text_contradictions(text):
+            total += 1
+            if parse_caption(neg) is None:  # e.g. "on top of" turned to "beneath": not in the training grammar
+                continue
+            parsed += 1
+            hows.add(how)
+            assert not true_of(image, neg), (text, how, neg)
+    assert hows == set(TEXT_CONTRADICTIONS)  # every kind of change is made
+    assert parsed >= 0.9 * total
+
+
+def test_text_contradictions_change_only_what_changes_the_meaning():
+    def got(text: str) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for how, new in text_contradictions(text):
+            out.setdefault(how, []).append(new)
+        return out
+
+    rel = got("a white circle on top of an orange square")
+    assert rel["relation"] == ["a white circle beneath an orange square"]
+    assert rel["colours"] == ["an orange circle on top of a white square"]  # articles follow the new word
+    assert len(rel["colour"]) == 2 * 7 and len(rel["kind"]) == 2 * 2
+    assert got("a red circle on the left and a blue square on the right")["relation"] == [
+        "a red circle on the right and a blue square on the left"
+    ]
+    same = got("two shapes: a small red circle and a large red circle")  # exchanging sizes says the same
+    assert "sizes" not in same and "relation" not in same and "colours" not in same
+    assert got("3 red circles")["fewer"] == ["2 red circles"] and got("a single red square")["more"] == [
+        "two red squares"
+    ]
+    assert "fewer" not in got("exactly one blue circle") and "more" not in got("four green squares")
+    assert text_contradictions("an apple above a banana") == []
 
 
 def test_degrade_keeps_shape_and_blurs_towards_the_mean():
@@ -137,12 +195,35 @@ def test_best_of_keeps_the_candidate_the_verifier_scores_highest(runs, monkeypat
     for i in range(3):
         assert torch.equal(chosen[i], pool[int(logits[:, i].argmax()), i])
         assert logits[index[i], i] == logits[:, i].max()
-    # no verifier: the generator judges, by its own conditional vs unconditional error
+    # no verifier: the generator judges, by its own error with the prompt vs with each contradiction of it
     own = self_scores(t2i, pool, prompts)
     assert own.shape == (3, 3) and torch.isfinite(own).all()
     assert torch.equal(self_scores(t2i, pool, prompts), own)  # seeded noise: the same scores again
     itself = best_of(t2i, prompts, k=3, seed=5)
-    assert torch.equal(itself.x, choose(pool, own)[0]) and itself.nfe == 3 * first.nfe + 3 * 2 * len(SELF_TIMES)
+    assert torch.equal(itself.x, choose(pool, own)[0])
+    refs = 1 + len(references("a red square"))  # 7 other colours, 2 other kinds
+    assert refs == 10 and itself.nfe == 3 * first.nfe + 3 * refs * len(SELF_TIMES) == 3 * first.nfe + judge_evaluations(
+        prompts, 3
+    )
+
+
+def test_self_scores_weigh_the_prompt_against_its_references(runs, monkeypatch):
+    use_hash_encoder(monkeypatch)
+    t2i = load_run(runs[0])
+    pool, _ = candidates(t2i, ["a red circle to the left of a blue square"] * 2, k=2, seed=1)
+    left, right = "a red circle to the left of a blue square", "a red circle to the right of a blue square"
+    assert references(left, ("relation",)) == [right] and references(right, ("relation",)) == [left]
+    # one reference: the margin of "left" over "right" is minus that of "right" over "left" (same noise, same x_t)
+    forward = self_scores(t2i, pool, [left] * 2, contrasts=("relation",))
+    backward = self_scores(t2i, pool, [right] * 2, contrasts=("relation",))
+    assert torch.allclose(forward, -backward, atol=1e-6) and forward.abs().max() > 0
+    # the least margin over several references is at most the margin over each one of them
+    both = self_scores(t2i, pool, [left] * 2, contrasts=("relation", "colours"))
+    assert (both <= forward + 1e-6).all()
+    # no contradiction of the kinds asked: the empty prompt is the reference (the judge without contrasts)
+    assert references("a red square", ("relation",)) == [""]
+    plain = self_scores(t2i, pool, ["a red square"] * 2, contrasts=())
+    assert torch.equal(self_scores(t2i, pool, ["a red square"] * 2, contrasts=("relation",)), plain)
 
 
 def test_self_scores_rank_the_true_prompt_above_a_wrong_one():
@@ -156,8 +237,10 @@ def test_self_scores_rank_the_true_prompt_above_a_wrong_one():
     false, _ = method.negatives(texts, np.random.default_rng(0))  # one changed attribute or relation each
     pool = x.unsqueeze(0)  # one candidate per image: the scores compare the two prompts instead
     run = text_run()
-    true, wrong = self_scores(run, pool, texts)[0], self_scores(run, pool, false)[0]
+    true, wrong = (self_scores(run, pool, t, contrasts=())[0] for t in (texts, false))  # both against the empty prompt
     assert (true > wrong).float().mean() >= 0.75
+    # against its contradictions (the default): the true caption beats every one of them on most renders
+    assert (self_scores(run, pool, texts)[0] > 0).float().mean() >= 0.75
 
 
 def test_generate_and_eval_best_of_cli(runs, monkeypatch, tmp_path, capsys):

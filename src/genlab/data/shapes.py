@@ -588,6 +588,83 @@ def contradict(scene: Scene, rng: np.random.Generator, *, prefer: tuple[str, ...
     return how, Scene(pair, _pick(rng, RELATIONS) if rng.random() < 0.6 else None)
 
 
+# words of a relation and their opposites, replaced in one pass, longest first (a word turned is not turned back)
+OPPOSITE_WORDS = {
+    "on top of": "beneath",
+    "left": "right",
+    "right": "left",
+    "leftward": "rightward",
+    "rightward": "leftward",
+    "above": "below",
+    "below": "above",
+    "over": "under",
+    "under": "over",
+    "beneath": "above",
+    "underneath": "above",
+    "atop": "below",
+    "top": "bottom",
+    "bottom": "top",
+    "higher": "lower",
+    "lower": "higher",
+    "up": "down",
+    "down": "up",
+}
+_OPPOSITE_RE = re.compile(r"\b(" + "|".join(sorted(map(re.escape, OPPOSITE_WORDS), key=len, reverse=True)) + r")\b")
+_NUMBERS = {str(i): i for i in range(1, MAX_COPIES + 1)} | {w: i + 1 for i, w in enumerate(COUNT_WORDS)}
+_COUNTED = re.compile(
+    rf"\b(a single|{'|'.join(_NUMBERS)})((?: (?:{'|'.join(SIZES)}|{'|'.join(COLOURS)}))* )({'|'.join(KINDS)})s?\b"
+)
+
+
+def _exchange(text: str, words: list[str]) -> str:
+    a, b = words
+    return re.sub(rf"\b({a}|{b})\b", lambda m: b if m[1] == a else a, text)
+
+
+TEXT_CONTRADICTIONS = ("relation", "colours", "sizes", "colour", "kind", "size", "fewer", "more")
+
+
+def text_contradictions(text: str) -> list[tuple[str, str]]:
+    """Minimal contradictions of a caption made from its words alone (no parse: any wording of the domain's
+    vocabulary), as (how, text): `relation`, every relation word turned to its opposite (`OPPOSITE_WORDS`);
+    `colours` (`sizes`), the two colours (sizes) exchanged; `fewer` / `more`, a count one lower / higher (within
+    1..MAX_COPIES); `colour` / `kind` / `size`, a colour (kind, size) word turned, wherever it is said, to each
+    other one. A change is made only where it changes the meaning: a relation or an exchange needs two objects that
+    differ in some other word, a changed colour (size) needs every object's colour (size) said. The contrasts of the
+    generator's judgement of its own images (genlab.rerank.self_scores); [] when the caption has none of these."""
+    text = " ".join(text.lower().strip().rstrip(".").split())
+    words = re.findall(r"[a-z]+", text)
+    found = {
+        name: list(dict.fromkeys(w for w in words if w in vocab))
+        for name, vocab in (("colour", COLOURS), ("size", SIZES), ("kind", {*KINDS, *(k + "s" for k in KINDS)}))
+    }
+    kinds = {w.rstrip("s") for w in found["kind"]}
+    related = bool(_OPPOSITE_RE.search(text))
+    out = []
+    if related and (len(kinds) == 2 or len(found["colour"]) == 2 or len(found["size"]) == 2):
+        out.append(("relation", _OPPOSITE_RE.sub(lambda m: OPPOSITE_WORDS[m[1]], text)))
+    for name, other in (("colour", "size"), ("size", "colour")):
+        if len(found[name]) == 2 and (related or len(kinds) == 2 or len(found[other]) == 2):
+            out.append((f"{name}s", _exchange(text, found[name])))
+    objects = sum(w in found["kind"] for w in words)
+    for name, vocab in (("colour", tuple(COLOURS)), ("kind", KINDS), ("size", SIZES)):
+        if name != "kind" and sum(w in vocab for w in words) != objects:
+            continue  # an object whose colour (size) is unstated could have the new one
+        for word in found[name]:  # each colour (kind, size) said turned to each other one
+            stem = word.rstrip("s") if name == "kind" else word
+            for other in (v for v in vocab if v != stem):
+                new = other + word[len(stem) :]
+                out.append((name, re.sub(rf"\b{word}\b", new, text)))
+    if m := _COUNTED.search(text):
+        n = 1 if m[1] == "a single" else _NUMBERS[m[1]]
+        for how, k in (("fewer", n - 1), ("more", n + 1)):
+            if 1 <= k <= MAX_COPIES:
+                said = str(k) if m[1].isdigit() else COUNT_WORDS[k - 1]
+                out.append((how, f"{text[: m.start()]}{said}{m[2]}{m[3]}{'s' if k > 1 else ''}{text[m.end() :]}"))
+    out = [(how, re.sub(r"\b(?:a|an) ([a-z])", lambda m: f"{_article(m[1])} {m[1]}", c)) for how, c in out]
+    return [(how, c) for how, c in out if c != text]  # "a orange" above: "an orange"
+
+
 def sample_pairs(
     n: int,
     *,
