@@ -247,10 +247,9 @@ def _generate_best_of(args) -> None:
     """`genlab generate --best-of K`: each image the best of K candidates, judged by the generator itself or by
     --verifier RUN (genlab.rerank)."""
     from genlab.generate import generate
-    from genlab.runs import write_samples
+    from genlab.runs import samples_path, write_samples
 
-    if not str(args.output).endswith((".png", ".npz")):
-        raise GenlabError(f"-o {args.output}: use a .png (grid) or .npz (arrays) file name")
+    samples_path(args.output)  # a bad file name fails before any sampling
     out = generate(
         args.prompt,
         n=args.n,

@@ -76,11 +76,7 @@ def generate(
         else:
             adapter = adapter_options(r.method, boxes=boxes, image=image_prompt, image_scale=image_scale)
         opts = {"seed": seed, "negative": negative, "adapter": adapter or None, **settings}
-        return (
-            search(r, [prompt] * n, k=best_of, verifier=verifier, **opts)
-            if best_of > 1
-            else r.generate(prompt, n, **opts)
-        )
+        return search(r, [prompt] * n, k=best_of, verifier=verifier, **opts)  # best of 1: plain generation
 
 
 def check_prompt(prompt: str) -> None:

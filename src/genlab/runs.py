@@ -336,9 +336,7 @@ class Run:
     def sample_to_file(self, out: str | Path, n: int = 64, *, nrow: int | None = None, **opts: Any) -> tuple[Path, int]:
         """Write n samples to `out` atomically: .png (a grid, at most PNG_LIMIT images) or .npz (`images` uint8
         NHWC or `x` float32, + `labels`), streamed in chunks so that any n that fits on disk works. (path, NFE)."""
-        out = Path(out)
-        if out.suffix not in (".png", ".npz"):
-            raise GenlabError(f"-o {out}: use a .png (grid) or .npz (arrays) file name")
+        out = samples_path(out)
         if out.suffix == ".png":
             if n > PNG_LIMIT:
                 raise GenlabError(f"--n {n}: a .png grid holds at most {PNG_LIMIT} images; write a .npz for more")
@@ -613,14 +611,20 @@ def write_texts(texts: list[str], out: str | Path) -> Path:
     return atomic_write_text(out, format_texts(texts))
 
 
+def samples_path(out: str | Path) -> Path:
+    """`out` as a Path, if samples can be written there (.png grid or .npz arrays); else the error that says so."""
+    out = Path(out)
+    if out.suffix not in (".png", ".npz"):
+        raise GenlabError(f"-o {out}: use a .png (grid) or .npz (arrays) file name")
+    return out
+
+
 def write_samples(x: torch.Tensor, labels: torch.Tensor | None, out: str | Path, *, nrow: int = 8) -> Path:
     """Write in-memory samples to `out` atomically: .png (grid / scatter) or .npz (images uint8 NHWC or x float32)."""
     from genlab.data.images import tensor_to_uint8
     from genlab.plots import save_samples
 
-    out = Path(out)
-    if out.suffix not in (".png", ".npz"):
-        raise GenlabError(f"-o {out}: use a .png (grid) or .npz (arrays) file name")
+    out = samples_path(out)
     with atomic_path(out) as tmp:
         if out.suffix == ".png" and x.dim() == 5:  # videos (n, T, C, H, W): one per row, frames left to right
             save_samples(x.flatten(0, 1), tmp, nrow=x.shape[1])
