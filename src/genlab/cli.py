@@ -249,7 +249,7 @@ def _generate_best_of(args) -> None:
     from genlab.generate import generate
     from genlab.runs import samples_path, write_samples
 
-    samples_path(args.output)  # a bad file name fails before any sampling
+    samples_path(args.output, args.n)  # a bad file name, or too many images for a grid, fails before any sampling
     out = generate(
         args.prompt,
         n=args.n,

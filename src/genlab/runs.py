@@ -336,10 +336,8 @@ class Run:
     def sample_to_file(self, out: str | Path, n: int = 64, *, nrow: int | None = None, **opts: Any) -> tuple[Path, int]:
         """Write n samples to `out` atomically: .png (a grid, at most PNG_LIMIT images) or .npz (`images` uint8
         NHWC or `x` float32, + `labels`), streamed in chunks so that any n that fits on disk works. (path, NFE)."""
-        out = samples_path(out)
+        out = samples_path(out, n)
         if out.suffix == ".png":
-            if n > PNG_LIMIT:
-                raise GenlabError(f"--n {n}: a .png grid holds at most {PNG_LIMIT} images; write a .npz for more")
             samples = self.sample(n, **opts)
             labels = samples.cond if torch.is_tensor(samples.cond) else None
             return write_samples(samples.x, labels, out, nrow=nrow or self.default_nrow(n)), samples.nfe
@@ -611,11 +609,14 @@ def write_texts(texts: list[str], out: str | Path) -> Path:
     return atomic_write_text(out, format_texts(texts))
 
 
-def samples_path(out: str | Path) -> Path:
-    """`out` as a Path, if samples can be written there (.png grid or .npz arrays); else the error that says so."""
+def samples_path(out: str | Path, n: int | None = None) -> Path:
+    """`out` as a Path, if (n) samples can be written there (a .png grid of at most PNG_LIMIT images, or .npz
+    arrays); else the error that says so."""
     out = Path(out)
     if out.suffix not in (".png", ".npz"):
         raise GenlabError(f"-o {out}: use a .png (grid) or .npz (arrays) file name")
+    if out.suffix == ".png" and n is not None and n > PNG_LIMIT:
+        raise GenlabError(f"--n {n}: a .png grid holds at most {PNG_LIMIT} images; write a .npz for more")
     return out
 
 

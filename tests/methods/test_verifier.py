@@ -268,6 +268,7 @@ def test_generate_and_eval_best_of_cli(runs, monkeypatch, tmp_path, capsys):
         (["--best-of", "2", "--verifier", "RUN"], "is a 'latent_flow' run, not a verifier"),
         (["--best-of", "2", "--from-png", "x.png"], "--best-of searches plain"),
         (["--verifier", "RUN"], "--verifier judges the candidates of --best-of K"),
+        (["--best-of", "2", "--n", "4097", "-o", "grid.png"], "a .png grid holds at most 4096 images"),
     ],
 )
 def test_best_of_errors(runs, monkeypatch, capsys, extra, message):
