@@ -19,8 +19,10 @@ def client(url):
     return gradio_client.Client(url, verbose=False)
 
 
-def generate(c, *, prompt="a red circle", run=SHIPPED_LABEL, label=None, steps=4, seed=5, n=2, sampler="euler"):
-    return c.predict(run, prompt, label, sampler, steps, 4.0, seed, n, api_name="/generate")
+def generate(
+    c, *, prompt="a red circle", run=SHIPPED_LABEL, label=None, steps=4, seed=5, n=2, sampler="euler", best_of=1
+):
+    return c.predict(run, prompt, label, sampler, steps, 4.0, seed, n, best_of, api_name="/generate")
 
 
 def test_generate_embeds_settings_and_from_png_reproduces_each_image(served, tmp_path, capsys):
@@ -62,6 +64,25 @@ def test_generate_embeds_settings_and_from_png_reproduces_each_image(served, tmp
     assert np.array_equal(read_pixels(out), read_pixels(sde[0]))
 
 
+def test_best_of_k_in_the_app_is_generate_best_of_k_and_reproduces(served, tmp_path):
+    """Each image the best of 2 draws, as `generate(best_of=2)` chooses it at the same seed and settings; its PNG
+    records best_of, and `--from-png` redoes the search to the same pixels."""
+    from genlab.data.images import tensor_to_uint8
+    from genlab.generate import generate as api_generate
+
+    url, _ = served
+    _, _, files, status = generate(client(url), prompt="a red circle above a blue square", seed=3, n=1, best_of=2)
+    record = read_settings(files[0])
+    assert record["best_of"] == 2 and status.startswith("done: 1 image(s)")
+    same = api_generate(
+        "a red circle above a blue square", n=1, seed=3, best_of=2, sampler="euler", steps=4, guidance_scale=4.0
+    )
+    assert np.array_equal(read_pixels(files[0]), tensor_to_uint8(same.x)[0])
+    out = tmp_path / "again.png"
+    assert main(["generate", "--from-png", files[0], "-o", str(out)]) == 0
+    assert np.array_equal(read_pixels(out), read_pixels(files[0])) and read_settings(out) == record
+
+
 def test_class_conditional_run_takes_a_class(served, tmp_path):
     url, _ = served
     _, gallery, files, _ = generate(client(url), run="digits", prompt="", label=3, steps=3, seed=0, n=1)
@@ -94,7 +115,7 @@ def test_input_limits_are_one_line_messages(served, kwargs, message):
 def test_second_job_of_a_user_is_refused_and_cancel_stops_the_first(served):
     url, app = served
     c = client(url)
-    job = c.submit(SHIPPED_LABEL, "a blue square", None, "heun", 64, 4.0, 0, 8, api_name="/generate")
+    job = c.submit(SHIPPED_LABEL, "a blue square", None, "heun", 64, 4.0, 0, 8, 1, api_name="/generate")
     deadline = time.time() + 30
     while app.jobs.counts()["running"] == 0 and time.time() < deadline:
         time.sleep(0.05)
@@ -111,7 +132,8 @@ def test_a_full_queue_refuses_with_a_message(served):
     url, app = served
     clients = [client(url) for _ in range(4)]  # the fixture's queue holds 3 jobs
     jobs = [
-        c.submit(SHIPPED_LABEL, "a red circle", None, "heun", 64, 4.0, 0, 8, api_name="/generate") for c in clients[:3]
+        c.submit(SHIPPED_LABEL, "a red circle", None, "heun", 64, 4.0, 0, 8, 1, api_name="/generate")
+        for c in clients[:3]
     ]
     deadline = time.time() + 30
     while sum(app.jobs.counts().values()) < 3 and time.time() < deadline:

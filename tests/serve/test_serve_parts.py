@@ -87,6 +87,7 @@ def test_request_and_upload_limits(tmp_path):
         ({"steps": 9}, "between 1 and 8"),
         ({"guidance": -1.0}, "guidance"),
         ({"seed": 2**31}, "seed"),
+        ({"best_of": 5}, "best of must be between 1 and 4"),
     ]:
         with pytest.raises(GenlabError, match=message):
             core.check_request(lim, **{"prompt": "", "n": 1, "steps": 1, "guidance": 1.0, "seed": 0, **kwargs})

@@ -149,14 +149,17 @@ class App:
         return "cancelling…" if found else "no job of yours is running"
 
     # ---- Generate ---------------------------------------------------------------------------------------------
-    def generate(self, run_label, prompt, label, sampler, steps, guidance, seed, n, request: gr.Request):
+    def generate(self, run_label, prompt, label, sampler, steps, guidance, seed, n, best_of, request: gr.Request):
         try:
             folder = self.folder(run_label)
             n, steps, seed = _int(n, "n"), _int(steps, "steps"), _int(seed, "seed")
+            best_of = _int(best_of, "best of")
             label = _opt_int(label, "class")
             guidance = float(guidance)
             prompt = prompt or ""
-            core.check_request(self.limits, prompt=prompt, n=n, steps=steps, guidance=guidance, seed=seed)
+            core.check_request(
+                self.limits, prompt=prompt, n=n, steps=steps, guidance=guidance, seed=seed, best_of=best_of
+            )
         except GenlabError as e:
             raise gr.Error(str(e), print_exception=False) from None
         sampler = None if sampler in (None, "", DEFAULT) else sampler
@@ -187,6 +190,7 @@ class App:
                     sampler=sampler,
                     steps=steps,
                     guidance=guidance,
+                    best_of=best_of,
                     callback=callback,
                 )
                 seconds = time.perf_counter() - t0
@@ -507,6 +511,14 @@ def build_app(
                         )
                         g_seed = gr.Number(0, label="seed", precision=0)
                         g_n = gr.Slider(1, lim.n, value=4, step=1, label="images", elem_id="g_n")
+                    g_best = gr.Slider(
+                        1,
+                        lim.best_of,
+                        value=1,
+                        step=1,
+                        label="best of (text runs: each image the best of K draws, judged by the model itself)",
+                        elem_id="g_best",
+                    )
                     with gr.Row():
                         g_go = gr.Button("Generate", variant="primary", elem_id="g_go")
                         g_cancel = gr.Button("Cancel", variant="stop", elem_id="g_cancel")
@@ -527,7 +539,7 @@ def build_app(
                     )
             g_go.click(
                 app.generate,
-                [g_run, g_prompt, g_label, g_sampler, g_steps, g_guidance, g_seed, g_n],
+                [g_run, g_prompt, g_label, g_sampler, g_steps, g_guidance, g_seed, g_n, g_best],
                 [g_preview, g_gallery, g_files, g_status],
                 api_name="generate",
                 concurrency_limit=None,  # admission is genlab.serve.jobs' (bounded queue, one job per user)

@@ -45,12 +45,13 @@ class Limits:
     image_side: int = 1024  # uploads: longest side in pixels
     image_bytes: int = 8 * 2**20  # uploads: file size
     compare_runs: int = 6
+    best_of: int = 4  # text-to-image: each image the best of at most this many draws (genlab.rerank)
     queue: int = 8  # jobs queued or running at once, all users together
     workers: int = 1  # jobs running at once
 
 
 def check_request(
-    limits: Limits, *, prompt: str | None, n: int, steps: int | None, guidance: float | None, seed
+    limits: Limits, *, prompt: str | None, n: int, steps: int | None, guidance: float | None, seed, best_of: int = 1
 ) -> None:
     """A GenlabError naming the first request field out of limits."""
     if prompt is not None and len(prompt) > limits.prompt_chars:
@@ -63,6 +64,8 @@ def check_request(
         raise GenlabError(f"guidance must be between 0 and {limits.guidance:g}, got {guidance}")
     if not isinstance(seed, int) or not 0 <= seed < 2**31 - limits.n:
         raise GenlabError(f"the seed must be an integer between 0 and {2**31 - limits.n - 1}, got {seed}")
+    if not isinstance(best_of, int) or not 1 <= best_of <= limits.best_of:
+        raise GenlabError(f"best of must be between 1 and {limits.best_of} draws per image, got {best_of}")
 
 
 def check_upload(limits: Limits, path: str | Path, what: str = "the image") -> None:
@@ -194,20 +197,25 @@ def draw_one(
     sampler: str | None = None,
     steps: int | None = None,
     guidance: float | None = None,
+    best_of: int = 1,
     callback=None,
 ) -> tuple[np.ndarray, dict, int]:
     """One image (uint8 H, W, C) from `run` with its settings record and its NFE. Text-to-image runs take the
-    prompt (the label is ignored); others the label (None: unconditional or the class-0 default of n=1)."""
+    prompt (the label is ignored) and `best_of` (the best of K draws as the model judges them, genlab.rerank; 1:
+    plain generation); others the label (None: unconditional or the class-0 default of n=1)."""
     from genlab.data.images import tensor_to_uint8
     from genlab.generate import check_prompt
+    from genlab.rerank import best_of as search
 
     check_family(run)
     settings = used_settings(run, sampler=sampler, steps=steps, guidance=guidance)
     if run.text_conditional:
         check_prompt(prompt or "")
         label = None
-        out = run.sample(1, prompts=[prompt], seed=seed, callback=callback, **settings)
+        out = search(run, [prompt], k=best_of, seed=seed, callback=callback, **settings)
     else:
+        if best_of != 1:
+            raise GenlabError(f"{run.path} is not a text-to-image run: best of K judges prompts; set it to 1")
         prompt = None
         if run.num_classes and label is None:
             label = 0
@@ -226,6 +234,7 @@ def draw_one(
         "guidance": settings.get("guidance_scale"),
         "seed": seed,
         "settings": settings,
+        **({"best_of": best_of} if run.text_conditional else {}),
     }
     return tensor_to_uint8(out.x)[0], record, out.nfe
 
@@ -267,6 +276,7 @@ def reproduce(png: str | Path, *, run: str | Path | None = None) -> tuple[np.nda
         sampler=settings.get("sampler", record["sampler"]),
         steps=settings.get("steps", record["steps"]),
         guidance=settings.get("guidance_scale", record["guidance"]),
+        best_of=int(record.get("best_of", 1)),  # PNGs written before best of K record none: plain generation
     )
     again["run"] = record["run"] if run is None else again["run"]
     return image, again
