@@ -10,9 +10,10 @@ keeps them in runs/bench-t2i-rerank/pool-SEED.safetensors. `score` reads the poo
 benchmarks/results/t2i_rerank.json (+ .md): per seed set, the suite's table for
 - one draw: candidate 0 (the default without search);
 - best of k by each judge, for k = 2, 4, ... (the first k candidates): the generator itself (`genlab generate
-  --best-of k`: against each prompt's contradictions), the generator with fewer references (GENERATOR_JUDGES: the
-  relation and exchanged colours only; the empty prompt only, the judge before contradictions) and each verifier
-  run given (`--verifier RUN`, e.g. recipes/shapes-verifier.yaml trained);
+  --best-of k`: against each prompt's contradictions, by the log ratio of the errors), the generator by the error
+  difference (the previous default) and with fewer references (GENERATOR_JUDGES: the relation and exchanged
+  colours only; the empty prompt only, the judge before contradictions) and each verifier run given
+  (`--verifier RUN`, e.g. recipes/shapes-verifier.yaml trained);
 - best of K by the checker itself: the ceiling of search over these candidates, not a method (the checker is the
   judge, so choosing with it is no measurement of the model);
 and how often a judge's choice is right when some candidate is right; each verifier's own held-out metrics.
@@ -32,9 +33,20 @@ from safetensors.torch import load_file, save_file
 from common import write_json
 from genlab.atomic import atomic_path, atomic_write_text
 from genlab.data.images import tensor_to_uint8
+from genlab.data.shapes import NULL_CAPTION, text_contradictions
 from genlab.generate import SHIPPED, text_run
 from genlab.metrics.geneval import builtin_suite, report_row, score_image
-from genlab.rerank import CONTRASTS, SELF_TIMES, candidates, choose, references, scores, self_scores, verifier_run
+from genlab.rerank import (
+    CONTRASTS,
+    SELF_TIMES,
+    candidates,
+    choose,
+    judge_errors,
+    margins,
+    references,
+    scores,
+    verifier_run,
+)
 
 POOLS = Path("runs/bench-t2i-rerank")
 OUT = Path("benchmarks/results/t2i_rerank.json")
@@ -43,12 +55,35 @@ KEYS = ("overall", "heldout_gap", "extra_rate")
 CATEGORIES = ("single_object", "two_objects", "counting", "colours", "position", "colour_attribution")
 
 
-# the generator's judgements: `genlab generate --best-of K` (CONTRASTS), and with fewer references (an ablation)
+# the generator's judgements, {name: (contrasts, margin)}: `genlab generate --best-of K` (all contradictions, the log
+# ratio of the errors), and ablations: the error difference (the previous default), fewer references
 GENERATOR_JUDGES = {
-    "generator": CONTRASTS,
-    "generator, relation and exchanged colours only": ("relation", "colours"),
-    "generator vs the empty prompt": (),
+    "generator": (CONTRASTS, "log"),
+    "generator, error difference": (CONTRASTS, "difference"),
+    "generator, relation and exchanged colours only": (("relation", "colours"), "log"),
+    "generator vs the empty prompt": ((), "log"),
+    "generator vs the empty prompt, error difference": ((), "difference"),
 }
+
+
+def all_captions(texts: list[str]) -> tuple[list[list[str]], list[list[str]]]:
+    """(each image's captions: its prompt, the empty prompt, then every contradiction; each column's kind), so that
+    one `judge_errors` pass serves every judge of GENERATOR_JUDGES (`judge_columns` picks a judge's columns)."""
+    found = [text_contradictions(t) for t in texts]
+    captions = [[t, NULL_CAPTION, *(c for _, c in f)] for t, f in zip(texts, found)]
+    kinds = [["prompt", "empty", *(h for h, _ in f)] for f in found]
+    return captions, kinds
+
+
+def judge_columns(kinds: list[list[str]], contrasts: tuple[str, ...]) -> torch.Tensor:
+    """(N, C) the columns of `all_captions` a judge with `contrasts` weighs the prompt against: its contradictions of
+    those kinds, else the empty prompt (genlab.rerank.references); column 0 (the prompt) too."""
+    width = max(map(len, kinds))
+    cols = torch.zeros(len(kinds), width, dtype=torch.bool)
+    for i, ks in enumerate(kinds):
+        chosen = [c for c, h in enumerate(ks) if h in contrasts]
+        cols[i, [0, *(chosen or [1])]] = True
+    return cols
 
 
 def evaluations(contrasts: tuple[str, ...]) -> float:
@@ -175,9 +210,11 @@ def markdown(result: dict) -> str:
         + ". The generator judges a candidate by how much better it predicts the flow's target from the noised "
         "candidate with the prompt than with each of its references (the prompt's contradictions made from its "
         "words: a relation turned over, colours or sizes exchanged, a colour, kind or size changed, a count one "
-        "lower or higher; the empty prompt where none applies), the least of these margins; a verifier run is "
-        "one forward pass. The checker's row chooses with the suite's own checker: it is the ceiling of search "
-        "over these candidates, not a method.",
+        "lower or higher; the empty prompt where none applies), the least of these margins, each the mean over "
+        "the times of log(error with the reference / error with the prompt) (margin 'log', the default) or of "
+        "their difference ('difference', the previous default); every generator judge of a seed set reads the "
+        "same errors (one pass per noise); a verifier run is one forward pass. The checker's row chooses with the "
+        "suite's own checker: it is the ceiling of search over these candidates, not a method.",
         "",
         *verifier_lines(result),
     ]
@@ -246,14 +283,25 @@ def main() -> None:
     noises = {}
     if not args.no_self:
         generator = text_run(f"shipped:{SHIPPED}")
-        noises = {j: (lambda pool, texts, j=j: self_scores(generator, pool, texts, seed=j)) for j in args.judge_seeds}
-        for name, contrasts in GENERATOR_JUDGES.items():
+        computed: dict = {"pool": None}  # the pool being judged (held, so it is the same object) and its errors
+
+        def judged(pool, texts, contrasts, margin, noise=0):  # one judge_errors pass per pool and noise serves all
+            if computed["pool"] is not pool:
+                computed.clear()
+                computed.update(pool=pool, kinds=all_captions(texts)[1])
+            if noise not in computed:
+                computed[noise] = judge_errors(generator, pool, all_captions(texts)[0], seed=noise)
+            return margins(computed[noise], margin, judge_columns(computed["kinds"], contrasts))
+
+        noises = {j: (lambda pool, texts, j=j: judged(pool, texts, CONTRASTS, "log", j)) for j in args.judge_seeds}
+        for name, (contrasts, margin) in GENERATOR_JUDGES.items():
             named[name] = (
                 f"the default run as its own judge (genlab.rerank.self_scores) at t = {list(SELF_TIMES)} against "
                 + (f"the prompt's contradictions {list(contrasts)}" if contrasts else "the empty prompt")
-                + f": {evaluations(contrasts):.1f} DiT evaluations per candidate on the suite's prompts"
+                + f", margin {margin!r}: {evaluations(contrasts):.1f} DiT evaluations per candidate on the suite's "
+                "prompts"
             )
-            judges[name] = lambda pool, texts, c=contrasts: self_scores(generator, pool, texts, contrasts=c)
+            judges[name] = lambda pool, texts, c=contrasts, m=margin: judged(pool, texts, c, m)
     ks = [k for k in (2, 4, 8, 16) if k <= args.k]
     result = {
         "judges": named,

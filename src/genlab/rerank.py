@@ -9,7 +9,9 @@ checker of the GenEval-style suite:
   prompts (the diffusion classifier of Li et al. 2023), so no other weights are needed. It weighs the prompt against
   the prompt's minimal contradictions (a relation turned over, two colours exchanged, a colour, kind or size
   changed, a count one off), as a classifier weighs a class against the other classes, and a candidate must beat
-  every one of them;
+  every one of them. The margin is the log ratio of the errors with a contradiction and with the prompt: a ratio
+  does not let an image whose errors are large anyway (two asked-for shapes merged into one blur) win by a wide
+  margin over every caption;
 - a learned verifier (`verifier=RUN`): a run of method.kind `verifier` (genlab.methods.verifier, recipes/
   shapes-verifier.yaml: image × text → the log-odds that the text is true of the image).
 """
@@ -71,43 +73,46 @@ def judge_evaluations(prompts: list[str], k: int, *, contrasts: tuple[str, ...] 
     return len(SELF_TIMES) * k * max(1 + len(references(p, contrasts)) for p in prompts)
 
 
+MARGINS = ("log", "difference")  # how `self_scores` compares two captions' errors (`margins`)
+
+
+def check_margin(margin: str) -> None:
+    if margin not in MARGINS:
+        raise GenlabError(f"margin must be one of {', '.join(MARGINS)}, got {margin!r}")
+
+
 @torch.no_grad()
-def self_scores(
+def judge_errors(
     run: Run,
     pool: Tensor,
-    prompts: list[str],
+    captions: list[list[str]],
     *,
     times: tuple[float, ...] = SELF_TIMES,
-    contrasts: tuple[str, ...] = CONTRASTS,
     seed: int = 0,
     chunk: int = 256,
 ) -> Tensor:
-    """The generator as its own judge (a diffusion classifier, Li et al. 2023): how much better it predicts the flow's
-    target v from candidate j of image i noised to x_t when told prompt i than when told each of the prompt's
-    `references` (its contradictions, else the empty prompt): min over the references r of the mean over the
-    `times` t of ||v(x_t, r) − v||² − ||v(x_t, prompt_i) − v||². Each difference estimates log p(prompt | image) −
-    log p(r | image) up to a constant, so higher is better, and the minimum asks the image to beat every
-    contradiction. One noise per image and time, shared by its K candidates and its captions (the comparison is
-    then between images, not noises); (K, N)."""
+    """How well the generator predicts the flow's target v from candidate j of image i noised to x_t when told each
+    of `captions[i]`: ||v(x_t, caption) − v||² (T, K, N, C) at each time of `times`, NaN past image i's captions.
+    One noise per image and time, shared by its K candidates and its captions, so that differences compare images
+    and captions, not noises."""
     from genlab.paths import bcast, from_x_eps
 
     m = run.require_text().method
     if not hasattr(m, "path") or not hasattr(m, "guidance_inputs"):
         raise GenlabError(f"{run.path} is not a flow-matching run: it cannot judge its own images; give --verifier RUN")
     k, n = pool.shape[:2]
-    refs = [references(p, contrasts) for p in prompts]
-    texts = list(dict.fromkeys(t for p, r in zip(prompts, refs) for t in (p, *r)))  # each caption encoded once
+    texts = list(dict.fromkeys(t for c in captions for t in c))  # each caption encoded once
     net, rows, _ = m.guidance_inputs(len(texts), texts, m.device)
     row = dict(zip(texts, rows.tolist()))
-    width = 1 + max(map(len, refs))
-    table = torch.full((n, width), -1, dtype=torch.long)  # image i's captions: its prompt, then its references
-    for i, (p, r) in enumerate(zip(prompts, refs)):
-        table[i, : 1 + len(r)] = torch.tensor([row[t] for t in (p, *r)])
+    width = max(map(len, captions))
+    table = torch.full((n, width), -1, dtype=torch.long)  # image i's captions (rows of the text table)
+    for i, c in enumerate(captions):
+        table[i, : len(c)] = torch.tensor([row[t] for t in c])
     table = table.repeat(k, 1).to(m.device)  # (KN, width): candidate j of image i reads image i's captions
     z = torch.cat([m.to_state(c.to(m.device)) for c in pool.flatten(0, 1).split(chunk)])  # (KN, ...) sampler's space
     gen = torch.Generator().manual_seed(seed)
-    err = torch.zeros(k * n, width, device=m.device)
-    for value in times:
+    err = torch.full((len(times), k * n, width), torch.nan, device=m.device)
+    for ti, value in enumerate(times):
         eps = torch.randn((n, *z.shape[1:]), generator=gen).to(z).repeat(k, *([1] * (z.dim() - 1)))  # (KN, ...)
         for col in range(width):
             for part in (table[:, col] >= 0).nonzero().flatten().split(chunk):
@@ -115,9 +120,45 @@ def self_scores(
                 x0, e = z[part], eps[part]
                 x_t = bcast(m.path.a(t), x0) * x0 + bcast(m.path.b(t), x0) * e
                 target = from_x_eps(m.path, m.cfg.target, t, x0, e)
-                err[part, col] += (net(x_t, t, table[part, col]) - target).pow(2).flatten(1).mean(1).float()
-    margin = torch.where(table[:, 1:] >= 0, err[:, 1:] - err[:, :1], torch.inf)  # (KN, width - 1)
-    return (margin.amin(1) / len(times)).reshape(k, n).cpu()
+                err[ti, part, col] = (net(x_t, t, table[part, col]) - target).pow(2).flatten(1).mean(1).float()
+    return err.reshape(len(times), k, n, width).cpu()
+
+
+def margins(errors: Tensor, margin: str = "log", columns: Tensor | None = None) -> Tensor:
+    """(K, N) scores from `judge_errors` (T, K, N, C) whose column 0 is the prompt: the least, over the other
+    columns c (those `columns` (N, C) marks, default all that were computed), of the mean over times of
+    log(e_c / e_prompt) (margin "log") or e_c − e_prompt ("difference"). The log ratio asks how many times better
+    the prompt explains the image than c does; the difference lets images whose errors are large anyway (a blurred
+    merge of two asked-for shapes) win by a large margin at every caption. The ratio's own weakness: an image with
+    almost nothing in it has small errors with every caption, so a small difference makes a large ratio."""
+    check_margin(margin)
+    e = errors.clamp_min(torch.finfo(errors.dtype).tiny).log() if margin == "log" else errors
+    per_caption = (e[..., 1:] - e[..., :1]).mean(0)  # (K, N, C - 1)
+    keep = ~errors[0, ..., 1:].isnan() if columns is None else columns[None, :, 1:].expand_as(per_caption)
+    return torch.where(keep, per_caption, torch.inf).amin(-1)
+
+
+def self_scores(
+    run: Run,
+    pool: Tensor,
+    prompts: list[str],
+    *,
+    times: tuple[float, ...] = SELF_TIMES,
+    contrasts: tuple[str, ...] = CONTRASTS,
+    margin: str = "log",
+    seed: int = 0,
+    chunk: int = 256,
+) -> Tensor:
+    """The generator as its own judge (a diffusion classifier, Li et al. 2023): how much better it predicts the flow's
+    target from candidate j of image i, noised, when told prompt i than when told each of the prompt's `references`
+    (its contradictions, else the empty prompt), at `times` (`judge_errors`); the least of these margins
+    (`margins`: by default the mean log ratio of the errors), so that the image must beat every contradiction.
+    The error difference estimates log p(prompt | image) − log p(reference | image) up to a constant (margin
+    "difference"); the log ratio asks the same relative to how hard the image is to denoise. Higher is better;
+    (K, N)."""
+    check_margin(margin)  # before the work
+    captions = [[p, *references(p, contrasts)] for p in prompts]
+    return margins(judge_errors(run, pool, captions, times=times, seed=seed, chunk=chunk), margin)
 
 
 @torch.no_grad()

@@ -27,6 +27,7 @@ from genlab.rerank import (
     candidates,
     choose,
     judge_evaluations,
+    margins,
     references,
     scores,
     self_scores,
@@ -226,6 +227,26 @@ def test_self_scores_weigh_the_prompt_against_its_references(runs, monkeypatch):
     assert torch.equal(self_scores(t2i, pool, ["a red square"] * 2, contrasts=("relation",)), plain)
 
 
+def test_margins_log_ratio_and_difference():
+    """The judge's margin from errors (T, K, N, C), column 0 the prompt: the least over the other columns of the mean
+    over times of log(e_c / e_prompt) or e_c − e_prompt; NaN columns (an image with fewer references) and columns
+    left out are no reference."""
+    nan = float("nan")
+    e = torch.tensor([[[[1.0, 2.0, 3.0], [2.0, 1.0, nan]]], [[[1.0, 8.0, 3.0], [2.0, 4.0, nan]]]])  # T 2, K 1, N 2
+    log = margins(e, "log")
+    assert torch.allclose(log, torch.tensor([[np.log(3.0), 0.0]]).float())  # image 0: min(log 4, log 3)
+    assert torch.allclose(margins(e, "difference"), torch.tensor([[2.0, 0.5]]))  # image 0: min(4.0, 2.0)
+    only_first = torch.tensor([[True, True, False], [True, True, False]])  # image 0 against column 1 alone
+    assert torch.allclose(margins(e, "difference", only_first), torch.tensor([[4.0, 0.5]]))
+    assert torch.allclose(margins(e, "log", only_first), torch.tensor([[np.log(4.0), 0.0]]).float())
+    # the log ratio does not care how large an image's errors are; the difference grows with them
+    scaled = e * torch.tensor([1.0, 10.0])[None, None, :, None]
+    assert torch.allclose(margins(scaled, "log"), log)
+    assert torch.allclose(margins(scaled, "difference"), torch.tensor([[2.0, 5.0]]))
+    with pytest.raises(GenlabError, match="margin must be one of"):
+        margins(e, "ratio")
+
+
 def test_self_scores_rank_the_true_prompt_above_a_wrong_one():
     """The shipped default, on real renders, prefers each image's own caption to the caption of another scene of
     the same kind (a diffusion classifier's reading of log p(prompt | image))."""
@@ -268,7 +289,10 @@ def test_generate_and_eval_best_of_cli(runs, monkeypatch, tmp_path, capsys):
         (["--best-of", "2", "--verifier", "RUN"], "is a 'latent_flow' run, not a verifier"),
         (["--best-of", "2", "--from-png", "x.png"], "--best-of searches plain"),
         (["--verifier", "RUN"], "--verifier judges the candidates of --best-of K"),
-        (["--best-of", "2", "--n", "4097", "-o", "grid.png"], "a .png grid holds at most 4096 images"),
+        (
+            ["--best-of", "2", "--n", "4097", "-o", "grid.png"],
+            "a .png grid holds at most 4096 images",
+        ),  # before sampling
     ],
 )
 def test_best_of_errors(runs, monkeypatch, capsys, extra, message):
