@@ -75,7 +75,7 @@ def client_loop(url: str, deadline: float, args, out: dict, lock: threading.Lock
         start = time.perf_counter()
         try:
             *_, files, status = client.predict(
-                SHIPPED, "a red circle above a blue square", None, "euler", args.steps, 4.0, s, args.n,
+                SHIPPED, "a red circle above a blue square", None, "euler", args.steps, 4.0, s, args.n, 1,
                 api_name="/generate",
             )  # fmt: skip
             seconds = time.perf_counter() - start
@@ -118,7 +118,9 @@ def main() -> None:
             single = []
             for k in range(args.single + 1):
                 t0 = time.perf_counter()
-                alone.predict(SHIPPED, "a red circle", None, "euler", args.steps, 4.0, k, args.n, api_name="/generate")
+                alone.predict(
+                    SHIPPED, "a red circle", None, "euler", args.steps, 4.0, k, args.n, 1, api_name="/generate"
+                )
                 single.append(time.perf_counter() - t0)
             single = single[1:]
             load_before = os.getloadavg()
