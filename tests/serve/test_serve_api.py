@@ -103,6 +103,8 @@ def test_class_conditional_run_takes_a_class(served, tmp_path):
         ({"seed": -1}, "seed must be"),
         ({"prompt": "  "}, "non-empty prompt"),
         ({"run": "no-such-run"}, "not in the list of choices"),
+        ({"best_of": 5}, "greater than maximum value 4"),
+        ({"run": "digits", "prompt": "", "label": 3, "best_of": 2}, "not a text-to-image run: best of K"),
     ],
 )
 def test_input_limits_are_one_line_messages(served, kwargs, message):
