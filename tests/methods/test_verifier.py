@@ -306,3 +306,19 @@ def test_best_of_errors(runs, monkeypatch, capsys, extra, message):
 def test_eval_best_of_needs_prompts(runs, capsys):
     assert main(["eval", str(runs[0]), "--best-of", "2"]) == 2
     assert "--best-of goes with --prompts" in capsys.readouterr().err
+
+
+def test_the_rerank_benchmark_judges_read_the_references_of_self_scores(monkeypatch):
+    """benchmarks/t2i_rerank.py computes one error pass over every caption and picks each judge's columns: they are
+    exactly the prompt and its `references` for that judge's contrasts, on every suite prompt."""
+    from tests.conftest import ROOT
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import t2i_rerank
+
+    texts = [p.text for p in t2i_rerank.suite_prompts(1)]
+    captions, kinds = t2i_rerank.all_captions(texts)
+    for contrasts, _ in t2i_rerank.GENERATOR_JUDGES.values():
+        cols = t2i_rerank.judge_columns(kinds, contrasts)
+        for text, row, keep in zip(texts, captions, cols):
+            assert [c for c, k in zip(row, keep) if k] == [text, *references(text, contrasts)]
