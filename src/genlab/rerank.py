@@ -50,12 +50,18 @@ def check_best_of(best_of: int) -> None:
         raise GenlabError(f"--best-of must be an integer in [1, {MAX_BEST_OF}] (1: no search), got {best_of!r}")
 
 
-def candidates(run: Run, prompts: list[str], *, k: int, seed: int = 0, **opts) -> tuple[Tensor, Samples]:
-    """(K candidates (K, N, C, H, W) of the N images for `prompts`, the first draw's Samples); `opts` go to
-    `Run.sample` (settings, negative, adapter, SampleSettings overrides)."""
+def candidates(
+    run: Run, prompts: list[str], *, k: int, seed: int = 0, start: int = 0, **opts
+) -> tuple[Tensor, Samples]:
+    """(candidates start..k-1 (k - start, N, C, H, W) of the N images for `prompts`, the first of those draws'
+    Samples); `opts` go to `Run.sample` (settings, negative, adapter, SampleSettings overrides). Candidate j is drawn
+    with seed + j·CANDIDATE_STRIDE whatever `start` is, so more candidates can be added to a pool later."""
     check_best_of(k)
+    if not 0 <= start < k:
+        raise GenlabError(f"candidates start at 0..{k - 1}, got start={start}")
     draws = [
-        run.sample(len(prompts), prompts=list(prompts), seed=seed + j * CANDIDATE_STRIDE, **opts) for j in range(k)
+        run.sample(len(prompts), prompts=list(prompts), seed=seed + j * CANDIDATE_STRIDE, **opts)
+        for j in range(start, k)
     ]
     return torch.stack([d.x for d in draws]), draws[0]
 

@@ -187,6 +187,7 @@ def test_best_of_keeps_the_candidate_the_verifier_scores_highest(runs, monkeypat
     pool, first = candidates(t2i, prompts, k=3, seed=5)
     assert torch.equal(pool[0], plain) and torch.equal(first.x, plain)  # candidate 0 is plain generation
     assert torch.equal(pool[2], t2i.sample(3, prompts=prompts, seed=5 + 2 * CANDIDATE_STRIDE).x)
+    assert torch.equal(candidates(t2i, prompts, k=3, seed=5, start=2)[0], pool[2:])  # a pool extended later
     assert torch.equal(best_of(t2i, prompts, k=1, seed=5).x, plain)
     logits = scores(ver, pool, prompts)
     assert logits.shape == (3, 3)
