@@ -56,45 +56,42 @@ class TableEncoder(torch.nn.Module):
         self.dim, self.name, self.max_length = int(table["pooled.0"].shape[-1]), name, max_length
 
     def encode(self, texts: list[str]):
-        from genlab.text.base import TextEmbedding
+        from genlab.text.base import padded
 
         missing = [t for t in texts if t not in self.rows]
         if missing:
             raise KeyError(f"{missing[0]!r} is not in the text table: rerun `gpu_check.py prepare`")
-        rows = [self.rows[t] for t in texts]
-        length = max(r[0].shape[0] for r in rows)
-        tokens = torch.zeros(len(rows), length, self.dim)
-        mask = torch.zeros(len(rows), length, dtype=torch.bool)
-        for i, (tok, _) in enumerate(rows):
-            tokens[i, : len(tok)], mask[i, : len(tok)] = tok, True
-        return TextEmbedding(tokens, mask, torch.stack([r[1] for r in rows]))
+        return padded([self.rows[t] for t in texts], self.dim, "cpu")
 
 
 def suite_texts() -> list[str]:
     return ["", *dict.fromkeys(p.text for p in builtin_suite().prompts)]
 
 
-def use_table(path: Path):
-    """Every latent_flow method built from now on reads its text from the table at `path`."""
+def use_table(table: dict[str, torch.Tensor]) -> None:
+    """Every latent_flow method built from now on reads its text from `table` (as `prepare` writes it)."""
     import genlab.methods.latent as latent
 
-    table = load_file(str(path))
+    table = dict(table)
     meta = json.loads(table.pop("meta").numpy().tobytes().decode())
     encoder = TableEncoder(table, meta["texts"], meta["name"], meta["max_length"])
     latent.text_encoder = lambda name: encoder
-    return encoder
 
 
-def suite_images(run, device: torch.device, *, bf16: bool = False):
-    """(geneval report, images on the CPU) of `run` on the builtin suite, at the run's own sampling."""
+def draw(run, texts: list[str], seed: int = SEED, *, bf16: bool = False) -> torch.Tensor:
+    """Images (on the CPU, float32) of `texts` at the run's own sampling, under bf16 autocast if asked."""
     from genlab.rerank import best_of
 
+    with torch.autocast(run.method.device.type, dtype=torch.bfloat16, enabled=bf16):
+        return best_of(run, texts, k=1, seed=seed, settings=run.resolve_settings()).x.float().cpu()
+
+
+def suite_images(run, *, bf16: bool = False):
+    """(geneval report, images on the CPU) of `run` on the builtin suite, at the run's own sampling."""
     images = []
 
     def generate(texts: list[str], seed: int) -> torch.Tensor:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            x = best_of(run, texts, k=1, seed=seed, settings=run.resolve_settings()).x
-        images.append(x.float().cpu())
+        images.append(draw(run, texts, seed, bf16=bf16))
         return images[-1]
 
     report = geneval(generate, builtin_suite(), n_per_prompt=N_PER_PROMPT, seed=SEED)
@@ -114,43 +111,62 @@ def prepare(args) -> None:
 
     texts = suite_texts()
     real = text_encoder("minilm")
-    real.encode(texts)  # fills its cache with each text's (tokens, pooled)
+    emb = real.encode(texts)
     table = {}
-    for i, t in enumerate(texts):
-        table[f"tokens.{i}"], table[f"pooled.{i}"] = (v.contiguous() for v in real._cache[t])
+    for i in range(len(texts)):
+        table[f"tokens.{i}"], table[f"pooled.{i}"] = emb.tokens[i, emb.mask[i]].contiguous(), emb.pooled[i]
     meta = {"texts": texts, "name": real.name, "max_length": real.max_length}
     table["meta"] = torch.frombuffer(bytearray(json.dumps(meta).encode()), dtype=torch.uint8)
-    with atomic_path(Path(args.texts)) as tmp:
-        save_file(table, str(tmp))
     torch.set_num_threads(args.threads)
     run = load_run(SHIPPED)
     start = time.perf_counter()
-    report, images = suite_images(run, torch.device("cpu"))
+    report, images = suite_images(run)
     cpu = {"row": summary(report["rows"]["model"]), "seconds": round(time.perf_counter() - start, 1)}
     # the table must give the encoder's images exactly: a few prompts drawn by each (the same batch, so the same noise)
     few = [p.text for p in builtin_suite().prompts[::19]]
-    by_encoder = best_of_texts(run, few)
-    use_table(Path(args.texts))
-    diff = float((best_of_texts(load_run(SHIPPED), few) - by_encoder).abs().max())
+    by_encoder = draw(run, few)
+    use_table(table)
+    diff = float((draw(load_run(SHIPPED), few) - by_encoder).abs().max())
     if diff != 0.0:
-        sys.exit(f"the text table does not reproduce the encoder's images (max abs {diff}); not written")
-    save_file({"images": images[:COMPARED].contiguous()}, str(Path(args.texts).with_suffix(".cpu.safetensors")))
+        sys.exit(f"the text table does not reproduce the encoder's images (max abs {diff}); nothing written")
+    with atomic_path(Path(args.texts)) as tmp:
+        save_file(table, str(tmp))
+    with atomic_path(Path(args.texts).with_suffix(".cpu.safetensors")) as tmp:
+        save_file({"images": images[:COMPARED].contiguous()}, str(tmp))
     atomic_write_text(Path(args.texts).with_suffix(".cpu.json"), json.dumps({**cpu, "threads": args.threads}) + "\n")
     print(f"table of {len(texts)} texts; CPU suite overall {cpu['row']['overall']:.3f} in {cpu['seconds']} s")
-
-
-def best_of_texts(run, texts: list[str]) -> torch.Tensor:
-    from genlab.rerank import best_of
-
-    return best_of(run, texts, k=1, seed=SEED, settings=run.resolve_settings()).x.float().cpu()
 
 
 # ----------------------------------------------------------------------------- the checks
 
 
-def check_methods(device: torch.device) -> dict:
+def kind_losses(kind: str, device: torch.device, bf16: bool) -> list[float]:
+    """Build the tiny `kind` method of tests/test_devices.py on `device`, run its loss, sampling and likelihood there
+    (under bf16 autocast if asked) and return every loss it computed."""
     import pytest
-    from tests.test_devices import KINDS, run_everything, tiny_method
+    from tests.t2i_fixtures import use_hash_encoder
+    from tests.test_devices import run_everything, tiny_method
+
+    losses = []
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
+        use_hash_encoder(mp)
+        method, batch, texts = tiny_method(Path(tmp), kind)
+        method = method.to(device)
+        loss = method.loss
+
+        def recording(*a, **k):
+            value = loss(*a, **k)
+            losses.append(float(value[0].detach().float()))
+            return value
+
+        method.loss = recording
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            run_everything(method, {k: v.to(device) for k, v in batch.items()}, texts)
+    return losses
+
+
+def check_methods(device: torch.device) -> dict:
+    from tests.test_devices import KINDS
 
     out = {}
     for kind in KINDS:
@@ -158,24 +174,7 @@ def check_methods(device: torch.device) -> dict:
             name = kind + (" bf16" if bf16 else "")
             start = time.perf_counter()
             try:
-                with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
-                    from tests.t2i_fixtures import use_hash_encoder
-
-                    use_hash_encoder(mp)
-                    method, batch, texts = tiny_method(Path(tmp), kind)
-                    method = method.to(device)
-                    batch = {k: v.to(device) for k, v in batch.items()}
-                    losses = []
-                    loss = method.loss
-
-                    def recording(*a, loss=loss, losses=losses, **k):
-                        value = loss(*a, **k)
-                        losses.append(float(value[0].detach().float()))
-                        return value
-
-                    method.loss = recording
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                        run_everything(method, batch, texts)
+                losses = kind_losses(kind, device, bf16)
                 finite = all(math.isfinite(v) for v in losses)
                 out[name] = {"ok": finite, "losses": [round(v, 4) for v in losses]}
                 if not finite:
@@ -223,13 +222,13 @@ def check_trainer(steps: int) -> dict:
 def check_t2i(device: torch.device, texts: Path) -> dict:
     from genlab.runs import load_run
 
-    use_table(texts)
+    use_table(load_file(str(texts)))
     run = load_run(SHIPPED, device=device)
     cpu_images = load_file(str(texts.with_suffix(".cpu.safetensors")))["images"]
     prompts = [p for p in builtin_suite().prompts for _ in range(N_PER_PROMPT)][:COMPARED]
     out = {"cpu": json.loads(texts.with_suffix(".cpu.json").read_text())}
     for bf16 in (False, True):
-        report, images = suite_images(run, device, bf16=bf16)
+        report, images = suite_images(run, bf16=bf16)
         row = {"row": summary(report["rows"]["model"])}
         diff = (images[:COMPARED] - cpu_images).abs()
         same = [a == b for a, b in zip(_verdicts(images[:COMPARED], prompts), _verdicts(cpu_images, prompts))]

@@ -66,23 +66,19 @@ GENERATOR_JUDGES = {
 }
 
 
-def all_captions(texts: list[str]) -> tuple[list[list[str]], list[list[str]]]:
-    """(each image's captions: its prompt, the empty prompt, then every contradiction; each column's kind), so that
-    one `judge_errors` pass serves every judge of GENERATOR_JUDGES (`judge_columns` picks a judge's columns)."""
-    found = [text_contradictions(t) for t in texts]
-    captions = [[t, NULL_CAPTION, *(c for _, c in f)] for t, f in zip(texts, found)]
-    kinds = [["prompt", "empty", *(h for h, _ in f)] for f in found]
-    return captions, kinds
+def all_captions(texts: list[str]) -> list[list[str]]:
+    """Each image's captions: its prompt, the empty prompt, then every contradiction, so that one `judge_errors` pass
+    serves every judge of GENERATOR_JUDGES (`judge_columns` picks a judge's columns)."""
+    return [[t, NULL_CAPTION, *(c for _, c in text_contradictions(t))] for t in texts]
 
 
-def judge_columns(kinds: list[list[str]], contrasts: tuple[str, ...]) -> torch.Tensor:
-    """(N, C) the columns of `all_captions` a judge with `contrasts` weighs the prompt against: its contradictions of
-    those kinds, else the empty prompt (genlab.rerank.references); column 0 (the prompt) too."""
-    width = max(map(len, kinds))
-    cols = torch.zeros(len(kinds), width, dtype=torch.bool)
-    for i, ks in enumerate(kinds):
-        chosen = [c for c, h in enumerate(ks) if h in contrasts]
-        cols[i, [0, *(chosen or [1])]] = True
+def judge_columns(captions: list[list[str]], contrasts: tuple[str, ...]) -> torch.Tensor:
+    """(N, C) the columns of `all_captions` a judge with `contrasts` reads: the prompt and its references
+    (genlab.rerank.references)."""
+    cols = torch.zeros(len(captions), max(map(len, captions)), dtype=torch.bool)
+    for i, row in enumerate(captions):
+        refs = set(references(row[0], contrasts))
+        cols[i, : len(row)] = torch.tensor([c == 0 or text in refs for c, text in enumerate(row)])
     return cols
 
 
@@ -297,10 +293,10 @@ def main() -> None:
         def judged(pool, texts, contrasts, margin, noise=0):  # one judge_errors pass per pool and noise serves all
             if computed["pool"] is not pool:
                 computed.clear()
-                computed.update(pool=pool, kinds=all_captions(texts)[1])
+                computed.update(pool=pool, captions=all_captions(texts))
             if noise not in computed:
-                computed[noise] = judge_errors(generator, pool, all_captions(texts)[0], seed=noise)
-            return margins(computed[noise], margin, judge_columns(computed["kinds"], contrasts))
+                computed[noise] = judge_errors(generator, pool, computed["captions"], seed=noise)
+            return margins(computed[noise], margin, judge_columns(computed["captions"], contrasts))
 
         noises = {j: (lambda pool, texts, j=j: judged(pool, texts, CONTRASTS, "log", j)) for j in args.judge_seeds}
         for name, (contrasts, margin) in GENERATOR_JUDGES.items():

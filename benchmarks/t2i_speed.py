@@ -393,13 +393,16 @@ def optimizer_steps(models: dict, repeats: int) -> dict:
 # -- train step, forward, generation
 
 
-def make_train_step(fn, model: torch.nn.Module, batch: int, *, fused_adamw: bool, bf16: bool):
-    x, t, y, target = inputs(batch)
+def make_train_step(fn, model: torch.nn.Module, batch: int, *, fused_adamw: bool, bf16: bool, device="cpu"):
+    """One train step (forward, MSE, backward, AdamW) of `model` through `fn` on `batch` inputs on `device` (the
+    model's); bf16: under autocast."""
+    device = torch.device(device)
+    x, t, y, target = (v.to(device) for v in inputs(batch))
     opt = adamw(list(model.parameters()), lr=1e-4, fused=fused_adamw)
 
     def step():
         opt.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             pred = fn(x, t, y)
         (pred.float() - target).pow(2).mean().backward()
         opt.step()

@@ -34,7 +34,6 @@ import t2i_speed as cpu_bench  # noqa: E402  (the same models, inputs and loops 
 from genlab.atomic import atomic_write_text  # noqa: E402
 from genlab.paths import get_path  # noqa: E402
 from genlab.samplers import guided, sample, time_grid  # noqa: E402
-from genlab.train import adamw  # noqa: E402
 
 MODELS = ("diffusers", "genlab", "genlab_aligned")
 
@@ -57,20 +56,6 @@ def timed_blocks(fns: dict, *, block: int, repeats: int, sync) -> dict[str, floa
             sync()
             times[k].append((time.perf_counter() - start) / block)
     return {k: statistics.median(v) for k, v in times.items()}
-
-
-def train_step(fn, model: torch.nn.Module, batch: int, device: torch.device, bf16: bool):
-    x, t, y, target = (v.to(device) for v in cpu_bench.inputs(batch))
-    opt = adamw(list(model.parameters()), lr=1e-4)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            pred = fn(x, t, y)
-        (pred.float() - target).pow(2).mean().backward()
-        opt.step()
-
-    return step
 
 
 def peak_mib(step, device: torch.device) -> float | None:
@@ -137,7 +122,9 @@ def size_report(
         for key in MODELS:
             for bf16 in (False, True):
                 fn = cpu_bench.caller(key, models[key])
-                steps[key + ("_bf16" if bf16 else "")] = train_step(fn, models[key], batch, device, bf16)
+                steps[key + ("_bf16" if bf16 else "")] = cpu_bench.make_train_step(
+                    fn, models[key], batch, fused_adamw=True, bf16=bf16, device=device
+                )
         sec = timed_blocks(steps, block=block, repeats=repeats, sync=sync)
         sps = {k: batch / v for k, v in sec.items()}
         ref = lambda k: "diffusers_bf16" if k.endswith("_bf16") else "diffusers"  # noqa: E731

@@ -318,8 +318,8 @@ def test_the_rerank_benchmark_judges_read_the_references_of_self_scores(monkeypa
     import t2i_rerank
 
     texts = [p.text for p in t2i_rerank.suite_prompts(1)]
-    captions, kinds = t2i_rerank.all_captions(texts)
+    captions = t2i_rerank.all_captions(texts)
     for contrasts, _ in t2i_rerank.GENERATOR_JUDGES.values():
-        cols = t2i_rerank.judge_columns(kinds, contrasts)
+        cols = t2i_rerank.judge_columns(captions, contrasts)
         for text, row, keep in zip(texts, captions, cols):
             assert [c for c, k in zip(row, keep) if k] == [text, *references(text, contrasts)]

@@ -41,6 +41,17 @@ class TextEmbedding:
         return TextEmbedding(self.tokens.to(device), self.mask.to(device), self.pooled.to(device))
 
 
+def padded(rows: list[tuple[Tensor, Tensor]], dim: int, device) -> TextEmbedding:
+    """The batch of per-text (tokens (L_i, dim), pooled (dim,)) as `TextEncoder.encode` returns it: tokens padded with
+    zeros to the longest, its mask, the pooled vectors stacked."""
+    length = max(r[0].shape[0] for r in rows)
+    out = torch.zeros(len(rows), length, dim, device=device)  # (B, L, dim)
+    mask = torch.zeros(len(rows), length, dtype=torch.bool, device=device)  # (B, L)
+    for i, (tok, _) in enumerate(rows):
+        out[i, : len(tok)], mask[i, : len(tok)] = tok, True
+    return TextEmbedding(out, mask, torch.stack([r[1] for r in rows]))
+
+
 class TextEncoder(nn.Module):
     """A frozen encoder. Its network is held outside the module tree (`self.frozen`), so a consumer's
     parameters, state_dict and checkpoint never contain it, and `copy.deepcopy` (the trainer's EMA copy)
@@ -149,13 +160,7 @@ class TextEncoder(nn.Module):
             tokens, mask, pooled = self._encode_batch(todo)
             for i, text in enumerate(todo):
                 self._cache[text] = (tokens[i, mask[i]].float(), pooled[i].float())  # (L_i, dim), (dim,)
-        rows = [self._cache[t] for t in texts]
-        length = max(r[0].shape[0] for r in rows)
-        out = torch.zeros(len(rows), length, self.dim, device=self.device)  # (B, L, dim)
-        mask = torch.zeros(len(rows), length, dtype=torch.bool, device=self.device)  # (B, L)
-        for i, (tok, _) in enumerate(rows):
-            out[i, : len(tok)], mask[i, : len(tok)] = tok, True
-        return TextEmbedding(out, mask, torch.stack([r[1] for r in rows]))
+        return padded([self._cache[t] for t in texts], self.dim, self.device)
 
     def forward(self, texts: list[str]) -> TextEmbedding:
         return self.encode(texts)
