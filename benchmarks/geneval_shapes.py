@@ -1,11 +1,11 @@
 """The GenEval-style shapes suite on a text-to-image run (default: the package's default checkpoint, its recipe's
-sampler, steps and guidance), beside the real-render ceiling and the shuffled-caption chance row.
+sampler, steps, guidance and best of K), beside the real-render ceiling and the shuffled-caption chance row.
 
-    python benchmarks/geneval_shapes.py [--run RUN] [--n-per-prompt 4] [--threads 1]
+    python benchmarks/geneval_shapes.py [--run RUN] [--n-per-prompt 4] [--best-of K] [--threads 1]
         [--out benchmarks/results/geneval_shapes.json] [--docs docs/geneval.md] [--docs-only]
 
 Writes the JSON, a Markdown table next to it (.md) and docs/geneval.md (every number from the JSON).
-Equivalent to `genlab eval RUN --prompts builtin --n-per-prompt N`, plus the machine and wall time.
+Equivalent to `genlab eval RUN --prompts builtin --n-per-prompt N [--best-of K]`, plus the machine and wall time.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from genlab.atomic import atomic_write_text
 from genlab.evaluate import latent_roundtrip
 from genlab.generate import SHIPPED, text_run
 from genlab.metrics.geneval import CATEGORIES, builtin_suite, geneval, json_safe, markdown
+from genlab.rerank import best_of, resolve_best_of
 
 CATEGORY_TEXT = {
     "single_object": "one shape of a given kind, any colour (sizes stated in 2 of 3 specs)",
@@ -99,6 +100,12 @@ def interval(settings: dict) -> str:
     return "" if (lo, hi) == (0.0, 1.0) else f" for t in [{lo:g}, {hi:g}] (t = 1 is noise)"
 
 
+def searched(settings: dict) -> str:
+    """', each image the best of K draws ...' when the images were searched (genlab.rerank), else ''."""
+    k = settings.get("best_of", 1)
+    return "" if k == 1 else f", each image the best of {k} draws as the model judges them (`genlab.rerank`)"
+
+
 def docs(result: dict, json_path: str) -> str:
     report = result["report"]
     s, suite = result["settings"], report["suite"]
@@ -111,9 +118,10 @@ def docs(result: dict, json_path: str) -> str:
         f"{result['seconds']:.0f} s in all).",
         "",
         "`genlab eval RUN --prompts builtin [--n-per-prompt 4]` (or `--prompts FILE`) samples every prompt of the "
-        "suite N times with the run's sample settings (`--sampler`, `--steps`, `--guidance-scale` override them), "
-        "scores the images with the procedural shapes checker and writes `geneval.json` and `geneval.md` into "
-        "`RUN/eval` (`--out DIR`; `./eval` when no RUN is given and the default shipped checkpoint is used). "
+        "suite N times with the run's sample settings (`--sampler`, `--steps`, `--guidance-scale`, `--best-of` "
+        "override them), scores the images with the procedural shapes checker and writes `geneval.json` and "
+        "`geneval.md` into `RUN/eval` (`--out DIR`; `./eval` when no RUN is given and the default shipped checkpoint "
+        "is used). "
         "Python: `genlab.evaluate.evaluate_geneval(run, prompts='builtin', n_per_prompt=4)`; the pieces are in "
         "`genlab.metrics.geneval` (`builtin_suite`, `load_suite`, `score_image`, `geneval`).",
         "",
@@ -155,8 +163,9 @@ def docs(result: dict, json_path: str) -> str:
         "## The default checkpoint",
         "",
         f"Run `{s['run']}` (recipe {s['recipe']}, step {s['step']}), sampler {s['sampler']}, {s['steps']} steps, "
-        f"guidance scale {s['guidance_scale']}{interval(s)} (the recipe's defaults), {suite['n_per_prompt']} "
-        f"images per prompt, seed {suite['seed']}; generating took {model['generate_seconds']:.0f} s.",
+        f"guidance scale {s['guidance_scale']}{interval(s)}{searched(s)} (the recipe's defaults), "
+        f"{suite['n_per_prompt']} images per prompt, seed {suite['seed']}; generating took "
+        f"{model['generate_seconds']:.0f} s.",
         "",
         *markdown(report, title="").splitlines()[2:],
         "",
@@ -195,6 +204,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", help="text-to-image run folder (default: the package's default, genlab.generate.SHIPPED)")
     ap.add_argument("--n-per-prompt", type=int, default=4)
+    ap.add_argument("--best-of", type=int, help="each image the best of K draws (default: the run's sample.best_of)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="benchmarks/results/geneval_shapes.json")
@@ -208,9 +218,10 @@ def main() -> None:
         start = time.perf_counter()
         run = text_run(args.run)  # None: the default shipped checkpoint
         settings = run.resolve_settings()
+        k = resolve_best_of(run, args.best_of)
 
         def generate(texts: list[str], seed: int) -> torch.Tensor:
-            return run.sample(len(texts), prompts=texts, seed=seed, settings=settings).x
+            return best_of(run, texts, k=k, seed=seed, settings=settings).x  # k = 1: one draw (run.sample)
 
         report = geneval(
             generate,
@@ -226,6 +237,7 @@ def main() -> None:
                 "recipe": run.recipe.name,
                 "step": run.step,
                 **settings.as_dict(run.method.sample_settings),
+                "best_of": k,
             },
             "threads": args.threads,
             "load_average": load,

@@ -62,7 +62,7 @@ def main() -> None:
             from PIL import Image
 
             source = Path(tmp) / "source.png"
-            Image.fromarray(tensor_to_uint8(generate("a blue square", n=1, seed=3, steps=16).x)[0]).resize(
+            Image.fromarray(tensor_to_uint8(generate("a blue square", n=1, seed=3, steps=16, best_of=1).x)[0]).resize(
                 (128, 128), Image.Resampling.NEAREST
             ).save(source)
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)

@@ -8,7 +8,7 @@
 (`genlab.rerank.candidates`: candidate 0 is exactly the image `geneval_shapes.py` scores for that seed set) and
 keeps them in runs/bench-t2i-rerank/pool-SEED.safetensors. `score` reads the pools and writes
 benchmarks/results/t2i_rerank.json (+ .md): per seed set, the suite's table for
-- one draw: candidate 0 (the default without search);
+- one draw: candidate 0 (`--best-of 1`: plain generation);
 - best of k by each judge, for k = 2, 4, ... (the first k candidates): the generator itself (`genlab generate
   --best-of k`: against each prompt's contradictions, by the log ratio of the errors), the generator by the error
   difference (the previous default) and with fewer references (GENERATOR_JUDGES: the relation and exchanged

@@ -73,7 +73,8 @@ def has(spec: ObjectSpec, found) -> bool:
 
 
 def images_for(run, prompt: str, n: int, seed: int, concept: Concept | None) -> torch.Tensor:
-    return generate(prompt, n=n, seed=seed, run=run, embeddings=None if concept is None else [concept]).x
+    concepts = None if concept is None else [concept]
+    return generate(prompt, n=n, seed=seed, run=run, embeddings=concepts, best_of=1).x  # one draw, as measured
 
 
 def concept_row(images: torch.Tensor) -> dict:

@@ -11,7 +11,7 @@ from PIL import Image
 from genlab.cli import main
 from genlab.config import load_recipe, recipe_to_dict
 from genlab.data.shapes import MIX
-from genlab.generate import SHIPPED, SHIPPED_T2I, shipped_run, text_run
+from genlab.generate import SHIPPED, SHIPPED_T2I, generate, shipped_run, text_run
 from genlab.runs import load_run, read_run, shipped_asset
 from tests.conftest import ROOT
 from tests.t2i_fixtures import tiny_t2i_runs, use_hash_encoder
@@ -126,3 +126,22 @@ def test_the_shipped_curriculum_checkpoint_loads_by_name_and_draws(tmp_path, mon
     )
     x = run.sample(2, prompts=["a red circle", "a blue square"], seed=0, steps=2, sampler="euler").x
     assert x.shape == (2, 3, 32, 32) and torch.isfinite(x).all() and x.std() > 0.05
+
+
+def test_the_shipped_run_draws_each_image_as_the_best_of_4_by_default(tmp_path, capsys):
+    """Its recipe's sample.best_of is 4 (recipes/shapes-t2i-shift.yaml): generate, `genlab generate` and the
+    suite search by default; best_of=1 (`--best-of 1`) draws once, as Run.sample always does."""
+    run = text_run()
+    assert run.settings.best_of == 4 and load_recipe(ROOT / "recipes" / "shapes-t2i-shift.yaml").sample.best_of == 4
+    fast = {"steps": 2, "sampler": "euler"}
+    prompt = "a red circle above a blue square"
+    default = generate(prompt, n=2, run=run, **fast)
+    assert "best of 4 by the generator" in default.sampler
+    assert torch.equal(default.x, generate(prompt, n=2, run=run, best_of=4, **fast).x)
+    once = generate(prompt, n=2, run=run, best_of=1, **fast)
+    assert torch.equal(once.x, run.sample(2, prompts=[prompt] * 2, seed=0, **fast).x) and once.nfe < default.nfe
+    args = ["generate", prompt, "--n", "2", "--steps", "2", "--sampler", "euler", "-o"]
+    assert main([*args, str(tmp_path / "default.png")]) == 0
+    assert "each the best of 4" in capsys.readouterr().out
+    assert main([*args, str(tmp_path / "once.png"), "--best-of", "1"]) == 0
+    assert "best of" not in capsys.readouterr().out

@@ -115,8 +115,12 @@ def _eval(args) -> None:
     _check_verifier(args)
     if args.prompts is not None:
         return _geneval(args)
-    for flag, given in (("--n-per-prompt", args.n_per_prompt is not None), ("--best-of", args.best_of != 1)):
-        if given:
+    for flag, value in (
+        ("--n-per-prompt", args.n_per_prompt),
+        ("--best-of", args.best_of),
+        ("--verifier", args.verifier),
+    ):
+        if value is not None:
             raise GenlabError(f"{flag} goes with --prompts builtin|FILE (the GenEval-style suite)")
     out = evaluate(
         args.run,
@@ -201,15 +205,18 @@ def _features(args) -> None:
 
 
 def _check_verifier(args) -> None:
-    if args.verifier is not None and args.best_of == 1:
-        raise GenlabError("--verifier judges the candidates of --best-of K: add --best-of 4 (or drop --verifier)")
+    from genlab.rerank import check_verifier
+
+    check_verifier(args.best_of, args.verifier)  # before the model loads
 
 
 def _generate(args) -> None:
     _check_verifier(args)
-    if args.best_of != 1 and (args.from_png is not None or args.video or args.edit_to is not None or args.reweight):
+    searched = (args.best_of is not None and args.best_of != 1) or args.verifier is not None
+    if searched and (args.from_png is not None or args.video or args.edit_to is not None or args.reweight):
         raise GenlabError(
-            "--best-of searches plain text-to-image generation: drop it with --from-png/--video/--edit-to"
+            "--best-of and --verifier search plain text-to-image generation: drop them with "
+            "--from-png/--video/--edit-to"
         )
     if args.from_png is not None:
         return _generate_from_png(args)
@@ -223,12 +230,16 @@ def _generate(args) -> None:
         return _prompt2prompt(args)
     from genlab.generate import check_prompt, text_run
     from genlab.methods.adapters import adapter_inputs
+    from genlab.rerank import check_best_of, resolve_best_of
     from genlab.textual_inversion import using
 
     check_prompt(args.prompt)
-    if args.best_of != 1:
-        return _generate_best_of(args)
-    with using(text_run(args.run), args.embedding, prompts=[args.prompt, args.negative]) as run:
+    check_best_of(args.best_of)  # before the model loads
+    run = text_run(args.run)
+    best_of = resolve_best_of(run, args.best_of, args.verifier)  # by default the run's own (the shipped run: 4)
+    if best_of != 1:
+        return _generate_best_of(args, run, best_of)
+    with using(run, args.embedding, prompts=[args.prompt, args.negative]) as run:
         out, _ = run.sample_to_file(
             args.output,
             args.n,
@@ -239,13 +250,16 @@ def _generate(args) -> None:
             adapter=adapter_inputs(run.method, args.boxes, args.image_prompt, args.image_scale),
             **_settings(args),
         )
-    against = "" if args.negative is None else f" (negative {args.negative!r})"
-    print(f"{args.n} images for {args.prompt!r}{against} written to {out}")
+    print(f"{args.n} images for {args.prompt!r}{_against(args)} written to {out}")
 
 
-def _generate_best_of(args) -> None:
-    """`genlab generate --best-of K`: each image the best of K candidates, judged by the generator itself or by
-    --verifier RUN (genlab.rerank)."""
+def _against(args) -> str:
+    return "" if args.negative is None else f" (negative {args.negative!r})"
+
+
+def _generate_best_of(args, run, best_of: int) -> None:
+    """`genlab generate --best-of K` (or a run whose recipe sets sample.best_of): each image the best of K
+    candidates, judged by the generator itself or by --verifier RUN (genlab.rerank)."""
     from genlab.generate import generate
     from genlab.runs import samples_path, write_samples
 
@@ -254,18 +268,21 @@ def _generate_best_of(args) -> None:
         args.prompt,
         n=args.n,
         seed=args.seed,
-        run=args.run,
+        run=run,
         negative=args.negative,
         embeddings=args.embedding,
         boxes=args.boxes,
         image_prompt=args.image_prompt,
         image_scale=args.image_scale,
-        best_of=args.best_of,
+        best_of=best_of,
         verifier=args.verifier,
         **_settings(args),
     )
     path = write_samples(out.x, None, args.output, nrow=min(args.n, 8))
-    print(f"{args.n} images for {args.prompt!r}, each the best of {args.best_of} ({out.nfe} NFE), written to {path}")
+    print(
+        f"{args.n} images for {args.prompt!r}{_against(args)}, each the best of {best_of} ({out.nfe} NFE), "
+        f"written to {path}"
+    )
 
 
 def _generate_from_png(args) -> None:
@@ -629,9 +646,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--best-of",
         type=int,
-        default=1,
         metavar="K",
-        help="with --prompts: each image the best of K candidates (genlab generate --best-of)",
+        help="with --prompts: each image the best of K candidates (genlab generate --best-of; default the run's "
+        "sample.best_of: 4 for the shipped run, 1 draws once)",
     )
     e.add_argument("--verifier", help="with --best-of: a verifier run that judges (default: the generator itself)")
     e.add_argument(
@@ -715,10 +732,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--best-of",
         type=int,
-        default=1,
         metavar="K",
         help="each image the best of K candidates (K draws, and about as much again to judge them); the generator "
-        "judges them against the prompt's contradictions",
+        "judges them against the prompt's contradictions. Default: the run's sample.best_of (4 for the shipped "
+        "run); 1 draws once",
     )
     g.add_argument("--verifier", help="with --best-of: a verifier run that judges (default: the generator itself)")
 

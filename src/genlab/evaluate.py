@@ -356,7 +356,7 @@ def evaluate_geneval(
     n_per_prompt: int = 4,
     out: str | Path | None = None,
     seed: int = 0,
-    best_of: int = 1,
+    best_of: int | None = None,
     verifier: str | Path | None = None,
     **sampler_opts,
 ) -> Path:
@@ -364,17 +364,19 @@ def evaluate_geneval(
     each prompt sampled n_per_prompt times with the run's sample settings and the given overrides, scored
     beside the real-render ceiling and the shuffled-caption chance row; geneval.json / geneval.md written into
     `out` (default RUN/eval; ./eval for the shipped run); returns geneval.json's path. `best_of` K > 1: each image
-    the best of K candidates by `verifier` (a verifier run) or, by default, by the generator itself (genlab.rerank)."""
+    the best of K candidates by `verifier` (a verifier run) or, by default, by the generator itself (genlab.rerank);
+    None: the run's own `sample.best_of`."""
     from genlab.generate import text_run
     from genlab.metrics.geneval import geneval, load_suite, write_geneval
     from genlab.rerank import best_of as search
-    from genlab.rerank import check_best_of, verifier_run
+    from genlab.rerank import check_best_of, resolve_best_of, verifier_run
 
     suite = load_suite(prompts)  # a bad file fails before the model loads
     if n_per_prompt < 1:
         raise GenlabError(f"--n-per-prompt must be >= 1, got {n_per_prompt}")
-    check_best_of(best_of)
+    check_best_of(best_of)  # before the model loads
     run = text_run(run)
+    best_of = resolve_best_of(run, best_of, verifier)
     settings = run.resolve_settings(**sampler_opts)
     judge = None if verifier is None else verifier_run(verifier)
 
@@ -391,6 +393,7 @@ def evaluate_geneval(
     )
     used = settings.as_dict(run.method.sample_settings)
     report["settings"] = {"run": str(run.path), "step": run.step, "recipe": run.recipe.name, **used}
+    report["settings"]["best_of"] = best_of
     if best_of > 1:
-        report["settings"].update(best_of=best_of, verifier="the generator" if judge is None else str(judge.path))
+        report["settings"]["verifier"] = "the generator" if judge is None else str(judge.path)
     return write_geneval(report, out or eval_folder(run))

@@ -14,7 +14,8 @@ Sampling: n noises from `seed`, classifier-free guidance at `guidance_scale` for
 [0.5, 1]); with a
 negative prompt (`--negative red`) the guidance pushes away from that prompt's prediction instead of the null text.
 `best_of=K` (`--best-of K`) keeps, for each image, the best of K draws as the generator itself judges them, the
-prompt weighed against its minimal contradictions (or a learned verifier, `verifier=RUN`): genlab.rerank.
+prompt weighed against its minimal contradictions (or a learned verifier, `verifier=RUN`): genlab.rerank. The
+default is the run's own `sample.best_of`: the shipped run's recipe sets 4 (`--best-of 1` draws once).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def generate(
     boxes: str | list | None = None,
     image_prompt=None,
     image_scale: float | None = None,
-    best_of: int = 1,
+    best_of: int | None = None,
     verifier: str | Path | Run | None = None,
     **settings,
 ) -> Samples:
@@ -62,21 +63,23 @@ def generate(
     an ip_adapter run takes `image_prompt` (an image file, or a (3, H, W) tensor in [-1, 1]) at `image_scale`.
     `best_of` K > 1: each image is the best of K candidates by `verifier` (a verifier run) or, by default, by the
     generator itself, about K times the sampling cost and as much again to judge; candidate 0 is the image
-    best_of=1 gives (genlab.rerank)."""
+    best_of=1 gives (genlab.rerank). None: the run's own `sample.best_of` (4 for the shipped run, 1 for a recipe
+    that does not set it)."""
     from genlab.methods.adapters import adapter_inputs, adapter_options
     from genlab.rerank import best_of as search
-    from genlab.rerank import check_best_of
+    from genlab.rerank import check_best_of, resolve_best_of
     from genlab.textual_inversion import using
 
     check_prompt(prompt)
-    check_best_of(best_of)
+    check_best_of(best_of)  # before the model loads
     with using(text_run(run), embeddings, prompts=[prompt, negative]) as r:
+        k = resolve_best_of(r, best_of, verifier)
         if isinstance(boxes, str) or isinstance(image_prompt, (str, Path)):
             adapter = adapter_inputs(r.method, boxes, None if image_prompt is None else str(image_prompt), image_scale)
         else:
             adapter = adapter_options(r.method, boxes=boxes, image=image_prompt, image_scale=image_scale)
         opts = {"seed": seed, "negative": negative, "adapter": adapter or None, **settings}
-        return search(r, [prompt] * n, k=best_of, verifier=verifier, **opts)  # best of 1: plain generation
+        return search(r, [prompt] * n, k=k, verifier=verifier, **opts)  # best of 1: plain generation
 
 
 def check_prompt(prompt: str) -> None:

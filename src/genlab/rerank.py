@@ -26,10 +26,9 @@ from torch import Tensor
 from genlab.data.shapes import NULL_CAPTION, TEXT_CONTRADICTIONS, text_contradictions
 from genlab.errors import GenlabError
 from genlab.runs import Run, load_run
-from genlab.settings import Samples
+from genlab.settings import MAX_BEST_OF, Samples
 
 CANDIDATE_STRIDE = 100  # candidate j of an image is drawn with seed + j * CANDIDATE_STRIDE
-MAX_BEST_OF = 64
 SELF_TIMES = (0.3, 0.5, 0.7, 0.9)  # the times at which the generator judges its own candidates (`self_scores`)
 CONTRASTS = TEXT_CONTRADICTIONS  # the contradictions it weighs a prompt against (`references`): all of them
 
@@ -45,9 +44,25 @@ def verifier_run(verifier: str | Path | Run) -> Run:
     return run
 
 
-def check_best_of(best_of: int) -> None:
-    if not isinstance(best_of, int) or not 1 <= best_of <= MAX_BEST_OF:
+def check_best_of(best_of: int | None) -> None:
+    """A GenlabError unless `best_of` is a K in [1, MAX_BEST_OF] or None (the run's own, checked when it loads)."""
+    if best_of is not None and (not isinstance(best_of, int) or not 1 <= best_of <= MAX_BEST_OF):
         raise GenlabError(f"--best-of must be an integer in [1, {MAX_BEST_OF}] (1: no search), got {best_of!r}")
+
+
+def resolve_best_of(run: Run, best_of: int | None, verifier: object = None) -> int:
+    """`best_of`, or the run's own default (its recipe's `sample.best_of`: 4 for the shipped text-to-image run) when
+    None; a GenlabError when it is out of range, or when a verifier is given without a search to judge."""
+    k = run.settings.best_of if best_of is None else best_of
+    check_best_of(k)
+    check_verifier(k, verifier)
+    return k
+
+
+def check_verifier(best_of: int | None, verifier: object) -> None:
+    """A GenlabError when a verifier is given with best of 1 (None: not known yet, passes)."""
+    if verifier is not None and best_of == 1:
+        raise GenlabError("--verifier judges the candidates of --best-of K: add --best-of 4 (or drop --verifier)")
 
 
 def candidates(

@@ -463,7 +463,8 @@ class Run:
         return self
 
     def generate(self, prompt: str, n: int = 4, **opts: Any) -> Samples:
-        """n images for one prompt from a text-to-image run (`negative="red"`: a negative prompt, see sample)."""
+        """n images for one prompt from a text-to-image run, one draw each (`negative="red"`: a negative prompt, see
+        sample); genlab.generate.generate also searches, the best of the recipe's sample.best_of draws."""
         return self.require_text().sample(n, prompts=[prompt] * n, **opts)
 
     def require_lm(self) -> Run:

@@ -20,6 +20,8 @@ from genlab.constraints import NonNegFloat, OneOf, OptCount, PositiveInt, Probab
 from genlab.errors import GenlabError
 from genlab.samplers import GRIDS, SAMPLERS
 
+MAX_BEST_OF = 64  # the most candidates per image of a best-of-K search (genlab.rerank)
+
 
 @dataclass(frozen=True)
 class SampleSettings:
@@ -35,6 +37,9 @@ class SampleSettings:
     temperature: Annotated[float | None, Range(gt=0)] = None  # autoregressive families; None = the recipe's method
     top_k: OptCount = None  # keep the k most likely tokens (0 = all)
     top_p: Annotated[float | None, Range(gt=0, le=1)] = None  # nucleus mass (1 = all)
+    # text-to-image: each image the best of K draws as the generator judges them (genlab.rerank); read by
+    # `genlab generate`, `genlab eval --prompts` and the web app (not by one draw, Run.sample); 1 = plain generation
+    best_of: Annotated[int, Range(1, MAX_BEST_OF)] = 1
 
     def __post_init__(self) -> None:
         pair = tuple(self.guidance_interval)

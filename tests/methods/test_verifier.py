@@ -288,7 +288,8 @@ def test_generate_and_eval_best_of_cli(runs, monkeypatch, tmp_path, capsys):
     [
         (["--best-of", "0"], "--best-of must be an integer in"),
         (["--best-of", "2", "--verifier", "RUN"], "is a 'latent_flow' run, not a verifier"),
-        (["--best-of", "2", "--from-png", "x.png"], "--best-of searches plain"),
+        (["--best-of", "2", "--from-png", "x.png"], "--best-of and --verifier search plain"),
+        (["--verifier", "RUN", "--from-png", "x.png"], "--best-of and --verifier search plain"),
         (["--verifier", "RUN"], "--verifier judges the candidates of --best-of K"),
         (
             ["--best-of", "2", "--n", "4097", "-o", "grid.png"],
@@ -304,9 +305,10 @@ def test_best_of_errors(runs, monkeypatch, capsys, extra, message):
     assert message in capsys.readouterr().err
 
 
-def test_eval_best_of_needs_prompts(runs, capsys):
-    assert main(["eval", str(runs[0]), "--best-of", "2"]) == 2
-    assert "--best-of goes with --prompts" in capsys.readouterr().err
+@pytest.mark.parametrize("flag, value", [("--best-of", "2"), ("--best-of", "1"), ("--verifier", "RUN")])
+def test_eval_best_of_needs_prompts(runs, capsys, flag, value):
+    assert main(["eval", str(runs[0]), flag, str(runs[0]) if value == "RUN" else value]) == 2
+    assert f"{flag} goes with --prompts" in capsys.readouterr().err
 
 
 def test_the_rerank_benchmark_judges_read_the_references_of_self_scores(monkeypatch):

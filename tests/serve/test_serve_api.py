@@ -25,6 +25,13 @@ def generate(
     return c.predict(run, prompt, label, sampler, steps, 4.0, seed, n, best_of, api_name="/generate")
 
 
+def test_switching_runs_moves_the_best_of_slider_to_the_runs_default(served):
+    _, app = served
+    assert app.start_best_of(SHIPPED_LABEL)["value"] == 4  # the shipped recipe's sample.best_of
+    assert app.start_best_of("digits")["value"] == 1  # class-conditional: no search
+    assert "value" not in app.start_best_of("gone")  # a run no longer there: left as it is
+
+
 def test_generate_embeds_settings_and_from_png_reproduces_each_image(served, tmp_path, capsys):
     url, _ = served
     c = client(url)

@@ -78,6 +78,15 @@ def test_the_sliders_start_at_the_default_runs_sampling():
     assert core.default_sampling() == text_run().settings  # read without loading the weights
 
 
+def test_the_best_of_slider_starts_at_the_runs_own_default(digits_run):
+    """The shipped run's recipe asks for the best of 4 (within the limit); a run whose recipe says nothing, as every
+    class-conditional one, starts at 1, so that switching to it does not ask for a search it cannot do."""
+    shipped = shipped_asset(SHIPPED)
+    assert core.start_best_of(shipped, core.Limits()) == 4 == core.default_sampling().best_of
+    assert core.start_best_of(shipped, core.Limits(best_of=2)) == 2
+    assert core.start_best_of(digits_run, core.Limits()) == 1
+
+
 def test_request_and_upload_limits(tmp_path):
     lim = core.Limits(prompt_chars=10, n=4, steps=8, image_side=64, image_bytes=10_000)
     core.check_request(lim, prompt="short", n=4, steps=8, guidance=4.0, seed=0)

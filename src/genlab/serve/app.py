@@ -149,6 +149,13 @@ class App:
         return "cancelling…" if found else "no job of yours is running"
 
     # ---- Generate ---------------------------------------------------------------------------------------------
+    def start_best_of(self, run_label):
+        """The best-of slider when the run changes: the run's own default (1 for runs that are not text-to-image)."""
+        try:
+            return gr.update(value=core.start_best_of(self.folder(run_label), self.limits))
+        except GenlabError:  # a run that went away: the generate call says so
+            return gr.update()
+
     def generate(self, run_label, prompt, label, sampler, steps, guidance, seed, n, best_of, request: gr.Request):
         try:
             folder = self.folder(run_label)
@@ -514,7 +521,7 @@ def build_app(
                     g_best = gr.Slider(
                         1,
                         lim.best_of,
-                        value=1,
+                        value=min(default.best_of, lim.best_of),
                         step=1,
                         label="best of (text runs: each image the best of K draws, judged by the model itself)",
                         elem_id="g_best",
@@ -545,6 +552,7 @@ def build_app(
                 concurrency_limit=None,  # admission is genlab.serve.jobs' (bounded queue, one job per user)
             )
             g_cancel.click(app.cancel, None, g_note, api_name="cancel", queue=False)
+            g_run.change(app.start_best_of, g_run, g_best, queue=False, api_visibility="private")
         with gr.Tab("Edit"):
             with gr.Row():
                 with gr.Column():

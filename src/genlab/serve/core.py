@@ -94,6 +94,14 @@ def default_sampling():
     return read_run(shipped_asset(SHIPPED))[0].sample
 
 
+def start_best_of(folder: str | Path, limits: Limits) -> int:
+    """Where the best-of slider starts for the run in `folder`: its recipe's `sample.best_of` (the shipped run: 4;
+    runs whose recipe does not set it, class-conditional ones among them: 1), within the limit."""
+    from genlab.runs import read_run
+
+    return max(1, min(read_run(folder)[0].sample.best_of, limits.best_of))
+
+
 def find_runs(runs_dir: str | Path | None, *, depth: int = 3) -> dict[str, Path]:
     """{label: folder}: the shipped text-to-image runs first (the default first, "NAME (shipped)"), then every run
     folder under `runs_dir` (at most `depth` levels down), labelled by its path relative to runs_dir."""
