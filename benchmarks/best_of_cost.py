@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_json  # noqa: E402
+from common import rotated, write_json  # noqa: E402
 from genlab.generate import SHIPPED, generate, text_run  # noqa: E402
 from genlab.metrics.geneval import CATEGORIES, builtin_suite  # noqa: E402
 
@@ -35,10 +35,6 @@ def prompts() -> list[str]:
     """The first wording of each suite category."""
     suite = builtin_suite().prompts
     return [next(p.text for p in suite if p.category == cat) for cat in CATEGORIES]
-
-
-def rotated(items: list, r: int) -> list:
-    return items[r % len(items) :] + items[: r % len(items)]
 
 
 def in_process(ks: list[int], repeats: int) -> dict:

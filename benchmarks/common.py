@@ -33,6 +33,12 @@ def machine() -> dict:
     }
 
 
+def rotated(items: list, r: int) -> list:
+    """`items` in the order of repeat r of an interleaved benchmark: each repeat starts one item later, so slow drift
+    of a shared machine hits every arm alike."""
+    return items[r % len(items) :] + items[: r % len(items)]
+
+
 def write_json(path: str | Path, result: dict, *, with_machine: bool = True, **dumps) -> Path:
     """Write `result` (after a "machine" entry unless with_machine=False) as indented JSON, atomically."""
     body = {"machine": machine(), **result} if with_machine else result

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
+from common import machine, rotated  # noqa: E402
 from genlab.atomic import atomic_write_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -130,7 +130,7 @@ def main() -> None:
         for name in names:  # one untimed warm-up each (file-system caches)
             timed(cmds[name], env_of[name])
         for r in range(args.repeats):
-            for name in names[r % len(names) :] + names[: r % len(names)]:
+            for name in rotated(names, r):
                 times[name].append(timed(cmds[name], env_of[name]))
         heavy = {name: heavy_imports(cmds[name], env_of[name]) for name in names}
         shown = {

@@ -490,7 +490,8 @@ def build_app(
 
     app = App(runs_dir, limits, device, results_dir)
     lim = app.limits
-    runs = list(app.runs())
+    found = app.runs()
+    runs = list(found)
     samplers = [DEFAULT, *sorted(SAMPLERS)]
     default = core.default_sampling()
     steps = min(default.steps, lim.steps)
@@ -521,7 +522,7 @@ def build_app(
                     g_best = gr.Slider(
                         1,
                         lim.best_of,
-                        value=min(default.best_of, lim.best_of),
+                        value=core.start_best_of(found[core.SHIPPED_LABEL], lim),
                         step=1,
                         label="best of (text runs: each image the best of K draws, judged by the model itself)",
                         elem_id="g_best",
